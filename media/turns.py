@@ -1,0 +1,112 @@
+"""Endpointing: a run of per-frame speech decisions → "speech started" / "speech ended".
+
+A simple two-threshold state machine (a later change deepens turn-taking and barge-in):
+speech starts once `min_speech_ms` of speech frames accumulated, tolerating short gaps of at
+most `onset_gap_ms` during the onset (hysteresis against clicks and noise); speech ends after
+`end_silence_ms` of continuous non-speech. Time is passed in as `now`, seconds, never read.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from media.codec import FRAME_MS
+
+_FRAME_S = FRAME_MS / 1000
+_EPSILON_S = 1e-6  # float slack when comparing accumulated 20 ms steps against thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointingOptions:
+    min_speech_ms: float = 100.0
+    """Speech needed before `SpeechStarted` (guards against clicks and short noises)."""
+    end_silence_ms: float = 600.0
+    """Continuous non-speech that ends a run of speech."""
+    onset_gap_ms: float = 60.0
+    """Longest non-speech gap tolerated while speech is still accumulating."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    at: float
+    """Start time of the first speech frame of the run, seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    started_at: float
+    last_speech_at: float
+    """End time of the last speech frame, seconds."""
+
+
+class EndpointState(enum.Enum):
+    SILENCE = "silence"
+    ONSET = "onset"
+    """Speech frames seen, but fewer than `min_speech_ms`."""
+    SPEECH = "speech"
+
+
+class Endpointer:
+    """Feed one decision per 20 ms frame; get an event when speech starts or ends."""
+
+    __slots__ = ("_last_speech_at", "_options", "_speech_ms", "_started_at", "_state")
+
+    def __init__(self, options: EndpointingOptions) -> None:
+        self._options = options
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any speech in progress, without emitting an event."""
+        self._state = EndpointState.SILENCE
+        self._started_at = 0.0
+        self._last_speech_at = 0.0
+        self._speech_ms = 0
+
+    @property
+    def state(self) -> EndpointState:
+        return self._state
+
+    @property
+    def in_speech(self) -> bool:
+        return self._state is EndpointState.SPEECH
+
+    def _move(self, expected: EndpointState, new: EndpointState) -> None:
+        if self._state is not expected:
+            raise RuntimeError(f"endpointer: expected {expected.name}, got {self._state.name}")
+        self._state = new
+
+    def process(self, is_speech: bool, now: float) -> SpeechStarted | SpeechEnded | None:
+        """Take the decision for the 20 ms frame ending at `now` (seconds)."""
+        state = self._state
+        if state is EndpointState.SPEECH:
+            return self._in_speech(is_speech, now)
+        if state is EndpointState.ONSET:
+            return self._in_onset(is_speech, now)
+        if is_speech:
+            self._move(EndpointState.SILENCE, EndpointState.ONSET)
+            self._started_at = now - _FRAME_S
+            self._speech_ms = 0
+            return self._in_onset(True, now)
+        return None
+
+    def _in_onset(self, is_speech: bool, now: float) -> SpeechStarted | None:
+        if not is_speech:
+            if now - self._last_speech_at > self._options.onset_gap_ms / 1000 + _EPSILON_S:
+                self._move(EndpointState.ONSET, EndpointState.SILENCE)
+            return None
+        self._speech_ms += FRAME_MS
+        self._last_speech_at = now
+        if self._speech_ms + _EPSILON_S < self._options.min_speech_ms:
+            return None
+        self._move(EndpointState.ONSET, EndpointState.SPEECH)
+        return SpeechStarted(at=self._started_at)
+
+    def _in_speech(self, is_speech: bool, now: float) -> SpeechEnded | None:
+        if is_speech:
+            self._last_speech_at = now
+            return None
+        if now - self._last_speech_at + _EPSILON_S < self._options.end_silence_ms / 1000:
+            return None
+        self._move(EndpointState.SPEECH, EndpointState.SILENCE)
+        return SpeechEnded(started_at=self._started_at, last_speech_at=self._last_speech_at)

@@ -1,0 +1,185 @@
+"""Calls: the `calls` collection, its live transcript and the end of a call.
+
+Field names are snake_case as the existing call-log UI reads them (seed 004), except `userId`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from stores.database import Database
+from stores.documents import UtcDatetime, as_utc, from_document, utc_now
+
+COLLECTION = "calls"
+# `$slice: [skip, limit]` needs a positive limit; no transcript comes near this.
+_ALL = 1 << 30
+# A create that loses an upsert race reads the winner's document; this bounds the retries.
+_CREATE_ATTEMPTS = 3
+
+
+class CallNotFound(LookupError):
+    """No call has this `call_sid`."""
+
+
+class TranscriptEntry(BaseModel):
+    """One final utterance. `metrics` holds latency figures in milliseconds."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    timestamp: UtcDatetime
+    interrupted: bool | None = None
+    metrics: dict[str, float] | None = None
+    error: str | None = None
+    source: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class CallCreate(BaseModel):
+    """A call being accepted. Numbers are stored as given (the webhook normalises them)."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    agent_id: str
+    userId: str
+    session_id: str
+    start_time: UtcDatetime
+
+
+class Call(CallCreate):
+    id: str
+    status: Literal["active", "completed"]
+    end_time: UtcDatetime | None = None
+    duration_seconds: float | None = None
+    transcript: list[TranscriptEntry]
+    end_reason: str | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class _InOrder:
+    """Per-key FIFO turns: `asyncio.Lock` wakes its waiters in the order they arrived."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._holders[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._holders[key] -= 1
+            if not self._holders[key]:
+                del self._holders[key], self._locks[key]
+
+
+class CallStore:
+    """The `calls` collection.
+
+    Share one instance per process: it keeps concurrent appends to a call in call order.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._collection = db[COLLECTION]
+        self._appends = _InOrder()
+
+    async def create(self, data: CallCreate) -> Call:
+        """Record an accepted call, or return the call already recorded with this `call_sid`.
+
+        Twilio retries webhooks, so a repeated create is not an error: `$setOnInsert` with
+        `upsert` against the unique `call_sid` index writes the first one only.
+        """
+        now = utc_now()
+        fields = data.model_dump(exclude={"call_sid"})
+        fields |= {"status": "active", "transcript": [], "created_at": now, "updated_at": now}
+        query = {"call_sid": data.call_sid}
+        for _attempt in range(_CREATE_ATTEMPTS):
+            document = await self._upsert(query, fields)
+            if document is None:
+                document = await self._collection.find_one(query)
+            if document is not None:
+                return from_document(Call, document)
+        raise RuntimeError(f"call {data.call_sid} was neither inserted nor found")
+
+    async def _upsert(self, query: dict[str, Any], fields: dict[str, Any]) -> Any:
+        """The document after the upsert, or None if a concurrent create got there first.
+
+        MongoDB reports that race as DuplicateKeyError; SecantusDB (0.7) returns None instead.
+        Either way the winner's document can then be read.
+        """
+        try:
+            return await self._collection.find_one_and_update(
+                query, {"$setOnInsert": fields}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            return None
+
+    async def get(self, call_sid: str) -> Call | None:
+        document = await self._collection.find_one({"call_sid": call_sid})
+        return None if document is None else from_document(Call, document)
+
+    async def append_transcript(self, call_sid: str, entry: TranscriptEntry) -> None:
+        """Add `entry` at the end of the transcript (also after the call has ended).
+
+        Appends made concurrently through this store land in the order they were called:
+        unserialised, the client's connection pool could deliver them to the server in any
+        order. Raises CallNotFound if there is no such call.
+        """
+        update = {"$push": {"transcript": entry.to_document()}, "$set": {"updated_at": utc_now()}}
+        async with self._appends.turn(call_sid):
+            result = await self._collection.update_one({"call_sid": call_sid}, update)
+        if result.matched_count == 0:
+            raise CallNotFound(call_sid)
+
+    async def finalize(self, call_sid: str, *, ended_at: datetime, reason: str) -> bool:
+        """Mark the call completed. True for the one caller that ended it, False otherwise.
+
+        The update filters on `status: "active"`, so of concurrent callers (stream stop,
+        disconnect, Twilio's status callback) exactly one wins. Unknown calls give False.
+        """
+        call = await self.get(call_sid)
+        if call is None or call.status != "active":
+            return False
+        ended_at = as_utc(ended_at)
+        ended = {
+            "status": "completed",
+            "end_time": ended_at,
+            "duration_seconds": (ended_at - call.start_time).total_seconds(),
+            "end_reason": reason,
+            "updated_at": utc_now(),
+        }
+        result = await self._collection.update_one(
+            {"call_sid": call_sid, "status": "active"}, {"$set": ended}
+        )
+        return result.modified_count == 1
+
+    async def transcript_since(
+        self, call_sid: str, index: int
+    ) -> tuple[str, list[TranscriptEntry]] | None:
+        """The call's status and `transcript[index:]`, or None if there is no such call.
+
+        For pollers: pass the number of entries already seen; only the new ones are sent.
+        """
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+        projection = {"_id": 0, "status": 1, "transcript": {"$slice": [index, _ALL]}}
+        document = await self._collection.find_one({"call_sid": call_sid}, projection)
+        if document is None:
+            return None
+        entries = [TranscriptEntry.model_validate(item) for item in document["transcript"]]
+        return document["status"], entries

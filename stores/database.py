@@ -1,0 +1,87 @@
+"""The MongoDB client and the database seam every store is written against.
+
+`connect` is the one place a client is made; `Database` and `Collection` are the small
+structural types the stores need, so a PyMongo `AsyncDatabase` and a Motor
+`AsyncIOMotorDatabase` both fit without the stores importing either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from pymongo import AsyncMongoClient
+from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
+
+Document = dict[str, Any]
+IndexKeys = Sequence[tuple[str, int]]
+
+
+class Cursor(Protocol):
+    def to_list(self, length: int | None = None, /) -> Awaitable[list[Document]]: ...
+
+
+class Collection(Protocol):
+    """The collection methods the stores use (a subset of PyMongo's and Motor's)."""
+
+    def insert_one(self, document: Document, /) -> Awaitable[InsertOneResult]: ...
+
+    def find_one(self, filter: Any = None, /, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+
+    def find(self, *args: Any, **kwargs: Any) -> Cursor: ...
+
+    def update_one(
+        self, filter: Mapping[str, Any], update: Mapping[str, Any], /, *, upsert: bool = ...
+    ) -> Awaitable[UpdateResult]: ...
+
+    def find_one_and_update(
+        self,
+        filter: Mapping[str, Any],
+        update: Mapping[str, Any],
+        /,
+        *,
+        upsert: bool = ...,
+        return_document: bool = ...,
+    ) -> Awaitable[Any]: ...
+
+    def delete_one(self, filter: Mapping[str, Any], /) -> Awaitable[DeleteResult]: ...
+
+    def create_index(
+        self,
+        keys: IndexKeys,
+        /,
+        *,
+        name: str,
+        unique: bool = ...,
+        partialFilterExpression: Mapping[str, Any] = ...,
+    ) -> Awaitable[str]: ...
+
+    def drop_index(self, index_or_name: str, /) -> Awaitable[None]: ...
+
+    def index_information(self) -> Awaitable[MutableMapping[str, Any]]: ...
+
+
+class Database(Protocol):
+    """A database handle: PyMongo's `AsyncDatabase` or Motor's `AsyncIOMotorDatabase`."""
+
+    def __getitem__(self, name: str, /) -> Collection: ...
+
+
+def connect(
+    uri: str, *, app_name: str = "voice-server", timeout_ms: int = 5000
+) -> AsyncMongoClient[Document]:
+    """Make the client. Dates come back timezone-aware (UTC) because of `tz_aware=True`.
+
+    The client connects lazily; the first operation waits up to `timeout_ms` for a server.
+    Close it with `await client.close()`.
+    """
+    return AsyncMongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname=app_name
+    )
+
+
+def database_name(uri: str, default: str = "voice_agent") -> str:
+    """The database named in the URI path (`mongodb://host/NAME?…`), else `default`."""
+    path = unquote(urlsplit(uri).path).lstrip("/")
+    return path or default

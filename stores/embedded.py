@@ -1,0 +1,140 @@
+"""SecantusDB as a child process: a real MongoDB-compatible server for development and tests.
+
+The server keeps its data in `storage_path`, which survives restarts. Its output goes to
+`<storage_path>.log` beside that folder, not to pipes that could fill and stall it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import NoReturn
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+EXECUTABLE = "secantusd-py"
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    """The server could not be found, did not start in time, or exited."""
+
+
+def find_executable() -> str:
+    """`secantusd-py` next to this Python (a venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / EXECUTABLE
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(EXECUTABLE)
+    if found is None:
+        raise EmbeddedDatabaseError(f"{EXECUTABLE} is neither beside {sys.executable} nor on PATH")
+    return found
+
+
+def _free_port() -> int:
+    # The port may be taken again before the server binds it; unlikely enough on loopback.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(uri: str) -> bool:
+    client: MongoClient[dict[str, object]] = MongoClient(
+        uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250
+    )
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+class EmbeddedDatabase:
+    """One SecantusDB server; `with EmbeddedDatabase(path) as server:` starts it, see `.uri`."""
+
+    def __init__(self, storage_path: Path, *, executable: str | None = None) -> None:
+        self.storage_path = storage_path
+        self.log_path = storage_path.with_name(storage_path.name + ".log")
+        self._executable = executable
+        self._process: subprocess.Popen[bytes] | None = None
+        self._uri: str | None = None
+        self._log_offset = 0
+
+    @property
+    def uri(self) -> str:
+        """`mongodb://127.0.0.1:PORT/?directConnection=true`; raises if not started."""
+        if self._uri is None:
+            raise EmbeddedDatabaseError("the embedded database is not running")
+        return self._uri
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the server and wait until it answers `ping`; returns its URI."""
+        if self._uri is not None:
+            return self._uri
+        port = _free_port()
+        self._process = self._spawn(port)
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        deadline = time.monotonic() + timeout
+        while not _answers_ping(uri):
+            if self._process.poll() is not None:
+                self._fail(f"exited with code {self._process.returncode}")
+            if time.monotonic() > deadline:
+                self._fail(f"did not answer ping within {timeout} s")
+            time.sleep(0.05)
+        self._uri = uri
+        return uri
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after `timeout`) and wait for it."""
+        process, self._process, self._uri = self._process, None, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedDatabase:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        executable = self._executable or find_executable()
+        self.storage_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            executable,
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--storage-path", str(self.storage_path), "--log-level", "WARNING"),
+        ]
+        # The child keeps its own descriptor; ours is closed as soon as it has started.
+        with self.log_path.open("ab") as log:
+            self._log_offset = log.tell()
+            return subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def _fail(self, what: str) -> NoReturn:
+        self.stop()
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            tail = log.read().decode(errors="replace").splitlines()[-20:]
+        output = "\n".join(tail) or "(no output)"
+        raise EmbeddedDatabaseError(f"SecantusDB {what}; last lines of {self.log_path}:\n{output}")

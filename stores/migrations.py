@@ -1,0 +1,143 @@
+"""Versioned migrations and their runner; the only place indexes are created.
+
+Each applied migration is recorded in the `migrations` collection as
+`{_id: version, version, name, applied_at}`; the `_id` makes a second record of the same
+version fail, so two runners racing cannot both record it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pymongo import ASCENDING, DESCENDING
+
+from stores.database import Database
+from stores.documents import utc_now
+
+COLLECTION = "migrations"
+
+Step = Callable[[Database], Awaitable[None]]
+
+
+class MigrationError(RuntimeError):
+    """A downgrade was asked for that cannot be done."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    upgrade: Step
+    downgrade: Step | None = None
+
+
+@dataclass(frozen=True)
+class _Index:
+    collection: str
+    name: str
+    keys: list[tuple[str, int]]
+    unique: bool = False
+    live_only: bool = False  # partial: only documents with `isDeleted: false`
+
+
+_INITIAL_INDEXES = [
+    _Index(
+        "registered_phone_numbers",
+        "phoneNumber_live_unique",
+        [("phoneNumber", ASCENDING)],
+        unique=True,
+        live_only=True,
+    ),
+    _Index("registered_phone_numbers", "userId", [("userId", ASCENDING)]),
+    _Index(
+        "agents",
+        "incoming_lookup",
+        [
+            ("phoneNumber", ASCENDING),
+            ("direction", ASCENDING),
+            ("active", ASCENDING),
+            ("isDeleted", ASCENDING),
+        ],
+    ),
+    _Index("agents", "userId", [("userId", ASCENDING)]),
+    _Index("calls", "call_sid_unique", [("call_sid", ASCENDING)], unique=True),
+    _Index("calls", "status", [("status", ASCENDING)]),
+    _Index("calls", "userId_start_time", [("userId", ASCENDING), ("start_time", DESCENDING)]),
+    _Index("calls", "agent_id", [("agent_id", ASCENDING)]),
+]
+
+
+async def _create_initial_indexes(db: Database) -> None:
+    for index in _INITIAL_INDEXES:
+        collection = db[index.collection]
+        if index.live_only:
+            await collection.create_index(
+                index.keys,
+                name=index.name,
+                unique=index.unique,
+                partialFilterExpression={"isDeleted": False},
+            )
+        else:
+            await collection.create_index(index.keys, name=index.name, unique=index.unique)
+
+
+async def _drop_initial_indexes(db: Database) -> None:
+    for index in reversed(_INITIAL_INDEXES):
+        await db[index.collection].drop_index(index.name)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial indexes", _create_initial_indexes, _drop_initial_indexes),
+]
+
+
+async def applied_versions(db: Database) -> list[int]:
+    """The versions recorded as applied, ascending."""
+    records = await db[COLLECTION].find({}, {"version": 1}).to_list(None)
+    return sorted(int(record["version"]) for record in records)
+
+
+async def pending(db: Database) -> list[Migration]:
+    """The migrations not yet applied, in the order `upgrade` would run them."""
+    applied = set(await applied_versions(db))
+    return sorted(
+        (migration for migration in MIGRATIONS if migration.version not in applied),
+        key=lambda migration: migration.version,
+    )
+
+
+async def upgrade(db: Database) -> list[Migration]:
+    """Apply every pending migration in order, recording each; returns those applied."""
+    done = await pending(db)
+    for migration in done:
+        await migration.upgrade(db)
+        record = {
+            "_id": migration.version,
+            "version": migration.version,
+            "name": migration.name,
+            "applied_at": utc_now(),
+        }
+        await db[COLLECTION].insert_one(record)
+    return done
+
+
+async def downgrade(db: Database, to_version: int) -> list[Migration]:
+    """Undo applied migrations newer than `to_version`, newest first; returns those undone.
+
+    Raises MigrationError, before changing anything, if one of them has no downgrade.
+    """
+    applied = set(await applied_versions(db))
+    undo = sorted(
+        (m for m in MIGRATIONS if m.version in applied and m.version > to_version),
+        key=lambda migration: migration.version,
+        reverse=True,
+    )
+    irreversible = [m.version for m in undo if m.downgrade is None]
+    if irreversible:
+        raise MigrationError(f"migrations {irreversible} have no downgrade")
+    for migration in undo:
+        assert migration.downgrade is not None
+        await migration.downgrade(db)
+        await db[COLLECTION].delete_one({"_id": migration.version})
+    return undo

@@ -1,0 +1,35 @@
+"""Fixtures for the whole suite: one real SecantusDB per session, a fresh database per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from stores import migrations
+from stores.database import connect
+from stores.embedded import EmbeddedDatabase
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of one SecantusDB child process shared by every test of the session."""
+    with EmbeddedDatabase(tmp_path_factory.mktemp("secantus") / "data") as server:
+        yield server.uri
+
+
+@pytest.fixture
+async def database(mongo_uri: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """A database of its own for one test, migrated up; dropped afterwards."""
+    client = connect(mongo_uri)
+    name = f"test_{uuid.uuid4().hex}"
+    try:
+        db = client[name]
+        await migrations.upgrade(db)
+        yield db
+    finally:
+        await client.drop_database(name)
+        await client.close()

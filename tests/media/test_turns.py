@@ -1,0 +1,93 @@
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media.turns import (
+    Endpointer,
+    EndpointingOptions,
+    EndpointState,
+    SpeechEnded,
+    SpeechStarted,
+)
+
+
+def _run(
+    endpointer: Endpointer, pattern: str, start: float = 0.0
+) -> list[tuple[int, SpeechStarted | SpeechEnded]]:
+    """Feed a pattern of 'S' (speech) and '.' (non-speech) frames; frame i ends at (i+1)*20 ms."""
+    events = []
+    for i, mark in enumerate(pattern):
+        event = endpointer.process(mark == "S", start + (i + 1) * 0.02)
+        if event is not None:
+            events.append((i, event))
+    return events
+
+
+def test_speech_starts_after_min_speech_and_ends_after_silence() -> None:
+    endpointer = Endpointer(EndpointingOptions())
+    events = _run(endpointer, "...." + "S" * 20 + "." * 40)
+    assert [i for i, _ in events] == [8, 23 + 30]
+    started, ended = events[0][1], events[1][1]
+    assert isinstance(started, SpeechStarted)
+    assert started.at == pytest.approx(0.08)
+    assert isinstance(ended, SpeechEnded)
+    assert ended.started_at == pytest.approx(0.08)
+    assert ended.last_speech_at == pytest.approx(0.48)
+    assert not endpointer.in_speech
+
+
+def test_short_blip_is_not_speech() -> None:
+    endpointer = Endpointer(EndpointingOptions())
+    assert _run(endpointer, "SSS" + "." * 10 + "SS" + "." * 50) == []
+    assert endpointer.state is EndpointState.SILENCE
+
+
+def test_onset_tolerates_isolated_gaps() -> None:
+    endpointer = Endpointer(EndpointingOptions())
+    events = _run(endpointer, "SS.S.SS" + "S" * 5)
+    assert len(events) == 1
+    assert events[0] == (6, SpeechStarted(at=0.0))
+    assert endpointer.in_speech
+
+
+def test_pauses_shorter_than_end_silence_keep_speech_going() -> None:
+    endpointer = Endpointer(EndpointingOptions(end_silence_ms=200))
+    events = _run(endpointer, "S" * 10 + "." * 9 + "S" * 5 + "." * 10)
+    kinds = [type(event) for _, event in events]
+    assert kinds == [SpeechStarted, SpeechEnded]
+    ended = events[1][1]
+    assert isinstance(ended, SpeechEnded)
+    assert ended.started_at == 0.0
+    assert ended.last_speech_at == pytest.approx(0.48)
+
+
+def test_reset_drops_speech_in_progress() -> None:
+    endpointer = Endpointer(EndpointingOptions())
+    _run(endpointer, "S" * 10)
+    assert endpointer.in_speech
+    endpointer.reset()
+    assert not endpointer.in_speech
+    assert _run(endpointer, "." * 50) == []
+
+
+def test_minimum_of_one_frame_starts_at_once() -> None:
+    endpointer = Endpointer(EndpointingOptions(min_speech_ms=20))
+    started = endpointer.process(True, 1.02)
+    assert isinstance(started, SpeechStarted)
+    assert started.at == pytest.approx(1.0)
+
+
+@given(st.lists(st.booleans(), max_size=300))
+def test_events_alternate_and_are_ordered(decisions: list[bool]) -> None:
+    endpointer = Endpointer(EndpointingOptions())
+    events = _run(endpointer, "".join("S" if d else "." for d in decisions))
+    for (_, first), (_, second) in itertools.pairwise(events):
+        assert type(first) is not type(second)
+    for _, event in events:
+        if isinstance(event, SpeechEnded):
+            assert event.last_speech_at - event.started_at >= 0.1 - 1e-9
+    if events:
+        assert isinstance(events[0][1], SpeechStarted)
+    assert endpointer.in_speech == (bool(events) and isinstance(events[-1][1], SpeechStarted))

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+
+from stores.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+
+
+def test_data_survives_a_restart(tmp_path: Path) -> None:
+    storage = tmp_path / "data"
+    with EmbeddedDatabase(storage) as server:
+        client: MongoClient[dict[str, object]] = MongoClient(server.uri)
+        with client:
+            client["keep"]["things"].insert_one({"_id": 1, "name": "kept"})
+
+    with EmbeddedDatabase(storage) as server:
+        client = MongoClient(server.uri)
+        with client:
+            assert client["keep"]["things"].find_one({"_id": 1}) == {"_id": 1, "name": "kept"}
+
+
+def test_uri_before_start_raises(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedDatabaseError, match="not running"):
+        _ = EmbeddedDatabase(tmp_path / "data").uri
+
+
+def test_a_server_that_exits_is_reported_with_its_output(tmp_path: Path) -> None:
+    server = EmbeddedDatabase(tmp_path / "data", executable="false")
+    with pytest.raises(EmbeddedDatabaseError, match="exited with code 1"):
+        server.start(timeout=5)

@@ -1,0 +1,75 @@
+"""The one wiring point: `create_app()` builds the Starlette app and its lifespan.
+
+The lifespan opens the database client once (unless a database is injected, as tests do) and
+builds the stores, providers and caches every route shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from stores.agents import AgentStore
+from stores.calls import CallStore
+from stores.database import Database, connect, database_name
+from stores.phone_numbers import PhoneNumberStore
+from voice_server.preparation import GreetingCache
+from voice_server.providers.registry import ProviderRegistry, local_registry
+from voice_server.security import StreamTokens
+from voice_server.services import Services
+from voice_server.settings import Settings
+from voice_server.stream import media_stream
+from voice_server.voice_webhooks import call_status, incoming_call
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    providers: ProviderRegistry | None = None,
+) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        client = None
+        db = database
+        if db is None:
+            if settings.mongodb_uri is None:
+                raise RuntimeError("create_app needs MONGODB_URI or an injected database")
+            client = connect(settings.mongodb_uri)
+            db = client[database_name(settings.mongodb_uri)]
+        greetings = GreetingCache()
+        services = Services(
+            settings=settings,
+            phone_numbers=PhoneNumberStore(db),
+            agents=AgentStore(db),
+            calls=CallStore(db),
+            providers=providers or local_registry(),
+            tokens=StreamTokens(
+                settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_seconds
+            ),
+            greetings=greetings,
+        )
+        try:
+            yield {"services": services}
+        finally:
+            await greetings.close()
+            if client is not None:
+                await client.close()
+
+    routes = [
+        Route("/twilio/voice", incoming_call, methods=["POST"]),
+        Route("/twilio/status", call_status, methods=["POST"]),
+        WebSocketRoute("/twilio/stream", media_stream),
+        Route("/health", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})

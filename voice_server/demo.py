@@ -1,0 +1,136 @@
+"""`voice-server demo`: one simulated phone call, end to end, with nothing configured.
+
+It starts the embedded database, seeds a demo number and agent, starts the real server on a
+loopback port, places a call with the caller simulator, prints the transcript as it is stored,
+and writes the call's audio (both sides) to a WAV file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+
+from stores import migrations
+from stores.calls import CallStore
+from stores.database import Database, connect, database_name
+from stores.embedded import EmbeddedDatabase
+from voice_server.app import create_app
+from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
+from voice_server.settings import Settings
+from voice_server.simulator import CallerScript, CallResult, Line, new_call_sid, place_call
+
+DEMO_TURNS = (
+    "Hello, what are your opening hours?",
+    "Can I book a table for two?",
+    "Thank you, goodbye.",
+)
+
+
+def run_demo(settings: Settings, wav_path: Path, turns: tuple[str, ...] = DEMO_TURNS) -> int:
+    with EmbeddedDatabase(settings.data_dir / "demo-db") as embedded:
+        return asyncio.run(_demo(settings, embedded.uri, wav_path, turns))
+
+
+async def _demo(settings: Settings, uri: str, wav_path: Path, turns: tuple[str, ...]) -> int:
+    client = connect(uri)
+    try:
+        db = client[database_name(uri)]
+        await migrations.upgrade(db)
+        line = await seed_demo(db)
+        async with serve_in_background(settings, db) as base_url:
+            result = await _call_and_watch(db, base_url, line, turns)
+    finally:
+        await client.close()
+    await asyncio.to_thread(wav_path.write_bytes, result.recording_wav())
+    answered = sum(turn.reply_latency_ms is not None for turn in result.turns)
+    print(f"\nrecording of both sides: {wav_path} ({len(result.caller_audio) / 8000:.1f} s)")
+    print(f"turns answered: {answered}/{len(result.turns)}")
+    return 0 if result.connected and answered == len(result.turns) else 1
+
+
+@asynccontextmanager
+async def serve_in_background(settings: Settings, db: Database) -> AsyncIterator[str]:
+    """The real app under uvicorn on a free loopback port, for as long as the block runs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    app_settings = settings.model_copy(update={"public_base_url": base_url, "port": port})
+    config = uvicorn.Config(
+        create_app(app_settings, database=db),
+        log_config=None,
+        log_level="warning",
+        ws="websockets-sansio",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if serving.done():
+                await serving
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(0.01)
+        yield base_url
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+
+
+async def _call_and_watch(
+    db: Database, base_url: str, line: DemoLine, turns: tuple[str, ...]
+) -> CallResult:
+    calls = CallStore(db)
+    script = CallerScript(turns=turns)
+    target = Line(
+        base_url=base_url, auth_token=line.auth_token, caller=DEMO_CALLER, dialled=line.number
+    )
+    call_sid = new_call_sid()
+    call = asyncio.create_task(
+        place_call(target, script, call_sid=call_sid, on_event=lambda text: print(f"  · {text}"))
+    )
+    await watch_transcript(calls, call_sid, print, until=call)
+    return await call
+
+
+async def watch_transcript(
+    calls: CallStore,
+    call_sid: str,
+    show: Callable[[str], None],
+    until: asyncio.Future[object] | asyncio.Task[CallResult],
+    poll_s: float = 0.1,
+) -> None:
+    """Show transcript entries as they are stored, until the call is completed (or `until` is
+    done and no call record appeared)."""
+    seen = 0
+    while True:
+        update = await calls.transcript_since(call_sid, seen)
+        if update is None:
+            if until.done():
+                return
+            await asyncio.sleep(poll_s)
+            continue
+        status, entries = update
+        for entry in entries:
+            who = "caller" if entry.role == "user" else "agent "
+            figures = ""
+            if entry.metrics and "first_audio_ms" in entry.metrics:
+                parts = ", ".join(
+                    f"{k.removesuffix('_ms')} {v:.0f} ms"
+                    for k, v in entry.metrics.items()
+                    if k.endswith("_ms")
+                )
+                figures = f"   [{parts}]"
+            cut = " (interrupted)" if entry.interrupted else ""
+            show(f"[{entry.timestamp:%H:%M:%S}] {who}: {entry.text}{cut}{figures}")
+        seen += len(entries)
+        if status == "completed":
+            show(f"call {call_sid} completed")
+            return
+        await asyncio.sleep(poll_s)

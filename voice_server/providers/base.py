@@ -1,0 +1,102 @@
+"""The three provider seams of a call: speech-to-text, language model, text-to-speech.
+
+Each is a small Protocol with a written contract. Implementations never touch the database or the
+WebSocket; the call session owns both. Every failure a provider can have surfaces as
+`ProviderError`, whose `retryable` flag tells the caller whether another try makes sense.
+Cancelling a provider's stream (the task awaiting it is cancelled, or the `async with` block is
+left early) must close the underlying connection or process at once, not drain it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+class ProviderError(Exception):
+    """A provider could not deliver; `retryable` says whether trying again may succeed."""
+
+    def __init__(self, message: str, *, provider: str, retryable: bool = False) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class SttResult:
+    """Text recognised in the caller's audio; `final` closes one utterance."""
+
+    text: str
+    final: bool
+
+
+class SttSession(Protocol):
+    """One caller's streaming recognition, open for the whole call."""
+
+    def push_audio(self, ulaw: bytes) -> None:
+        """Queue one 20 ms frame of 8 kHz μ-law audio. Never blocks; called 50 times a second."""
+
+    def speech_started(self) -> None:
+        """The call's own VAD heard speech begin. Providers with their own VAD may ignore it."""
+
+    def speech_ended(self) -> None:
+        """The call's own endpointing decided the caller's turn ended: produce a final result for
+        the utterance (an empty text when nothing was recognised)."""
+
+    def results(self) -> AsyncIterator[SttResult]:
+        """Partial and final results in order. Raises `ProviderError` when recognition fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class SttOptions:
+    model: str
+    language: str = "en-US"
+
+
+class SpeechToText(Protocol):
+    def open_session(self, options: SttOptions) -> AbstractAsyncContextManager[SttSession]:
+        """Open a recognition session; leaving the block closes it and its connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class LlmRequest:
+    model: str
+    messages: Sequence[ChatMessage]
+    temperature: float = 0.7
+    max_tokens: int = 300
+
+
+@dataclass(slots=True)
+class LlmUsage:
+    """Token counts, filled in by the provider when the stream ends (0 when not reported)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class LanguageModel(Protocol):
+    def stream(self, request: LlmRequest, usage: LlmUsage) -> AsyncGenerator[str, None]:
+        """Yield the answer's text as it is generated. Closing the iterator (`aclose()`, or
+        cancelling the task iterating it) closes the request. Raises `ProviderError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class TtsRequest:
+    model: str
+    voice: str
+    text: str
+
+
+class TextToSpeech(Protocol):
+    def stream(self, request: TtsRequest) -> AsyncGenerator[tuple[int, bytes], None]:
+        """Yield `(sample_rate_hz, pcm16_mono_little_endian)` pieces of any size, odd lengths
+        included, in order. Closing the iterator stops synthesis. Raises `ProviderError`."""

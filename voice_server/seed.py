@@ -1,0 +1,55 @@
+"""A demo phone number and agent, created once and reused (`voice-server seed`, the demo)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from stores.agents import AgentCreate, AgentStore
+from stores.database import Database
+from stores.phone_numbers import PhoneNumberCreate, PhoneNumberStore
+from voice_server.providers import local
+
+DEMO_NUMBER = "+15550100100"
+DEMO_CALLER = "+15550100199"
+DEMO_USER = "demo-user"
+
+
+@dataclass(frozen=True)
+class DemoLine:
+    number: str
+    auth_token: str
+    agent_id: str
+
+
+async def seed_demo(db: Database, number: str = DEMO_NUMBER) -> DemoLine:
+    """Make sure `number` is registered with an active incoming agent on the local models."""
+    phone_numbers, agents = PhoneNumberStore(db), AgentStore(db)
+    registered = await phone_numbers.find_registered(number)
+    if registered is None:
+        registered = await phone_numbers.create(
+            PhoneNumberCreate(
+                phoneNumber=number,
+                twilioAccountSid="AC" + "0" * 32,
+                twilioAuthToken=secrets.token_hex(16),
+                userId=DEMO_USER,
+            )
+        )
+    agent = await agents.find_for_incoming_call(number)
+    if agent is None:
+        agent = await agents.create(
+            AgentCreate(
+                name="Demo agent",
+                phoneNumber=number,
+                userId=DEMO_USER,
+                sttModel=local.STT_MODEL,
+                inferenceModel=local.LLM_MODEL,
+                ttsModel=local.TTS_MODEL,
+                ttsVoice="en-us",
+                systemPrompt="You are a friendly receptionist. Answer in one or two sentences.",
+                greeting="Hello! You have reached the demo agent. How can I help you?",
+            )
+        )
+    return DemoLine(
+        number=registered.phoneNumber, auth_token=registered.twilioAuthToken, agent_id=agent.id
+    )

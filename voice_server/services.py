@@ -1,0 +1,24 @@
+"""What the routes share for the life of the app: settings, stores, providers and caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stores.agents import AgentStore
+from stores.calls import CallStore
+from stores.phone_numbers import PhoneNumberStore
+from voice_server.preparation import GreetingCache
+from voice_server.providers.registry import ProviderRegistry
+from voice_server.security import StreamTokens
+from voice_server.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    phone_numbers: PhoneNumberStore
+    agents: AgentStore
+    calls: CallStore
+    providers: ProviderRegistry
+    tokens: StreamTokens
+    greetings: GreetingCache

@@ -1,0 +1,112 @@
+"""Deployment settings, read once from the environment (and an optional `.env`) and validated.
+
+Nothing below this module reads the environment. A bad value stops start-up with one line per
+problem naming the variable, so an operator knows exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRET = re.compile("TOKEN|SECRET|KEY")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable name in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    public_base_url: str | None = Field(
+        default=None,
+        description="The https:// address Twilio reaches this server at; "
+        "defaults to http://HOST:PORT (only useful locally).",
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description="Checks webhook signatures for numbers that have no token of their own.",
+    )
+    mongodb_uri: str | None = Field(
+        default=None, description="MongoDB to use; without it an embedded database is started."
+    )
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded database lives.")
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    stream_token_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="Signs media-stream tokens; set the same value on every server instance.",
+    )
+    stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=600)
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("public_base_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("stream_token_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """The public http(s) base URL, as Twilio sees this server."""
+        return self.public_base_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def stream_url(self) -> str:
+        """The media-stream WebSocket URL handed to Twilio in TwiML."""
+        base = self.base_url
+        scheme = "wss" if base.startswith("https://") else "ws"
+        return f"{scheme}://{base.split('://', 1)[1]}/twilio/stream"
+
+
+class SettingsError(Exception):
+    """Settings failed validation; the message lists every bad variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings, turning pydantic's report into one line per variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            name = "_".join(str(part) for part in problem["loc"]).upper() or "SETTINGS"
+            shown = "" if _SECRET.search(name) else f" (got {problem.get('input')!r})"
+            lines.append(f"{name}: {problem['msg']}{shown}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

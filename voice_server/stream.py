@@ -1,0 +1,133 @@
+"""WebSocket /twilio/stream: the media-stream edge, where every error of a call is mapped.
+
+Protocol errors in single frames are logged and the frame is dropped (a live call survives one
+corrupt frame); a stream that cannot prove it belongs to a call we accepted is closed with 1008
+before any provider is opened. Whatever happens in the session, the call record is finalised,
+exactly once, when the stream ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from datetime import UTC, datetime
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from media.twilio import Connected, Event, ProtocolError, Start, parse_event
+from stores.calls import CallStore
+from voice_server.log import bind_call, get_logger
+from voice_server.providers.registry import UnknownModel
+from voice_server.retry import database_retrying
+from voice_server.security import StreamTokenError
+from voice_server.services import Services
+from voice_server.session import CallContext, CallSession
+
+log = get_logger(__name__)
+
+POLICY_VIOLATION = 1008
+MAX_BAD_FRAMES = 50  # past this many malformed frames the peer is not Twilio: hang up
+
+
+class StreamRefused(Exception):
+    """The stream does not belong to a call we accepted."""
+
+
+async def media_stream(websocket: WebSocket) -> None:
+    services: Services = websocket.state.services
+    await websocket.accept()
+    events = _events(websocket)
+    try:
+        start = await _expect_start(events)
+        bind_call(call_sid=start.call_sid, stream_sid=start.stream_sid)
+        services.tokens.redeem(start.custom_parameters.get("token", ""), start.call_sid)
+        session = await _open_session(services, websocket, start)
+    except (ProtocolError, StreamTokenError, StreamRefused) as error:
+        log.warning("media stream refused", reason=str(error))
+        await websocket.close(code=POLICY_VIOLATION, reason=str(error)[:120])
+        return
+    log.info("media stream started")
+    reason = "server-error"
+    try:
+        reason = await session.run(events)
+    except Exception:
+        log.exception("call session failed")
+    finally:
+        await _finalize(services.calls, start.call_sid, reason)
+        with suppress(RuntimeError, OSError):  # already closed by the peer
+            await websocket.close()
+
+
+async def _expect_start(events: AsyncIterator[Event]) -> Start:
+    async for event in events:
+        if isinstance(event, Start):
+            return event
+        if not isinstance(event, Connected):
+            raise ProtocolError(f"{type(event).__name__.lower()} event before start")
+    raise ProtocolError("stream closed before start")
+
+
+async def _open_session(services: Services, websocket: WebSocket, start: Start) -> CallSession:
+    call = await services.calls.get(start.call_sid)
+    if call is None or call.status != "active":
+        raise StreamRefused("no active call with this CallSid")
+    agent = await services.agents.get(call.agent_id)
+    if agent is None:
+        raise StreamRefused("the call's agent no longer exists")
+    try:
+        providers = services.providers.for_agent(agent)
+    except UnknownModel as error:
+        raise StreamRefused(str(error)) from error
+    greeting_audio = await services.greetings.prepare(agent, providers.tts)
+    context = CallContext(start.call_sid, start.stream_sid, agent, greeting_audio)
+    return CallSession(context, providers, services.calls, _sender(websocket))
+
+
+def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
+    closed = False
+
+    async def send_text(text: str) -> None:
+        """Send to Twilio; once the caller is gone, outbound audio is dropped quietly."""
+        nonlocal closed
+        if closed:
+            return
+        try:
+            await websocket.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+            closed = True
+            log.info("stream closed while sending; dropping outbound audio", error=repr(error))
+
+    return send_text
+
+
+async def _events(websocket: WebSocket) -> AsyncIterator[Event]:
+    """Parsed frames until the stream closes; malformed ones are logged and skipped."""
+    bad_frames = 0
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            log.info("media stream closed by peer", code=message.get("code"))
+            return
+        try:
+            yield parse_event(message.get("text") or message.get("bytes") or b"")
+        except ProtocolError as error:
+            bad_frames += 1
+            log.warning("malformed media-stream frame dropped", reason=str(error), count=bad_frames)
+            if bad_frames >= MAX_BAD_FRAMES:
+                log.error("too many malformed frames: hanging up the stream")
+                await websocket.close(code=POLICY_VIOLATION, reason="too many malformed frames")
+                return
+
+
+async def _finalize(calls: CallStore, call_sid: str, reason: str) -> None:
+    try:
+        async for attempt in database_retrying("call finalisation"):
+            with attempt:
+                ended = await calls.finalize(call_sid, ended_at=datetime.now(UTC), reason=reason)
+    except Exception:
+        log.exception("call could not be finalised")
+        return
+    log.info("call ended", reason=reason, finalized=ended)

@@ -1,0 +1,51 @@
+"""The call's transcript writer: entries reach `calls` in order, as soon as they are final.
+
+The audio path only queues an entry (never awaits the database). One task per call appends
+them one at a time; a database hiccup delays the queue and is retried with backoff, so entries
+are neither lost nor reordered. If the database stays down past the retry window, the entry is
+logged in full, so it can still be recovered from the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pymongo.errors import PyMongoError
+
+from stores.calls import CallStore, TranscriptEntry
+from voice_server.log import get_logger
+from voice_server.retry import database_retrying
+
+log = get_logger(__name__)
+
+
+class TranscriptWriter:
+    def __init__(self, calls: CallStore, call_sid: str, retry_window_s: float = 60.0) -> None:
+        self._calls = calls
+        self._call_sid = call_sid
+        self._retry_window_s = retry_window_s
+        self._queue: asyncio.Queue[TranscriptEntry | None] = asyncio.Queue()
+
+    def add(self, entry: TranscriptEntry) -> None:
+        """Queue an entry; returns at once."""
+        self._queue.put_nowait(entry)
+
+    def close(self) -> None:
+        """No more entries: `run()` returns once the queued ones are written."""
+        self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        while (entry := await self._queue.get()) is not None:
+            await self._append(entry)
+
+    async def _append(self, entry: TranscriptEntry) -> None:
+        try:
+            async for attempt in database_retrying("transcript append", self._retry_window_s):
+                with attempt:
+                    await self._calls.append_transcript(self._call_sid, entry)
+        except PyMongoError as error:
+            log.error(
+                "transcript entry could not be stored",
+                error=str(error),
+                entry=entry.model_dump(mode="json", exclude_none=True),
+            )

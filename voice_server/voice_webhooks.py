@@ -1,0 +1,151 @@
+"""Twilio's HTTP webhooks for calls: the incoming-call answer and the call-status callback.
+
+Every request's `X-Twilio-Signature` is checked against the URL as Twilio requested it (our
+public base URL, not what a proxy forwarded) with the dialled number's own auth token or the
+deployment's. The incoming-call answer must be fast (Twilio waits 15 s at most): no provider is
+called here; the greeting render only starts, in the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from stores.calls import CallCreate
+from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
+from voice_server.log import bind_call, get_logger
+from voice_server.providers.registry import UnknownModel
+from voice_server.security import public_url, twilio_signature_valid
+from voice_server.services import Services
+
+log = get_logger(__name__)
+
+APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
+TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+async def verified_form(
+    request: Request, number_field: str
+) -> tuple[dict[str, str], PhoneNumber | None]:
+    """The webhook's form once its signature checks out, and the registered number it names in
+    `number_field` (None when unknown). Raises HTTP 403 with the reason otherwise."""
+    services: Services = request.state.services
+    form = await request.form()
+    params = {key: str(value) for key, value in form.multi_items()}
+    signature = request.headers.get("x-twilio-signature")
+    if not signature:
+        raise _refuse(request, "missing X-Twilio-Signature header")
+    number = None
+    with contextlib.suppress(InvalidPhoneNumber):
+        number = await services.phone_numbers.find_registered(
+            normalize_phone_number(params.get(number_field, ""))
+        )
+    tokens = [number.twilioAuthToken] if number and number.twilioAuthToken else []
+    if services.settings.twilio_auth_token:
+        tokens.append(services.settings.twilio_auth_token.get_secret_value())
+    if not tokens:
+        raise _refuse(
+            request,
+            "no auth token to check the signature with: the number is not "
+            "registered and TWILIO_AUTH_TOKEN is not set",
+        )
+    url = public_url(services.settings.base_url, request.url.path, request.url.query)
+    if not twilio_signature_valid(url, params, signature, tokens):
+        raise _refuse(request, f"X-Twilio-Signature does not match this request for {url}")
+    return params, number
+
+
+def _refuse(request: Request, reason: str) -> HTTPException:
+    log.warning("webhook refused", path=request.url.path, reason=reason)
+    return HTTPException(status_code=403, detail=f"Forbidden: {reason}")
+
+
+async def incoming_call(request: Request) -> Response:
+    """POST /twilio/voice: connect a known number's call to its agent, or apologise."""
+    services: Services = request.state.services
+    params, number = await verified_form(request, "To")
+    call_sid = params.get("CallSid", "")
+    if not call_sid:
+        raise HTTPException(status_code=400, detail="CallSid is missing")
+    bind_call(call_sid=call_sid)
+    caller, dialled = params.get("From", ""), params.get("To", "")
+    if number is None:
+        log.warning("call to a number that is not registered", to=dialled, caller=caller)
+        return _twiml(_apology())
+    if not number.isActive:
+        return await _turn_away(services, number, params, "number-inactive")
+    agent = await services.agents.find_for_incoming_call(number.phoneNumber)
+    if agent is None:
+        return await _turn_away(services, number, params, "no-active-agent")
+    try:
+        providers = services.providers.for_agent(agent)
+    except UnknownModel as error:
+        log.error("agent names a model no provider serves", agent_id=agent.id, error=str(error))
+        return await _turn_away(services, number, params, "provider-unavailable", agent.id)
+    await services.calls.create(_call_record(params, number, agent.id))
+    services.greetings.prepare(agent, providers.tts)
+    log.info("call accepted", agent_id=agent.id, to=number.phoneNumber)
+    response = VoiceResponse()
+    connect = Connect()
+    stream = connect.stream(url=services.settings.stream_url)
+    stream.parameter(name="call_sid", value=call_sid)
+    stream.parameter(name="agent_id", value=agent.id)
+    stream.parameter(name="token", value=services.tokens.mint(call_sid))
+    response.append(connect)
+    return _twiml(response)
+
+
+async def _turn_away(
+    services: Services, number: PhoneNumber, params: dict[str, str], reason: str, agent_id: str = ""
+) -> Response:
+    """Apologise and hang up; the owner still sees the missed call, ended with `reason`."""
+    log.warning("call turned away", reason=reason, to=number.phoneNumber)
+    call = await services.calls.create(_call_record(params, number, agent_id))
+    await services.calls.finalize(call.call_sid, ended_at=datetime.now(UTC), reason=reason)
+    return _twiml(_apology())
+
+
+def _call_record(params: dict[str, str], number: PhoneNumber, agent_id: str) -> CallCreate:
+    caller = params.get("From", "")
+    # Withheld or non-numeric caller IDs ("anonymous") are kept as Twilio sent them.
+    with contextlib.suppress(InvalidPhoneNumber):
+        caller = normalize_phone_number(caller)
+    return CallCreate(
+        call_sid=params["CallSid"],
+        from_number=caller,
+        to_number=number.phoneNumber,
+        agent_id=agent_id,
+        userId=number.userId,
+        session_id=uuid4().hex,
+        start_time=datetime.now(UTC),
+    )
+
+
+def _apology() -> VoiceResponse:
+    response = VoiceResponse()
+    response.say(APOLOGY)
+    response.hangup()
+    return response
+
+
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), media_type="application/xml")
+
+
+async def call_status(request: Request) -> Response:
+    """POST /twilio/status: a terminal call status ends the call record (if nothing did yet)."""
+    services: Services = request.state.services
+    params, _ = await verified_form(request, "To")
+    status, call_sid = params.get("CallStatus", ""), params.get("CallSid", "")
+    if call_sid and status in TERMINAL_CALL_STATUSES:
+        ended = await services.calls.finalize(
+            call_sid, ended_at=datetime.now(UTC), reason=f"twilio-{status}"
+        )
+        log.info("call status received", call_sid=call_sid, status=status, finalized=ended)
+    return Response(status_code=204)
