@@ -124,7 +124,7 @@ async def test_media_before_start_is_refused(
     assert logged(caplog, "media stream refused")[0]["reason"] == "media event before start"
 
 
-MALFORMED = {
+MALFORMED: dict[str, str | bytes] = {
     "not JSON": "{this is not json",
     "unknown event": json.dumps({"event": "hologram", "streamSid": "MZ"}),
     "bad base64": json.dumps(
@@ -195,9 +195,9 @@ async def test_disconnect_without_stop_still_finalizes(server: Server) -> None:
         await first_agent_media(websocket)
     calls = CallStore(server.db)
     async with asyncio.timeout(10):
-        while (call := await calls.get(call_sid)) is None or call.status != "completed":
-            # The stored record is the only observable once the caller is gone: poll it.
-            await asyncio.sleep(0.05)  # noqa: ASYNC110
+        # The stored record is the only observable once the caller is gone: poll it.
+        while (call := await calls.get(call_sid)) is None or call.status != "completed":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
     assert call.end_reason == "stream-closed"
     assert call.duration_seconds is not None
 
