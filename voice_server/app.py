@@ -19,6 +19,7 @@ from stores.agents import AgentStore
 from stores.calls import CallStore
 from stores.database import Database, connect, database_name
 from stores.phone_numbers import PhoneNumberStore
+from voice_server.metrics import metrics
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry, local_registry
 from voice_server.security import StreamTokens
@@ -67,6 +68,7 @@ def create_app(
         Route("/twilio/status", call_status, methods=["POST"]),
         WebSocketRoute("/twilio/stream", media_stream),
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -23,6 +23,7 @@ from media.vad import VoiceActivityDetector
 from stores.agents import Agent
 from stores.calls import CallStore, TranscriptEntry
 from voice_server.log import get_logger
+from voice_server.metrics import BARGE_INS, TURN_LATENCY
 from voice_server.outbound import Outbound
 from voice_server.preparation import greeting_text
 from voice_server.providers.base import (
@@ -176,6 +177,8 @@ class CallSession:
         )
         try:
             usage = await self._responder.answer(utterance, self._providers.llm, request, timer)
+            if timer.first_audio:
+                TURN_LATENCY.observe(timer.first_audio - timer.last_speech)
             utterance.metrics = {
                 **timer.metrics(),
                 "prompt_tokens": usage.prompt_tokens,
@@ -199,6 +202,7 @@ class CallSession:
     async def _barge_in(self) -> None:
         await self._stop_response()
         cleared = await self._outbound.clear()
+        BARGE_INS.inc()
         log.info("caller interrupted the agent", cleared_chunks=len(cleared))
         for utterance in self._utterances.values():
             self._record(utterance)

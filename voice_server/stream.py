@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from media.twilio import Connected, Event, ProtocolError, Start, parse_event
 from stores.calls import CallStore
 from voice_server.log import bind_call, get_logger
+from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import database_retrying
 from voice_server.security import StreamTokenError
@@ -48,11 +49,13 @@ async def media_stream(websocket: WebSocket) -> None:
         return
     log.info("media stream started")
     reason = "server-error"
+    ACTIVE_CALLS.inc()
     try:
         reason = await session.run(events)
     except Exception:
         log.exception("call session failed")
     finally:
+        ACTIVE_CALLS.dec()
         await _finalize(services.calls, start.call_sid, reason)
         with suppress(RuntimeError, OSError):  # already closed by the peer
             await websocket.close()
@@ -115,6 +118,7 @@ async def _events(websocket: WebSocket) -> AsyncIterator[Event]:
             yield parse_event(message.get("text") or message.get("bytes") or b"")
         except ProtocolError as error:
             bad_frames += 1
+            MALFORMED_FRAMES.inc()
             log.warning("malformed media-stream frame dropped", reason=str(error), count=bad_frames)
             if bad_frames >= MAX_BAD_FRAMES:
                 log.error("too many malformed frames: hanging up the stream")

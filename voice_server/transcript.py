@@ -14,6 +14,7 @@ from pymongo.errors import PyMongoError
 
 from stores.calls import CallStore, TranscriptEntry
 from voice_server.log import get_logger
+from voice_server.metrics import TRANSCRIPT_LOSSES
 from voice_server.retry import database_retrying
 
 log = get_logger(__name__)
@@ -44,6 +45,7 @@ class TranscriptWriter:
                 with attempt:
                     await self._calls.append_transcript(self._call_sid, entry)
         except PyMongoError as error:
+            TRANSCRIPT_LOSSES.inc()
             log.error(
                 "transcript entry could not be stored",
                 error=str(error),

@@ -20,6 +20,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from stores.calls import CallCreate
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
 from voice_server.log import bind_call, get_logger
+from voice_server.metrics import CALLS
 from voice_server.providers.registry import UnknownModel
 from voice_server.security import public_url, twilio_signature_valid
 from voice_server.services import Services
@@ -77,6 +78,7 @@ async def incoming_call(request: Request) -> Response:
     caller, dialled = params.get("From", ""), params.get("To", "")
     if number is None:
         log.warning("call to a number that is not registered", to=dialled, caller=caller)
+        CALLS.labels(outcome="unknown-number").inc()
         return _twiml(_apology())
     if not number.isActive:
         return await _turn_away(services, number, params, "number-inactive")
@@ -91,6 +93,7 @@ async def incoming_call(request: Request) -> Response:
     await services.calls.create(_call_record(params, number, agent.id))
     services.greetings.prepare(agent, providers.tts)
     log.info("call accepted", agent_id=agent.id, to=number.phoneNumber)
+    CALLS.labels(outcome="accepted").inc()
     response = VoiceResponse()
     connect = Connect()
     stream = connect.stream(url=services.settings.stream_url)
@@ -106,6 +109,7 @@ async def _turn_away(
 ) -> Response:
     """Apologise and hang up; the owner still sees the missed call, ended with `reason`."""
     log.warning("call turned away", reason=reason, to=number.phoneNumber)
+    CALLS.labels(outcome=reason).inc()
     call = await services.calls.create(_call_record(params, number, agent_id))
     await services.calls.finalize(call.call_sid, ended_at=datetime.now(UTC), reason=reason)
     return _twiml(_apology())

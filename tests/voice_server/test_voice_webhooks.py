@@ -157,3 +157,24 @@ async def test_terminal_status_callback_finalizes_once(server: Server) -> None:
     assert call is not None
     assert call.status == "completed"
     assert call.end_reason == "twilio-completed"
+
+
+async def test_metrics_count_accepted_calls(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        before = await http.get(f"{server.base_url}/metrics")
+        await post_signed(server, "/twilio/voice", call_form(server.line.number))
+        after = await http.get(f"{server.base_url}/metrics")
+
+    def accepted(text: str) -> float:
+        line = next(
+            (
+                row
+                for row in text.splitlines()
+                if row.startswith('voice_calls_total{outcome="accepted"}')
+            ),
+            "x 0",
+        )
+        return float(line.split()[-1])
+
+    assert after.status_code == 200
+    assert accepted(after.text) == accepted(before.text) + 1
