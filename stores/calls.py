@@ -6,13 +6,14 @@ Field names are snake_case as the existing call-log UI reads them (seed 004), ex
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -36,6 +37,8 @@ class TranscriptEntry(BaseModel):
     role: Literal["user", "assistant"]
     text: str
     timestamp: UtcDatetime
+    # Makes a retried append idempotent: a write whose reply was lost is not pushed twice.
+    entry_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     interrupted: bool | None = None
     metrics: dict[str, float] | None = None
     error: str | None = None
@@ -141,9 +144,10 @@ class CallStore:
         order. Raises CallNotFound if there is no such call.
         """
         update = {"$push": {"transcript": entry.to_document()}, "$set": {"updated_at": utc_now()}}
+        query = {"call_sid": call_sid, "transcript.entry_id": {"$ne": entry.entry_id}}
         async with self._appends.turn(call_sid):
-            result = await self._collection.update_one({"call_sid": call_sid}, update)
-        if result.matched_count == 0:
+            result = await self._collection.update_one(query, update)
+        if result.matched_count == 0 and await self.get(call_sid) is None:
             raise CallNotFound(call_sid)
 
     async def finalize(self, call_sid: str, *, ended_at: datetime, reason: str) -> bool:

@@ -12,6 +12,8 @@ Db = AsyncDatabase[dict[str, Any]]
 
 
 def entry(text: str, role: Any = "user", **fields: Any) -> TranscriptEntry:
+    """An entry whose id follows from its text, so equal texts compare equal."""
+    fields.setdefault("entry_id", f"id-{text}")
     return TranscriptEntry(role=role, text=text, timestamp=START, **fields)
 
 
@@ -55,7 +57,7 @@ async def test_entries_are_stored_without_empty_fields(database: Db) -> None:
     await store.append_transcript("CA1", full)
     document = await database["calls"].find_one({"call_sid": "CA1"})
     assert document is not None
-    assert set(document["transcript"][0]) == {"role", "text", "timestamp"}
+    assert set(document["transcript"][0]) == {"role", "text", "timestamp", "entry_id"}
     stored = await store.get("CA1")
     assert stored is not None
     assert stored.transcript == [entry("hello"), full]
@@ -105,13 +107,11 @@ async def test_finalize_unknown_call(database: Db) -> None:
 async def test_transcript_since(database: Db) -> None:
     store = CallStore(database)
     await store.create(call())
-    for i in range(5):
-        await store.append_transcript("CA1", entry(f"line {i}"))
-    assert await store.transcript_since("CA1", 0) == (
-        "active",
-        [entry(f"line {i}") for i in range(5)],
-    )
-    assert await store.transcript_since("CA1", 3) == ("active", [entry("line 3"), entry("line 4")])
+    entries = [entry(f"line {i}") for i in range(5)]
+    for line in entries:
+        await store.append_transcript("CA1", line)
+    assert await store.transcript_since("CA1", 0) == ("active", entries)
+    assert await store.transcript_since("CA1", 3) == ("active", entries[3:])
     assert await store.transcript_since("CA1", 5) == ("active", [])
     assert await store.transcript_since("CA1", 50) == ("active", [])
     await store.finalize("CA1", ended_at=START, reason="stop")
@@ -119,3 +119,16 @@ async def test_transcript_since(database: Db) -> None:
     assert await store.transcript_since("CA-none", 0) is None
     with pytest.raises(ValueError, match=">= 0"):
         await store.transcript_since("CA1", -1)
+
+
+async def test_a_retried_append_is_stored_once(database: Db) -> None:
+    calls = CallStore(database)
+    await calls.create(call("CA-retry"))
+    hello = TranscriptEntry(role="user", text="hello", timestamp=START)
+
+    await calls.append_transcript("CA-retry", hello)
+    await calls.append_transcript("CA-retry", hello)  # as after a lost reply
+
+    stored = await calls.get("CA-retry")
+    assert stored is not None
+    assert [e.text for e in stored.transcript] == ["hello"]
