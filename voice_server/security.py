@@ -50,7 +50,7 @@ class StreamTokens:
         """Accept `token` for `call_sid` once; raise StreamTokenError saying why otherwise."""
         now = now if now is not None else time.time()
         parts = token.split(".")
-        if len(parts) != 3 or not parts[1].isdigit():
+        if not token.isascii() or len(parts) != 3 or not parts[1].isdecimal():
             raise StreamTokenError("malformed stream token")
         token_call, expiry, mac = parts[0], int(parts[1]), parts[2]
         if not hmac.compare_digest(mac, self._mac(token_call, expiry)):

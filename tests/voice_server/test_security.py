@@ -1,0 +1,194 @@
+"""Stream tokens (once, in time, for one call, unforgeable) and Twilio webhook signatures."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+
+from voice_server.security import (
+    StreamTokenError,
+    StreamTokens,
+    public_url,
+    twilio_signature_valid,
+)
+
+SECRET = "k" * 32
+TTL = 60.0
+NOW = 1_750_000_000.0
+
+
+@pytest.fixture
+def tokens() -> StreamTokens:
+    return StreamTokens(SECRET, TTL)
+
+
+def test_valid_token_is_accepted_once(tokens: StreamTokens) -> None:
+    token = tokens.mint("CA1", now=NOW)
+
+    tokens.redeem(token, "CA1", now=NOW + 1)
+
+    with pytest.raises(StreamTokenError, match=r"^stream token was already used$"):
+        tokens.redeem(token, "CA1", now=NOW + 2)
+
+
+def test_token_is_accepted_until_its_expiry(tokens: StreamTokens) -> None:
+    tokens.redeem(tokens.mint("CA1", now=NOW), "CA1", now=NOW + TTL)
+
+
+def test_expired_token_is_refused(tokens: StreamTokens) -> None:
+    token = tokens.mint("CA1", now=NOW)
+
+    with pytest.raises(StreamTokenError, match=r"^stream token has expired$"):
+        tokens.redeem(token, "CA1", now=NOW + TTL + 1)
+
+
+def test_other_calls_token_is_refused(tokens: StreamTokens) -> None:
+    token = tokens.mint("CA1", now=NOW)
+
+    with pytest.raises(StreamTokenError, match=r"^stream token was issued for another call$"):
+        tokens.redeem(token, "CA2", now=NOW)
+
+
+def test_refused_token_for_another_call_does_not_use_it_up(tokens: StreamTokens) -> None:
+    token = tokens.mint("CA1", now=NOW)
+    with pytest.raises(StreamTokenError):
+        tokens.redeem(token, "CA2", now=NOW)
+
+    tokens.redeem(token, "CA1", now=NOW)
+
+
+def test_tampered_mac_is_refused(tokens: StreamTokens) -> None:
+    call_sid, expiry, mac = tokens.mint("CA1", now=NOW).split(".")
+    forged = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+
+    with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
+        tokens.redeem(f"{call_sid}.{expiry}.{forged}", "CA1", now=NOW)
+
+
+def test_extended_expiry_is_refused(tokens: StreamTokens) -> None:
+    call_sid, expiry, mac = tokens.mint("CA1", now=NOW).split(".")
+
+    with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
+        tokens.redeem(f"{call_sid}.{int(expiry) + 3600}.{mac}", "CA1", now=NOW)
+
+
+def test_token_moved_to_another_call_is_refused(tokens: StreamTokens) -> None:
+    _, expiry, mac = tokens.mint("CA1", now=NOW).split(".")
+
+    with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
+        tokens.redeem(f"CA2.{expiry}.{mac}", "CA2", now=NOW)
+
+
+def test_token_from_another_secret_is_refused(tokens: StreamTokens) -> None:
+    token = StreamTokens("z" * 32, TTL).mint("CA1", now=NOW)
+
+    with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
+        tokens.redeem(token, "CA1", now=NOW)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "CA1", "CA1.123", "CA1.123.mac.extra", "CA1.soon.mac", "CA1.-5.mac", "CA1..mac"],
+)
+def test_malformed_token_is_refused(tokens: StreamTokens, token: str) -> None:
+    with pytest.raises(StreamTokenError, match=r"^malformed stream token$"):
+        tokens.redeem(token, "CA1", now=NOW)
+
+
+# str.isdigit() accepts "²" but int() does not; hmac.compare_digest() refuses non-ASCII str.
+@pytest.mark.parametrize("token", ["CA1.\u00b2.mac", "CA1.1750000060.\u00e9"])
+def test_token_with_non_ascii_characters_is_refused(tokens: StreamTokens, token: str) -> None:
+    with pytest.raises(StreamTokenError):
+        tokens.redeem(token, "CA1", now=NOW)
+
+
+_PART = st.text(st.characters(exclude_characters="."), max_size=20)
+_DIGITS = st.text(st.characters(categories=("Nd", "No")), min_size=1, max_size=12)
+_THREE_PARTS = st.tuples(_PART, st.one_of(_DIGITS, _PART), _PART).map(".".join)
+
+
+@given(token=st.one_of(st.text(max_size=80), _THREE_PARTS))
+def test_any_forged_text_is_refused_with_stream_token_error(token: str) -> None:
+    with pytest.raises(StreamTokenError):
+        StreamTokens(SECRET, TTL).redeem(token, "CA1", now=NOW)
+
+
+def _sign(token: str, url: str, params: dict[str, str]) -> str:
+    signature: str = RequestValidator(token).compute_signature(url, params)
+    return signature
+
+
+URL = "https://voice.example.com/twilio/voice"
+PARAMS = {"CallSid": "CA1", "From": "+15557654321", "To": "+15551234567"}
+
+
+def test_signature_under_the_right_token_is_valid() -> None:
+    signature = _sign("token-a", URL, PARAMS)
+    assert twilio_signature_valid(URL, PARAMS, signature, ["token-a"])
+
+
+def test_signature_under_a_wrong_token_is_invalid() -> None:
+    signature = _sign("token-a", URL, PARAMS)
+    assert not twilio_signature_valid(URL, PARAMS, signature, ["token-b"])
+
+
+def test_signature_with_a_changed_param_is_invalid() -> None:
+    signature = _sign("token-a", URL, PARAMS)
+    changed = {**PARAMS, "From": "+15550000000"}
+    assert not twilio_signature_valid(URL, changed, signature, ["token-a"])
+
+
+def test_signature_with_an_added_param_is_invalid() -> None:
+    signature = _sign("token-a", URL, PARAMS)
+    added = {**PARAMS, "Digits": "1"}
+    assert not twilio_signature_valid(URL, added, signature, ["token-a"])
+
+
+def test_signature_for_a_changed_url_is_invalid() -> None:
+    signature = _sign("token-a", URL, PARAMS)
+    assert not twilio_signature_valid(
+        "https://voice.example.com/twilio/status", PARAMS, signature, ["token-a"]
+    )
+    assert not twilio_signature_valid(
+        "https://evil.example.com/twilio/voice", PARAMS, signature, ["token-a"]
+    )
+
+
+def test_signature_under_any_of_several_tokens_is_valid() -> None:
+    signature = _sign("token-new", URL, PARAMS)
+    assert twilio_signature_valid(URL, PARAMS, signature, ["token-old", "token-new"])
+    assert twilio_signature_valid(URL, PARAMS, signature, ["token-new", "token-old"])
+
+
+def test_no_tokens_means_no_valid_signature() -> None:
+    signature = _sign("token-a", URL, PARAMS)
+    assert not twilio_signature_valid(URL, PARAMS, signature, [])
+
+
+def test_signature_over_a_url_with_query_checks_the_query() -> None:
+    url = public_url("https://voice.example.com", "/twilio/voice", "agent=front%20desk&x=1")
+    signature = _sign("token-a", url, PARAMS)
+
+    assert twilio_signature_valid(url, PARAMS, signature, ["token-a"])
+    assert not twilio_signature_valid(
+        public_url("https://voice.example.com", "/twilio/voice", "agent=back&x=1"),
+        PARAMS,
+        signature,
+        ["token-a"],
+    )
+
+
+def test_public_url_keeps_the_raw_query() -> None:
+    assert (
+        public_url("https://voice.example.com", "/twilio/voice", "b=2&a=%20x+y&a=1")
+        == "https://voice.example.com/twilio/voice?b=2&a=%20x+y&a=1"
+    )
+
+
+def test_public_url_without_query_has_no_question_mark() -> None:
+    assert (
+        public_url("https://voice.example.com", "/twilio/voice", "")
+        == "https://voice.example.com/twilio/voice"
+    )
