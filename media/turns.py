@@ -9,6 +9,7 @@ most `onset_gap_ms` during the onset (hysteresis against clicks and noise); spee
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from media.codec import FRAME_MS
@@ -110,3 +111,29 @@ class Endpointer:
             return None
         self._move(EndpointState.SPEECH, EndpointState.SILENCE)
         return SpeechEnded(started_at=self._started_at, last_speech_at=self._last_speech_at)
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() or c in "'-" else " " for c in text.lower()).split())
+
+
+def interruption_is_false(
+    text: str,
+    speech_ms: float,
+    *,
+    acknowledgements: Sequence[str],
+    interruptions: Sequence[str],
+    short_ms: float,
+) -> bool:
+    """Whether caller speech that cut the agent off was not meant to: no words, only
+    acknowledgements ("mm-hm", "yeah"), or a short burst without an interrupting word."""
+    said = _words(text)
+    if not said:
+        return True
+    if any(f" {_words(p)} " in f" {said} " for p in interruptions if _words(p)):
+        return False
+    rest = f" {said} "
+    for phrase in sorted(filter(None, map(_words, acknowledgements)), key=len, reverse=True):
+        while f" {phrase} " in rest:
+            rest = rest.replace(f" {phrase} ", " ")
+    return not rest.strip() or speech_ms < short_ms

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from stores.database import Database
 from stores.documents import UtcDatetime, from_document, object_id, utc_now
 from stores.phone_numbers import E164, PhoneNumberStore, normalize_phone_number
+from stores.turn_taking import TurnTaking
 
 COLLECTION = "agents"
 # `updated_at` has millisecond precision; the ObjectId orders agents written in the same ms.
@@ -29,6 +30,7 @@ class AgentCreate(BaseModel):
     temperature: float = 0.7
     maxTokens: int = 300
     active: bool = True
+    turnTaking: TurnTaking = Field(default_factory=TurnTaking)
 
 
 class Agent(AgentCreate):

@@ -9,14 +9,13 @@ an interruption has little to clear.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 from media.codec import FRAME_BYTES, ulaw_duration_ms
 from media.playout import Chunk, Playout
 from media.twilio import build_clear, build_mark, build_media
 
-CHUNK_FRAMES = 10  # 200 ms of audio per media message: few messages, marks fine enough
+CHUNK_BYTES = 10 * FRAME_BYTES  # 200 ms per media message: few messages, fine-grained marks
 
 
 class Outbound:
@@ -24,36 +23,36 @@ class Outbound:
         self,
         send_text: Callable[[str], Awaitable[None]],
         stream_sid: str,
+        on_progress: Callable[[], None] = lambda: None,
         max_lead_ms: float = 2000.0,
     ) -> None:
+        """`on_progress` is called after each chunk sent and each mark echoed."""
         self._send = send_text
         self._stream_sid = stream_sid
+        self._on_progress = on_progress
         self._max_lead_ms = max_lead_ms
         self.playout = Playout()
         self._echo = asyncio.Event()
 
-    async def send_audio(self, utterance: int, ulaw: bytes, text_end: int) -> float:
-        """Send `ulaw` (whole frames) in chunks, each followed by a mark; `text_end` is how much
-        of the utterance's text the caller has heard once all of it has played. Returns the
-        monotonic time at which the first chunk went out."""
-        step = CHUNK_FRAMES * FRAME_BYTES
-        first_sent = 0.0
-        for offset in range(0, len(ulaw), step):
-            await self._wait_for_room()
-            chunk = ulaw[offset : offset + step]
-            await self._send(build_media(self._stream_sid, chunk))
-            first_sent = first_sent or time.monotonic()
-            await self._mark(utterance, text_end, ulaw_duration_ms(len(chunk)))
-        return first_sent
+    async def send_chunk(self, utterance: int, ulaw: bytes, text_end: int) -> str:
+        """Send one chunk of whole frames followed by a mark (whose name is returned), once the
+        lead allows; `text_end` is how much of the utterance's text the caller has heard once
+        this chunk has played."""
+        await self._wait_for_room()
+        await self._send(build_media(self._stream_sid, ulaw))
+        name = await self._mark(utterance, text_end, ulaw_duration_ms(len(ulaw)))
+        self._on_progress()
+        return name
 
-    async def send_mark(self, utterance: int, text_end: int) -> None:
+    async def send_mark(self, utterance: int, text_end: int) -> str:
         """A mark with no audio of its own: echoed when everything sent so far has played."""
-        await self._mark(utterance, text_end, 0.0)
+        return await self._mark(utterance, text_end, 0.0)
 
     def echoed(self, name: str) -> Chunk | None:
         """A mark came back; the chunk if it really played (not cancelled by a clear)."""
         chunk = self.playout.echoed(name)
         self._echo.set()
+        self._on_progress()
         return chunk
 
     async def clear(self) -> list[Chunk]:
@@ -62,12 +61,13 @@ class Outbound:
         self._echo.set()
         return self.playout.clear()
 
-    async def _mark(self, utterance: int, text_end: int, audio_ms: float) -> None:
+    async def _mark(self, utterance: int, text_end: int, audio_ms: float) -> str:
         name = self.playout.next_mark_name(utterance)
         await self._send(build_mark(self._stream_sid, name))
         self.playout.sent(
             Chunk(name=name, utterance=utterance, text_end=text_end, audio_ms=audio_ms)
         )
+        return name
 
     async def _wait_for_room(self) -> None:
         while self.playout.outstanding_ms() >= self._max_lead_ms:

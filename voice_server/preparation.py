@@ -41,14 +41,17 @@ class GreetingCache:
         self._capacity = capacity
         self._renders: OrderedDict[_Version, asyncio.Task[bytes | None]] = OrderedDict()
 
-    def prepare(self, agent: Agent, tts: TextToSpeech) -> asyncio.Task[bytes | None]:
-        """Start (or reuse) the render of `agent`'s greeting; the task yields None on failure."""
+    def prepare(
+        self, agent: Agent, tts: TextToSpeech, text: str | None = None
+    ) -> asyncio.Task[bytes | None]:
+        """Start (or reuse) the render of `text` (by default the agent's greeting) in the
+        agent's voice; the task yields None on failure."""
         version = _Version(
             agent.id,
             agent.updated_at.isoformat(),
             agent.ttsModel,
             agent.ttsVoice,
-            greeting_text(agent),
+            text or greeting_text(agent),
         )
         task = self._renders.get(version)
         if task is None or (task.done() and task.result() is None):

@@ -2,16 +2,17 @@
 
 Speech starts on the first complete sentence, not the whole answer. Everything the reply waits
 on is timed and kept with the turn. Cancelling the task running a reply closes the LLM and TTS
-streams (their `async with`/`aclosing` blocks), which is how barge-in stops it.
+streams (their `aclosing` blocks), which is how barge-in stops it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from voice_server.outbound import Outbound
+from voice_server.outbound import CHUNK_BYTES, Outbound
 from voice_server.providers.base import (
     LanguageModel,
     LlmRequest,
@@ -23,16 +24,46 @@ from voice_server.sentences import SentenceSplitter
 from voice_server.speech_audio import ulaw_frames
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """Where a chunk's mark falls in the utterance: its sentence, and audio up to it (ms)."""
+
+    sentence_start: int
+    sentence_end: int
+    audio_ms: float
+
+
 @dataclass
 class Utterance:
-    """What the agent is saying in one turn, and how far it got."""
+    """What the agent is saying in one turn, and how much of it has been heard."""
 
     number: int
     text: str = ""
+    floor: int = 0  # text heard before this utterance began (a resumed utterance's first part)
     sent_all: bool = False
     recorded: bool = False
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, _Sent] = field(default_factory=dict)
+    sentence_ms: dict[int, float] = field(default_factory=dict)  # sentence start → its audio
+    last_heard: str | None = None  # the latest mark of this utterance that really played
+
+    def heard_text(self, whole_sentences_end: int) -> str:
+        """The text the caller heard, given how far whole sentences were heard.
+
+        Within the sentence playing when it stopped, the heard part is estimated from the share
+        of the sentence's audio that played, cut back to a whole word.
+        """
+        end = max(self.floor, whole_sentences_end)
+        sent = self.marks.get(self.last_heard) if self.last_heard else None
+        total = self.sentence_ms.get(sent.sentence_start) if sent else None
+        if sent is not None and total:
+            share = min(1.0, sent.audio_ms / total)
+            estimate = sent.sentence_start + int((sent.sentence_end - sent.sentence_start) * share)
+            if estimate < sent.sentence_end:
+                estimate = self.text.rfind(" ", 0, estimate + 1)
+            end = max(end, estimate)
+        return self.text[:end].strip()
 
 
 @dataclass
@@ -68,16 +99,31 @@ class Voice:
 class Responder:
     """Speaks for one call: fixed texts (greeting, apologies) and LLM answers."""
 
-    def __init__(self, outbound: Outbound, tts: TextToSpeech, voice: Voice) -> None:
+    def __init__(
+        self,
+        outbound: Outbound,
+        tts: TextToSpeech,
+        voice: Voice,
+        on_progress: Callable[[], None] = lambda: None,
+    ) -> None:
         self._outbound = outbound
         self._tts = tts
         self._voice = voice
+        self._on_progress = on_progress
 
     async def say_rendered(self, utterance: Utterance, text: str, ulaw: bytes) -> None:
-        """Play audio rendered earlier (a cached greeting) for `text`."""
-        utterance.text = text
-        await self._outbound.send_audio(utterance.number, ulaw, text_end=0)
-        await self._outbound.send_mark(utterance.number, len(text))
+        """Play audio rendered earlier (a cached greeting or fallback) for `text`."""
+        start = self._add_sentence(utterance, text)
+        audio_ms = 0.0
+        for offset in range(0, len(ulaw), CHUNK_BYTES):
+            audio_ms = await self._send(
+                utterance, ulaw[offset : offset + CHUNK_BYTES], start, audio_ms
+            )
+        await self._end_sentence(utterance, start, audio_ms)
+        utterance.sent_all = True
+
+    async def say(self, utterance: Utterance, text: str) -> None:
+        await self._speak(utterance, text, None)
         utterance.sent_all = True
 
     async def answer(
@@ -89,6 +135,7 @@ class Responder:
         async with aclosing(llm.stream(request, usage)) as tokens:
             async for token in tokens:
                 timer.llm_first_token = timer.llm_first_token or time.monotonic()
+                self._on_progress()
                 for sentence in splitter.push(token):
                     await self._speak(utterance, sentence, timer)
         if rest := splitter.flush():
@@ -96,20 +143,38 @@ class Responder:
         utterance.sent_all = True
         return usage
 
-    async def say(self, utterance: Utterance, text: str) -> None:
-        await self._speak(utterance, text, None)
-        utterance.sent_all = True
-
     async def _speak(self, utterance: Utterance, sentence: str, timer: TurnTimer | None) -> None:
-        heard_before = len(utterance.text)
-        utterance.text = f"{utterance.text} {sentence}" if utterance.text else sentence
+        start = self._add_sentence(utterance, sentence)
         request = TtsRequest(model=self._voice.model, voice=self._voice.voice, text=sentence)
         requested = time.monotonic()
+        audio_ms = 0.0
         async with aclosing(ulaw_frames(self._tts, request)) as runs:
             async for run in runs:
                 if timer and not timer.tts_first_byte:
                     timer.tts_requested, timer.tts_first_byte = requested, time.monotonic()
-                sent_at = await self._outbound.send_audio(utterance.number, run, heard_before)
-                if timer and not timer.first_audio:
-                    timer.first_audio = sent_at
-        await self._outbound.send_mark(utterance.number, len(utterance.text))
+                for offset in range(0, len(run), CHUNK_BYTES):
+                    chunk = run[offset : offset + CHUNK_BYTES]
+                    audio_ms = await self._send(utterance, chunk, start, audio_ms)
+                    if timer and not timer.first_audio:
+                        timer.first_audio = time.monotonic()
+        await self._end_sentence(utterance, start, audio_ms)
+
+    def _add_sentence(self, utterance: Utterance, sentence: str) -> int:
+        start = len(utterance.text) + (1 if utterance.text else 0)
+        utterance.text = f"{utterance.text} {sentence}" if utterance.text else sentence
+        return start
+
+    async def _send(
+        self, utterance: Utterance, chunk: bytes, start: int, so_far_ms: float
+    ) -> float:
+        """Send a chunk of the sentence at `start` (the latest one), after `so_far_ms` of its
+        audio; returns the sentence's audio sent so far, this chunk included."""
+        name = await self._outbound.send_chunk(utterance.number, chunk, start)
+        audio_ms = so_far_ms + len(chunk) / 8  # 8 μ-law bytes per millisecond
+        utterance.marks[name] = _Sent(start, len(utterance.text), audio_ms)
+        return audio_ms
+
+    async def _end_sentence(self, utterance: Utterance, start: int, audio_ms: float) -> None:
+        utterance.sentence_ms[start] = audio_ms
+        name = await self._outbound.send_mark(utterance.number, len(utterance.text))
+        utterance.marks[name] = _Sent(start, len(utterance.text), audio_ms)

@@ -1,9 +1,14 @@
 """CallSession: one phone call on one media stream, from Twilio's `start` to the hang-up.
 
-A call is a nursery: one TaskGroup holds the transcript writer, the speech-to-text listener and
-the current agent response; nothing outlives the call. The inbound path (one call per 20 ms
-frame) does only codec, VAD and endpointing arithmetic and hands audio to the STT session; it
-never waits on the database or a provider.
+A call is a nursery: one TaskGroup holds the inbound reader, the transcript writer, the
+speech-to-text listener, the supervisor and the current agent response; nothing outlives the
+call. The inbound path (one call per 20 ms frame) does only codec, VAD and endpointing
+arithmetic and hands audio to the STT session; it never waits on the database or a provider.
+
+Turn-taking: the caller's turn ends on the agent's endpointing silence, and the answer starts on
+the STT's final transcript. Speech over the agent (once it lasts `minSpeechMs`) stops the agent
+at once; when the words that follow turn out to be noise or a backchannel, the agent resumes
+where the caller stopped hearing it.
 """
 
 from __future__ import annotations
@@ -11,20 +16,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from media.codec import ulaw_to_pcm16
-from media.turns import Endpointer, EndpointingOptions, SpeechStarted
+from media.dtmf import KeySequence
+from media.supervision import Action, SupervisionOptions, Supervisor
+from media.turns import (
+    Endpointer,
+    EndpointingOptions,
+    SpeechEnded,
+    SpeechStarted,
+    interruption_is_false,
+)
 from media.twilio import Dtmf, Event, Mark, Media, Stop
 from media.vad import VoiceActivityDetector
 from stores.agents import Agent
 from stores.calls import CallStore, TranscriptEntry
+from voice_server.agent_voice import AgentVoice
 from voice_server.log import get_logger
 from voice_server.metrics import BARGE_INS, TURN_LATENCY
-from voice_server.outbound import Outbound
 from voice_server.preparation import greeting_text
 from voice_server.providers.base import (
     ChatMessage,
@@ -32,14 +44,21 @@ from voice_server.providers.base import (
     ProviderError,
     SttOptions,
     SttSession,
+    ToolSpec,
 )
 from voice_server.providers.registry import CallProviders
-from voice_server.response import Responder, TurnTimer, Utterance, Voice
+from voice_server.response import TurnTimer, Utterance, Voice
 from voice_server.transcript import TranscriptWriter
 
 log = get_logger(__name__)
 
 FALLBACK_TEXT = "Sorry, I'm having trouble answering right now. Could you say that again?"
+NOT_HEARD_TEXT = "Sorry, I didn't catch that. Could you say it again?"
+END_CALL = ToolSpec(
+    name="end_call",
+    description="End the phone call, after saying goodbye, when the conversation is over.",
+)
+TICK_S = 0.1  # the supervisor's resolution: re-prompts, key sequences, the watchdog
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,13 @@ class CallContext:
     stream_sid: str
     agent: Agent
     greeting_audio: bytes | None = None  # the greeting pre-rendered as μ-law, when ready
+    fallback_audio: bytes | None = None  # FALLBACK_TEXT pre-rendered, so a failing TTS is heard
+
+
+@dataclass
+class _Interruption:
+    utterances: list[Utterance]
+    started_at: float
 
 
 class CallSession:
@@ -57,82 +83,120 @@ class CallSession:
         providers: CallProviders,
         calls: CallStore,
         send_text: Callable[[str], Awaitable[None]],
-        endpointing: EndpointingOptions | None = None,
     ) -> None:
         self._context = context
-        self._agent = context.agent
+        self._agent = agent = context.agent
+        self._turns = agent.turnTaking
         self._providers = providers
         self._transcript = TranscriptWriter(calls, context.call_sid)
-        self._outbound = Outbound(send_text, context.stream_sid)
-        voice = Voice(model=self._agent.ttsModel, voice=self._agent.ttsVoice)
-        self._responder = Responder(self._outbound, providers.tts, voice)
+        self._history: list[ChatMessage] = []
+        voice = Voice(model=agent.ttsModel, voice=agent.ttsVoice)
+        self._voice = AgentVoice(
+            send_text=send_text,
+            stream_sid=context.stream_sid,
+            tts=providers.tts,
+            voice=voice,
+            transcript=self._transcript,
+            history=self._history,
+            on_progress=self._progress,
+        )
         self._vad = VoiceActivityDetector()
-        self._endpointer = Endpointer(endpointing or EndpointingOptions())
+        self._endpointer = Endpointer(
+            EndpointingOptions(
+                min_speech_ms=self._turns.minSpeechMs, end_silence_ms=self._turns.endSilenceMs
+            )
+        )
+        self._supervisor = Supervisor(
+            SupervisionOptions(
+                silence_reprompt_s=self._turns.silenceRepromptMs / 1000,
+                max_reprompts=self._turns.maxReprompts,
+                max_call_s=self._turns.maxCallSeconds,
+            ),
+            started_at=time.monotonic(),
+        )
+        self._keys = KeySequence(self._turns.dtmfInterDigitMs / 1000)
         self._stt: SttSession | None = None
         self._tasks: asyncio.TaskGroup | None = None
-        self._response: asyncio.Task[None] | None = None
-        self._utterances: dict[int, Utterance] = {}
-        self._history: list[ChatMessage] = []
-        self._last_speech = self._endpoint_at = 0.0
+        self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._interruption: _Interruption | None = None
+        self._was_speaking = False
+        self._last_speech = self._endpoint_at = self._speech_ms = 0.0
 
     async def run(self, events: AsyncIterator[Event]) -> str:
-        """Hold the call until the stream stops or closes; return why it ended."""
-        reason = "stream-closed"
+        """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             tasks.create_task(self._transcript.run(), name="transcript")
-            listener = tasks.create_task(self._listen(), name="stt")
-            self._start_response(self._greet())
+            background = [
+                tasks.create_task(self._receive(events), name="inbound"),
+                tasks.create_task(self._listen(), name="stt"),
+                tasks.create_task(self._supervise(), name="supervisor"),
+            ]
+            self._respond(self._greet())
             try:
-                reason = await self._receive(events)
+                reason = await self._ended
             finally:
-                listener.cancel()
-                await self._stop_response()
-                for utterance in self._utterances.values():
-                    self._record(utterance)
+                for task in background:
+                    task.cancel()
+                await self._voice.stop()
+                self._voice.record_all()
                 self._transcript.close()
         return reason
 
-    async def _receive(self, events: AsyncIterator[Event]) -> str:
+    def _end(self, reason: str) -> None:
+        if not self._ended.done():
+            self._ended.set_result(reason)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def _receive(self, events: AsyncIterator[Event]) -> None:
         async for event in events:
             if isinstance(event, Media):
                 self._on_audio(event.payload)
             elif isinstance(event, Mark):
-                self._on_mark(event.name)
+                self._voice.on_echo(event.name)
             elif isinstance(event, Dtmf):
-                self._on_dtmf(event.digit)
+                self._on_key(event.digit)
             elif isinstance(event, Stop):
-                return "caller-hung-up"
+                self._end("caller-hung-up")
+                return
             else:
                 log.warning("unexpected event during the call ignored", kind=type(event).__name__)
-        return "stream-closed"
+        self._end("stream-closed")
 
     def _on_audio(self, ulaw: bytes) -> None:
         now = time.monotonic()
         if self._stt is not None:
             self._stt.push_audio(ulaw)
         decision = self._endpointer.process(self._vad.is_speech(ulaw_to_pcm16(ulaw)), now)
-        if decision is None:
-            return
         if isinstance(decision, SpeechStarted):
+            self._supervisor.caller_speaking()
             if self._stt is not None:
                 self._stt.speech_started()
-            if self._agent_speaking():
-                self._spawn(self._barge_in(), "barge-in")
-        else:
+            if self._turns.bargeIn and self._voice.speaking and self._interruption is None:
+                self._spawn(self._barge_in(decision.at), "barge-in")
+        elif isinstance(decision, SpeechEnded):
             self._last_speech, self._endpoint_at = decision.last_speech_at, now
+            self._speech_ms = (decision.last_speech_at - decision.started_at) * 1000
+            self._supervisor.turn_pending(now)
             if self._stt is not None:
                 self._stt.speech_ended()
 
-    def _on_mark(self, name: str) -> None:
-        chunk = self._outbound.echoed(name)
-        if chunk is not None and (utterance := self._utterances.get(chunk.utterance)):
-            self._record_if_heard(utterance)
+    def _on_key(self, digit: str) -> None:
+        if self._turns.bargeIn and self._voice.speaking:
+            self._spawn(self._barge_in(time.monotonic(), deliberate=True), "barge-in")
+        if digits := self._keys.press(digit, time.monotonic()):
+            self._on_keys(digits)
 
-    def _on_dtmf(self, digit: str) -> None:
-        text = f"(pressed {digit})"
-        self._history.append(ChatMessage("user", f"The caller pressed the key {digit}."))
-        self._transcript.add(_entry("user", text, source="dtmf"))
+    def _on_keys(self, digits: str) -> None:
+        self._settle_interruption(real=True)
+        self._transcript.add(_entry("user", digits, source="dtmf"))
+        spaced = " ".join(digits)
+        self._history.append(ChatMessage("user", f"(The caller pressed the keys: {spaced})"))
+        now = time.monotonic()
+        self._respond(self._answer(TurnTimer(last_speech=now, endpoint=now, final=now)))
+
+    # -- turns -----------------------------------------------------------------------------
 
     async def _listen(self) -> None:
         options = SttOptions(model=self._agent.sttModel)
@@ -149,122 +213,192 @@ class CallSession:
 
     def _on_final(self, text: str) -> None:
         now = time.monotonic()
+        self._supervisor.turn_started()
+        interruption = self._interruption
+        if interruption is not None and interruption_is_false(
+            text,
+            self._speech_ms,
+            acknowledgements=self._turns.acknowledgementPhrases,
+            interruptions=self._turns.interruptPhrases,
+            short_ms=self._turns.falseBargeInMaxMs,
+        ):
+            log.info("interruption was not meant: resuming", heard=text)
+            self._resume(interruption)
+            return
         if not text:
             log.info("caller spoke but no words were recognised")
             return
+        self._settle_interruption(real=True)
         timer = TurnTimer(last_speech=self._last_speech, endpoint=self._endpoint_at, final=now)
         stt_ms = round((now - self._endpoint_at) * 1000, 1)
         self._transcript.add(_entry("user", text, metrics={"stt_final_ms": stt_ms}))
         self._history.append(ChatMessage("user", text))
-        self._start_response(self._answer(timer))
+        # With barge-in off, an answer waits for the agent to finish what it is saying.
+        self._respond(self._answer(timer), replace=self._turns.bargeIn)
+
+    async def _barge_in(self, onset: float, *, deliberate: bool = False) -> None:
+        cut = await self._voice.interrupt()
+        BARGE_INS.inc()
+        log.info("caller interrupted the agent", utterances=len(cut), deliberate=deliberate)
+        self._interruption = _Interruption(cut, onset)
+        if deliberate:
+            self._settle_interruption(real=True)
+
+    def _settle_interruption(self, *, real: bool) -> None:
+        interruption, self._interruption = self._interruption, None
+        if interruption is not None and real:
+            for utterance in interruption.utterances:
+                self._voice.record(utterance, interrupted=True)
+
+    def _resume(self, interruption: _Interruption) -> None:
+        """Carry on from where the caller stopped hearing the interrupted utterance."""
+        self._interruption = None
+        last = interruption.utterances[-1] if interruption.utterances else None
+        for utterance in interruption.utterances[:-1]:
+            self._voice.record(utterance, interrupted=True)
+        if last is None:
+            return
+        rest = last.text[len(self._voice.heard(last)) :].strip()
+        if not rest:
+            self._voice.record(last)
+            return
+        continuation = self._voice.new_utterance(continues=last)
+        self._respond(self._say(continuation, rest))
+
+    # -- speaking --------------------------------------------------------------------------
+
+    def _respond(self, work: Coroutine[Any, Any, None], *, replace: bool = True) -> None:
+        self._supervisor.agent_busy(time.monotonic())
+        self._voice.start(self._spawn, work, replace=replace)
 
     async def _greet(self) -> None:
-        utterance = self._new_utterance()
+        utterance = self._voice.new_utterance()
         greeting = greeting_text(self._agent)
         if self._context.greeting_audio:
-            await self._responder.say_rendered(utterance, greeting, self._context.greeting_audio)
+            await self._voice.responder.say_rendered(
+                utterance, greeting, self._context.greeting_audio
+            )
+            self._voice.record_if_played(utterance)
         else:
-            await self._say_or_log(utterance, greeting)
-        self._record_if_heard(utterance)
+            await self._say(utterance, greeting)
+
+    async def _say(self, utterance: Utterance, text: str) -> None:
+        try:
+            await self._voice.responder.say(utterance, text)
+        except ProviderError as error:
+            log.error("text-to-speech failed", error=str(error))
+            utterance.error = str(error)
+            await self._say_fallback(utterance)
+        self._voice.record_if_played(utterance)
+
+    async def _say_fallback(self, utterance: Utterance) -> None:
+        fallback = self._voice.new_utterance()
+        fallback.error = utterance.error
+        utterance.sent_all = True
+        if self._context.fallback_audio:
+            await self._voice.responder.say_rendered(
+                fallback, FALLBACK_TEXT, self._context.fallback_audio
+            )
+        self._voice.record_if_played(fallback)
 
     async def _answer(self, timer: TurnTimer) -> None:
-        utterance = self._new_utterance()
+        utterance = self._voice.new_utterance()
         request = LlmRequest(
             model=self._agent.inferenceModel,
             messages=[ChatMessage("system", self._agent.systemPrompt), *self._history],
             temperature=self._agent.temperature,
             max_tokens=self._agent.maxTokens,
+            tools=(END_CALL,),
         )
         try:
-            usage = await self._responder.answer(utterance, self._providers.llm, request, timer)
-            if timer.first_audio:
-                TURN_LATENCY.observe(timer.first_audio - timer.last_speech)
-            utterance.metrics = {
-                **timer.metrics(),
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-            }
+            usage = await self._voice.responder.answer(
+                utterance, self._providers.llm, request, timer
+            )
         except ProviderError as error:
             log.error("agent answer failed; saying the fallback", error=str(error))
             utterance.error = str(error)
             utterance.metrics = timer.metrics()
-            await self._say_or_log(utterance, FALLBACK_TEXT)
-        self._record_if_heard(utterance)
+            await self._say_fallback(utterance)
+            self._voice.record_if_played(utterance)
+            return
+        if timer.first_audio:
+            TURN_LATENCY.observe(timer.first_audio - timer.last_speech)
+        utterance.metrics = {
+            **timer.metrics(),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+        }
+        self._voice.record_if_played(utterance)
+        if any(call.name == END_CALL.name for call in usage.tool_calls):
+            log.info("the agent ended the call")
+            await self._finish("agent-ended", utterance)
 
-    async def _say_or_log(self, utterance: Utterance, text: str) -> None:
-        try:
-            await self._responder.say(utterance, text)
-        except ProviderError as error:
-            log.error("text-to-speech failed; the caller hears nothing", error=str(error))
-            utterance.error = str(error)
-            utterance.sent_all = True
+    async def _finish(self, reason: str, goodbye: Utterance | None) -> None:
+        """End the call once `goodbye` has been heard to its end (or cut off)."""
+        self._supervisor.ending()
+        if goodbye is not None:
+            await self._voice.played(goodbye)
+        self._end(reason)
 
-    async def _barge_in(self) -> None:
-        await self._stop_response()
-        cleared = await self._outbound.clear()
-        BARGE_INS.inc()
-        log.info("caller interrupted the agent", cleared_chunks=len(cleared))
-        for utterance in self._utterances.values():
-            self._record(utterance)
+    async def _say_goodbye(self, reason: str, text: str) -> None:
+        utterance = self._voice.new_utterance()
+        await self._say(utterance, text)
+        await self._finish(reason, utterance)
 
-    def _agent_speaking(self) -> bool:
-        running = self._response is not None and not self._response.done()
-        return running or not self._outbound.playout.idle
+    # -- supervision -----------------------------------------------------------------------
 
-    def _start_response(self, work: Coroutine[Any, Any, None]) -> None:
-        previous = self._response
-        self._response = self._spawn(self._after(previous, work), "response")
+    def _progress(self) -> None:
+        """Audio went out, a mark came back, or the LLM produced a token."""
+        now = time.monotonic()
+        playout = self._voice.outbound.playout
+        self._supervisor.playback(now, playout.outstanding_ms() / 1000)
+        speaking = self._voice.speaking
+        if speaking:
+            self._supervisor.agent_busy(now)
+        elif self._was_speaking:
+            self._supervisor.agent_idle(now)
+        self._was_speaking = speaking
 
-    async def _after(
-        self, previous: asyncio.Task[None] | None, work: Coroutine[Any, Any, None]
-    ) -> None:
-        if previous is not None and not previous.done():
-            previous.cancel()
-            with suppress(asyncio.CancelledError):
-                await previous
-        await work
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            if digits := self._keys.check(now):
+                self._on_keys(digits)
+            if self._was_speaking and not self._voice.speaking:
+                self._progress()
+            if (action := self._supervisor.check(now)) is not None:
+                self._act(action)
 
-    async def _stop_response(self) -> None:
-        if self._response is not None and not self._response.done():
-            self._response.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._response
+    def _act(self, action: Action) -> None:
+        turns = self._turns
+        log.info("supervisor acts", action=action.value)
+        if action is Action.REPROMPT:
+            self._respond(self._say(self._voice.new_utterance(), turns.repromptText))
+        elif action is Action.SILENCE_GOODBYE:
+            self._respond(self._say_goodbye("caller-silent", turns.silenceGoodbyeText))
+        elif action is Action.MAX_DURATION:
+            self._respond(self._say_goodbye("max-duration", turns.maxDurationGoodbyeText))
+        elif action is Action.TURN_STUCK:
+            log.warning("the caller's turn ended but no transcript came")
+            if self._interruption is not None:
+                self._resume(self._interruption)
+            else:
+                self._respond(self._say(self._voice.new_utterance(), NOT_HEARD_TEXT))
+        elif action is Action.RESPONSE_STUCK:
+            log.error("the agent's response stalled; saying the fallback")
+            self._respond(self._say_fallback(self._voice.new_utterance()))
+        else:
+            log.warning("marks stopped coming back from Twilio; clearing the playout")
+            self._spawn(self._clear_stuck_playout(), "clear")
+
+    async def _clear_stuck_playout(self) -> None:
+        for utterance in await self._voice.interrupt():
+            self._voice.record(utterance)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         assert self._tasks is not None, "the session is not running"
         return self._tasks.create_task(work, name=name)
-
-    def _new_utterance(self) -> Utterance:
-        utterance = Utterance(number=len(self._utterances) + 1)
-        self._utterances[utterance.number] = utterance
-        return utterance
-
-    def _record_if_heard(self, utterance: Utterance) -> None:
-        if utterance.sent_all and self._outbound.playout.last_played(utterance.number):
-            self._record(utterance)
-
-    def _record(self, utterance: Utterance) -> None:
-        """Store what the caller heard of `utterance`, once; all of it only if it all played."""
-        if utterance.recorded:
-            return
-        utterance.recorded = True
-        complete = utterance.sent_all and self._outbound.playout.last_played(utterance.number)
-        heard = utterance.text
-        if not complete:
-            heard = utterance.text[: self._outbound.playout.heard_text_end(utterance.number)]
-        heard = heard.strip()
-        if not heard and utterance.error is None:
-            return
-        self._history.append(ChatMessage("assistant", heard))
-        self._transcript.add(
-            _entry(
-                "assistant",
-                heard,
-                interrupted=None if complete else True,
-                metrics=utterance.metrics or None,
-                error=utterance.error,
-            )
-        )
 
 
 def _entry(role: str, text: str, **fields: Any) -> TranscriptEntry:

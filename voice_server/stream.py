@@ -22,7 +22,7 @@ from voice_server.providers.registry import UnknownModel
 from voice_server.retry import database_retrying
 from voice_server.security import StreamTokenError
 from voice_server.services import Services
-from voice_server.session import CallContext, CallSession
+from voice_server.session import FALLBACK_TEXT, CallContext, CallSession
 
 log = get_logger(__name__)
 
@@ -37,7 +37,8 @@ class StreamRefused(Exception):
 async def media_stream(websocket: WebSocket) -> None:
     services: Services = websocket.state.services
     await websocket.accept()
-    events = _events(websocket)
+    inbound = _Inbound(websocket)
+    events = inbound.events()
     try:
         start = await _expect_start(events)
         bind_call(call_sid=start.call_sid, stream_sid=start.stream_sid)
@@ -51,14 +52,16 @@ async def media_stream(websocket: WebSocket) -> None:
     reason = "server-error"
     ACTIVE_CALLS.inc()
     try:
-        reason = await session.run(events)
+        reason = inbound.refusal or await session.run(events)
     except Exception:
         log.exception("call session failed")
     finally:
         ACTIVE_CALLS.dec()
+        reason = inbound.refusal or reason
         await _finalize(services.calls, start.call_sid, reason)
+        code = POLICY_VIOLATION if inbound.refusal else 1000
         with suppress(RuntimeError, OSError):  # already closed by the peer
-            await websocket.close()
+            await websocket.close(code=code, reason=inbound.refusal or "")
 
 
 async def _expect_start(events: AsyncIterator[Event]) -> Start:
@@ -81,8 +84,9 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         providers = services.providers.for_agent(agent)
     except UnknownModel as error:
         raise StreamRefused(str(error)) from error
-    greeting_audio = await services.greetings.prepare(agent, providers.tts)
-    context = CallContext(start.call_sid, start.stream_sid, agent, greeting_audio)
+    greeting = services.greetings.prepare(agent, providers.tts)
+    fallback = services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
+    context = CallContext(start.call_sid, start.stream_sid, agent, await greeting, await fallback)
     return CallSession(context, providers, services.calls, _sender(websocket))
 
 
@@ -103,27 +107,36 @@ def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
     return send_text
 
 
-async def _events(websocket: WebSocket) -> AsyncIterator[Event]:
-    """Parsed frames until the stream closes; malformed ones are logged and skipped."""
-    bad_frames = 0
-    while True:
-        try:
-            message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        if message["type"] == "websocket.disconnect":
-            log.info("media stream closed by peer", code=message.get("code"))
-            return
-        try:
-            yield parse_event(message.get("text") or message.get("bytes") or b"")
-        except ProtocolError as error:
-            bad_frames += 1
-            MALFORMED_FRAMES.inc()
-            log.warning("malformed media-stream frame dropped", reason=str(error), count=bad_frames)
-            if bad_frames >= MAX_BAD_FRAMES:
-                log.error("too many malformed frames: hanging up the stream")
-                await websocket.close(code=POLICY_VIOLATION, reason="too many malformed frames")
+class _Inbound:
+    """The stream's frames, parsed; malformed ones are logged and skipped, and a peer that
+    sends nothing but garbage is refused (`refusal` then says why)."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self.refusal: str | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        bad_frames = 0
+        while True:
+            try:
+                message = await self._websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
                 return
+            if message["type"] == "websocket.disconnect":
+                log.info("media stream closed by peer", code=message.get("code"))
+                return
+            try:
+                yield parse_event(message.get("text") or message.get("bytes") or b"")
+            except ProtocolError as error:
+                bad_frames += 1
+                MALFORMED_FRAMES.inc()
+                log.warning(
+                    "malformed media-stream frame dropped", reason=str(error), count=bad_frames
+                )
+                if bad_frames >= MAX_BAD_FRAMES:
+                    log.error("too many malformed frames: hanging up the stream")
+                    self.refusal = "too-many-malformed-frames"
+                    return
 
 
 async def _finalize(calls: CallStore, call_sid: str, reason: str) -> None:

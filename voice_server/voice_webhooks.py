@@ -24,6 +24,7 @@ from voice_server.metrics import CALLS
 from voice_server.providers.registry import UnknownModel
 from voice_server.security import public_url, twilio_signature_valid
 from voice_server.services import Services
+from voice_server.session import FALLBACK_TEXT
 
 log = get_logger(__name__)
 
@@ -92,6 +93,7 @@ async def incoming_call(request: Request) -> Response:
         return await _turn_away(services, number, params, "provider-unavailable", agent.id)
     await services.calls.create(_call_record(params, number, agent.id))
     services.greetings.prepare(agent, providers.tts)
+    services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
     log.info("call accepted", agent_id=agent.id, to=number.phoneNumber)
     CALLS.labels(outcome="accepted").inc()
     response = VoiceResponse()

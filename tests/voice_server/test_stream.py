@@ -187,6 +187,7 @@ async def test_a_flood_of_garbage_hangs_up_and_finalizes(server: Server) -> None
     call = await CallStore(server.db).get(call_sid)
     assert call is not None
     assert call.status == "completed"
+    assert call.end_reason == "too-many-malformed-frames"
 
 
 async def test_disconnect_without_stop_still_finalizes(server: Server) -> None:

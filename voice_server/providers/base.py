@@ -9,10 +9,10 @@ left early) must close the underlying connection or process at once, not drain i
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 class ProviderError(Exception):
@@ -67,19 +67,39 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call; `parameters` is its JSON Schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
 class LlmRequest:
     model: str
     messages: Sequence[ChatMessage]
     temperature: float = 0.7
     max_tokens: int = 300
+    tools: Sequence[ToolSpec] = ()
 
 
 @dataclass(slots=True)
 class LlmUsage:
-    """Token counts, filled in by the provider when the stream ends (0 when not reported)."""
+    """What the stream produced besides text, filled in by the provider as the stream ends:
+    token counts (0 when not reported) and the tool calls the model made."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
     extra: dict[str, int] = field(default_factory=dict)
 
 

@@ -25,6 +25,7 @@ from voice_server.providers.base import (
     ProviderError,
     SttOptions,
     SttResult,
+    ToolCall,
     TtsRequest,
 )
 
@@ -133,6 +134,7 @@ class _PocketSphinxSession:
         return str(hypothesis.hypstr).strip() if hypothesis is not None else ""
 
 
+_FAREWELL = re.compile(r"\b(good ?bye|bye)\b", re.IGNORECASE)
 _VOICE = re.compile(r"^[A-Za-z0-9_+\-]{1,40}$")
 
 
@@ -201,13 +203,18 @@ class StandInLanguageModel:
     """NOT a language model: an offline stand-in that answers deterministically.
 
     It numbers the caller's turns and repeats the last thing the caller said, which shows that
-    the conversation so far reaches the model and makes exact wording checkable.
+    the conversation so far reaches the model and makes exact wording checkable. When the caller
+    says goodbye and an `end_call` tool is offered, it says goodbye and calls the tool.
     """
 
     async def stream(self, request: LlmRequest, usage: LlmUsage) -> AsyncGenerator[str, None]:
         user_turns = [m.content for m in request.messages if m.role == "user"]
         heard = user_turns[-1].strip() if user_turns else ""
-        if heard:
+        farewell = _FAREWELL.search(heard) and any(t.name == "end_call" for t in request.tools)
+        if farewell:
+            answer = "Goodbye, and thank you for calling!"
+            usage.tool_calls.append(ToolCall(name="end_call", arguments="{}"))
+        elif heard:
             answer = f"Turn {len(user_turns)}. I heard you say: {heard}. Is there anything else?"
         else:
             answer = "Sorry, I did not catch that. Could you say it again?"
