@@ -1,0 +1,291 @@
+"""Local stand-ins for OpenAI that speak its real protocols, for the real `openai` client.
+
+`FakeOpenAiHttp` is a Starlette app under uvicorn on a loopback port: `/v1/chat/completions` as
+SSE chunks, `/v1/audio/speech` as streamed PCM, `/v1/audio/transcriptions` as JSON. Delays are
+settable, `failures` makes the next requests fail (a status with headers, or a hang until the
+client gives up), every request is recorded, and a stream the client abandoned is noticed.
+
+`FakeRealtime` is a `websockets` server for `/v1/realtime?intent=transcription`: it answers
+`session.update`, and turns appended audio into one utterance per `utterance_bytes` (server VAD
+mode) or per `commit` (manual mode), each transcribed as the next scripted transcript. It can
+drop the connection (close code 1011) once enough audio has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from websockets.asyncio.server import ServerConnection, serve
+
+
+@dataclass(frozen=True)
+class HttpFailure:
+    """Answer the next request with `status` and `headers` instead of the scripted response."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+HANG: Literal["hang"] = "hang"  # send nothing at all until the client goes away
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def text_deltas(*pieces: str) -> list[dict[str, Any]]:
+    """Chat-completion deltas carrying the answer's text in `pieces`."""
+    return [{"role": "assistant", "content": ""}] + [{"content": piece} for piece in pieces]
+
+
+def tool_call_deltas(index: int, call_id: str, name: str, *arguments: str) -> list[dict[str, Any]]:
+    """One tool call as OpenAI streams it: id and name first, then the arguments in pieces."""
+    first = {"index": index, "id": call_id, "type": "function", "function": {"name": name}}
+    rest = [{"index": index, "function": {"arguments": piece}} for piece in arguments]
+    return [{"tool_calls": [fragment]} for fragment in (first, *rest)]
+
+
+class FakeOpenAiHttp:
+    """The HTTP side of OpenAI on a loopback port; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.requests: list[RecordedRequest] = []
+        self.failures: deque[HttpFailure | Literal["hang"]] = deque()
+        self.chat_deltas: list[dict[str, Any]] = text_deltas("Hello", " there.")
+        self.finish_reason = "stop"
+        self.usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+        self.speech_pcm = bytes(range(256)) * 48  # 12 288 bytes: 0.256 s at 24 kHz
+        self.speech_chunk_bytes = 4097  # odd sizes, as the real service sends
+        self.transcripts: deque[str] = deque()
+        self.delay_s = 0.0  # before each streamed piece
+        self.abandoned = asyncio.Event()  # a client closed a stream before its end
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/audio/speech", self._speech, methods=["POST"]),
+                Route("/v1/audio/transcriptions", self._transcriptions, methods=["POST"]),
+            ]
+        )
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        if (failure := await self._failure(request, body)) is not None:
+            return failure
+        include_usage = body.get("stream_options", {}).get("include_usage", False)
+        events = [_sse(chunk) for chunk in self._chat_chunks(body["model"], include_usage)]
+        return StreamingResponse(
+            self._pieces([*events, b"data: [DONE]\n\n"]), media_type="text/event-stream"
+        )
+
+    def _chat_chunks(self, model: str, include_usage: bool) -> Iterable[dict[str, Any]]:
+        def chunk(choices: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
+            return {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+            }
+
+        for delta in self.chat_deltas:
+            yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": self.finish_reason}])
+        if include_usage:
+            yield chunk([], self.usage)
+
+    async def _speech(self, request: Request) -> Response:
+        body = await request.json()
+        if (failure := await self._failure(request, body)) is not None:
+            return failure
+        size, pcm = self.speech_chunk_bytes, self.speech_pcm
+        pieces = [pcm[start : start + size] for start in range(0, len(pcm), size)]
+        return StreamingResponse(self._pieces(pieces), media_type="application/octet-stream")
+
+    async def _transcriptions(self, request: Request) -> Response:
+        async with request.form() as form:
+            upload = form["file"]
+            assert not isinstance(upload, str)
+            body: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+            body["file"] = {
+                "filename": upload.filename,
+                "content_type": upload.content_type,
+                "data": await upload.read(),
+            }
+        if (failure := await self._failure(request, body)) is not None:
+            return failure
+        return JSONResponse({"text": self.transcripts.popleft()})
+
+    async def _failure(self, request: Request, body: dict[str, Any]) -> Response | None:
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        if not self.failures:
+            return None
+        failure = self.failures.popleft()
+        if failure == HANG:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            self.abandoned.set()
+            return Response(status_code=499)
+        error = {"error": {"message": "scripted failure", "type": "fake", "code": None}}
+        return JSONResponse(error, status_code=failure.status, headers=failure.headers)
+
+    async def _pieces(self, pieces: list[bytes]) -> AsyncIterator[bytes]:
+        """Starlette cancels this when the client disconnects (ASGI spec 2.3 under uvicorn)."""
+        finished = False
+        try:
+            for piece in pieces:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)  # the stand-in's scripted latency
+                yield piece
+            finished = True
+        finally:
+            if not finished:
+                self.abandoned.set()
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+@asynccontextmanager
+async def serve_http(fake: FakeOpenAiHttp) -> AsyncIterator[FakeOpenAiHttp]:
+    """Serve `fake` on a free loopback port for as long as the block runs. The socket listens
+    before uvicorn starts, so early connections wait in the backlog instead of being refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    fake.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = uvicorn.Config(
+        fake.app, log_config=None, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+
+
+@dataclass
+class RealtimeUtterance:
+    """One utterance the fake heard: how much audio went in, and what it said back."""
+
+    audio_bytes: int
+    transcript: str
+
+
+class FakeRealtime:
+    """The Realtime transcription WebSocket; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.websocket_base_url = ""
+        self.transcripts: deque[str] = deque()
+        self.utterance_bytes = 8000  # server VAD mode: one utterance per second of μ-law
+        self.drop_after_bytes: int | None = None
+        self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
+        self.sessions: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.utterances: list[RealtimeUtterance] = []
+        self.closed = asyncio.Event()
+        self._ids = itertools.count(1)
+
+    async def handle(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        self.paths.append(connection.request.path)
+        self.authorizations.append(connection.request.headers.get("Authorization"))
+        state = _RealtimeState()
+        try:
+            await self._send(connection, {"type": "session.created", "session": {}})
+            async for message in connection:
+                event = json.loads(message)
+                self.events.append(event)
+                await self._on_event(connection, state, event)
+        finally:
+            self.closed.set()
+
+    async def _on_event(
+        self, connection: ServerConnection, state: _RealtimeState, event: dict[str, Any]
+    ) -> None:
+        kind = event["type"]
+        if kind == "session.update":
+            state.session = event["session"]
+            self.sessions.append(state.session)
+            await self._send(connection, {"type": "session.updated", "session": state.session})
+        elif kind == "input_audio_buffer.append":
+            await self._on_audio(connection, state, len(base64.b64decode(event["audio"])))
+        elif kind == "input_audio_buffer.commit":
+            await self._transcribe(connection, state)
+
+    async def _on_audio(
+        self, connection: ServerConnection, state: _RealtimeState, size: int
+    ) -> None:
+        state.received += size
+        if self.drop_after_bytes is not None and state.received >= self.drop_after_bytes:
+            await connection.close(code=1011, reason="fake drop")
+            return
+        if not state.buffered and state.server_vad:
+            await self._send(connection, {"type": "input_audio_buffer.speech_started"})
+        state.buffered += size
+        if state.server_vad and state.buffered >= self.utterance_bytes:
+            await self._send(connection, {"type": "input_audio_buffer.speech_stopped"})
+            await self._transcribe(connection, state)
+
+    async def _transcribe(self, connection: ServerConnection, state: _RealtimeState) -> None:
+        item = f"item_{next(self._ids)}"
+        transcript = self.transcripts.popleft()
+        self.utterances.append(RealtimeUtterance(state.buffered, transcript))
+        state.buffered = 0
+        await self._send(connection, {"type": "input_audio_buffer.committed", "item_id": item})
+        for word in transcript.split(" "):
+            delta = word if transcript.startswith(word) else f" {word}"
+            await self._send(connection, _transcription("delta", item, delta=delta))
+        await self._send(connection, _transcription("completed", item, transcript=transcript))
+
+    async def _send(self, connection: ServerConnection, event: dict[str, Any]) -> None:
+        await connection.send(json.dumps({"event_id": f"event_{next(self._ids)}", **event}))
+
+
+@dataclass
+class _RealtimeState:
+    session: dict[str, Any] = field(default_factory=dict)
+    received: int = 0
+    buffered: int = 0
+
+    @property
+    def server_vad(self) -> bool:
+        return self.session.get("audio", {}).get("input", {}).get("turn_detection") is not None
+
+
+def _transcription(stage: str, item: str, **fields: str) -> dict[str, Any]:
+    kind = f"conversation.item.input_audio_transcription.{stage}"
+    return {"type": kind, "item_id": item, "content_index": 0, **fields}
+
+
+@asynccontextmanager
+async def serve_realtime(fake: FakeRealtime) -> AsyncIterator[FakeRealtime]:
+    """Serve `fake` on a free loopback port for as long as the block runs."""
+    async with serve(fake.handle, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        fake.websocket_base_url = f"ws://127.0.0.1:{port}/v1"
+        yield fake

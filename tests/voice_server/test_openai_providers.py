@@ -1,0 +1,543 @@
+"""The OpenAI providers against local servers that speak OpenAI's protocols.
+
+The real `openai` client is pointed at the stand-ins of `openai_fakes` by `base_url` and
+`websocket_base_url`; nothing in the client is patched. Each seam gets its contract checked:
+streaming, closing early (the server sees the disconnect), failures becoming `ProviderError`
+quickly, usage and tool calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import time
+import wave
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from datetime import date
+
+import httpx2
+import pytest
+
+from media.codec import FRAME_BYTES
+from voice_server.providers.base import (
+    ChatMessage,
+    LlmRequest,
+    LlmUsage,
+    ProviderError,
+    SttOptions,
+    SttResult,
+    SttSession,
+    ToolCall,
+    ToolSpec,
+    TtsRequest,
+)
+from voice_server.providers.openai_clients import (
+    LiveTuning,
+    OpenAiClients,
+    OpenAiEndpoint,
+    retry_after_seconds,
+)
+from voice_server.providers.openai_llm import ChatOptions, OpenAiLanguageModel
+from voice_server.providers.openai_registry import (
+    OpenAiProviders,
+    check_model,
+    openai_defaults,
+)
+from voice_server.providers.openai_stt import RealtimeSttSession
+from voice_server.providers.openai_tts import OpenAiTextToSpeech
+from voice_server.speech_audio import ulaw_frames
+
+from .openai_fakes import (
+    HANG,
+    FakeOpenAiHttp,
+    FakeRealtime,
+    HttpFailure,
+    serve_http,
+    serve_realtime,
+    text_deltas,
+    tool_call_deltas,
+)
+
+TUNING = LiveTuning(total_s=5, connect_s=1, read_s=0.5, max_retries=1)
+QUICK_S = 3.0  # what "fails fast" means here: far below a 120 s Retry-After or a read timeout
+
+
+@pytest.fixture
+async def http_fake() -> AsyncIterator[FakeOpenAiHttp]:
+    async with serve_http(FakeOpenAiHttp()) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def realtime_fake() -> AsyncIterator[FakeRealtime]:
+    async with serve_realtime(FakeRealtime()) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def providers(
+    http_fake: FakeOpenAiHttp, realtime_fake: FakeRealtime
+) -> AsyncIterator[OpenAiProviders]:
+    defaults = openai_defaults(
+        "test-key",
+        f"{http_fake.base_url}/v1",
+        websocket_base_url=realtime_fake.websocket_base_url,
+        tuning=TUNING,
+    )
+    yield defaults
+    await defaults.aclose()
+
+
+def chat_request(
+    *, temperature: float = 0.7, max_tokens: int = 300, tools: Sequence[ToolSpec] = ()
+) -> LlmRequest:
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")]
+    return LlmRequest("gpt-5.4-mini", messages, temperature, max_tokens, tools)
+
+
+async def collect(llm: OpenAiLanguageModel, request: LlmRequest, usage: LlmUsage) -> list[str]:
+    return [token async for token in llm.stream(request, usage)]
+
+
+# --- LLM -------------------------------------------------------------------------------------
+
+
+async def test_llm_streams_text_and_fills_usage(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    usage = LlmUsage()
+    tokens = await collect(providers.llm, chat_request(temperature=0.2, max_tokens=50), usage)
+
+    assert tokens == ["Hello", " there."]
+    assert (usage.prompt_tokens, usage.completion_tokens) == (12, 3)
+    assert usage.tool_calls == []
+    [sent] = http_fake.requests
+    assert sent.headers["authorization"] == "Bearer test-key"
+    assert sent.body["model"] == "gpt-5.4-mini"
+    assert sent.body["temperature"] == 0.2
+    assert sent.body["max_completion_tokens"] == 50
+    assert "max_tokens" not in sent.body
+    assert sent.body["stream"] is True
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+
+
+async def test_llm_for_compatible_servers_sends_max_tokens(http_fake: FakeOpenAiHttp) -> None:
+    providers = openai_defaults(
+        "test-key",
+        f"{http_fake.base_url}/v1",
+        chat=ChatOptions(max_tokens_field="max_tokens", include_usage=False),
+    )
+    try:
+        usage = LlmUsage()
+        assert await collect(providers.llm, chat_request(max_tokens=40), usage) == [
+            "Hello",
+            " there.",
+        ]
+    finally:
+        await providers.aclose()
+
+    [sent] = http_fake.requests
+    assert sent.body["max_tokens"] == 40
+    assert "max_completion_tokens" not in sent.body
+    assert "stream_options" not in sent.body
+    assert (usage.prompt_tokens, usage.completion_tokens) == (0, 0)
+
+
+async def test_llm_offers_tools_and_reassembles_streamed_tool_calls(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    hang_up = ToolSpec(name="end_call", description="End the call.")
+    http_fake.chat_deltas = [
+        *text_deltas("Goodbye."),
+        *tool_call_deltas(0, "call_a", "end_call", '{"rea', 'son": "done"}'),
+        *tool_call_deltas(1, "call_b", "transfer_call", "{}"),
+    ]
+    http_fake.finish_reason = "tool_calls"
+    usage = LlmUsage()
+    tokens = await collect(providers.llm, chat_request(tools=[hang_up]), usage)
+
+    assert tokens == ["Goodbye."]
+    assert usage.tool_calls == [
+        ToolCall(name="end_call", arguments='{"reason": "done"}'),
+        ToolCall(name="transfer_call", arguments="{}"),
+    ]
+    assert http_fake.requests[0].body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "end_call",
+                "description": "End the call.",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
+
+
+async def test_closing_the_llm_stream_early_disconnects(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.chat_deltas = text_deltas(*[f" word{n}" for n in range(100)])
+    http_fake.delay_s = 0.02
+    async with aclosing(providers.llm.stream(chat_request(), LlmUsage())) as tokens:
+        first = await anext(tokens)
+
+    assert first == " word0"
+    async with asyncio.timeout(QUICK_S):
+        await http_fake.abandoned.wait()
+
+
+async def test_a_429_with_a_long_retry_after_fails_at_once(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.append(HttpFailure(429, {"retry-after": "120"}))
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as raised:
+        await collect(providers.llm, chat_request(), LlmUsage())
+
+    assert time.monotonic() - started < QUICK_S
+    assert raised.value.retryable
+    assert "429" in str(raised.value)
+    assert len(http_fake.requests) == 1
+
+
+async def test_a_server_error_is_retried_once_then_reported(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.extend([HttpFailure(500), HttpFailure(503)])
+    with pytest.raises(ProviderError) as raised:
+        await collect(providers.llm, chat_request(), LlmUsage())
+
+    assert raised.value.retryable
+    assert len(http_fake.requests) == 2
+
+
+async def test_one_server_error_is_absorbed_by_the_retry(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.append(HttpFailure(500))
+    assert await collect(providers.llm, chat_request(), LlmUsage()) == ["Hello", " there."]
+    assert len(http_fake.requests) == 2
+
+
+async def test_a_bad_request_is_not_retryable(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.append(HttpFailure(400))
+    with pytest.raises(ProviderError) as raised:
+        await collect(providers.llm, chat_request(), LlmUsage())
+
+    assert not raised.value.retryable
+    assert len(http_fake.requests) == 1
+
+
+async def test_a_hanging_server_times_out_quickly(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.extend([HANG, HANG])
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="timed out") as raised:
+        await collect(providers.llm, chat_request(), LlmUsage())
+
+    assert time.monotonic() - started < QUICK_S
+    assert raised.value.retryable
+    assert http_fake.abandoned.is_set()
+
+
+# --- TTS -------------------------------------------------------------------------------------
+
+
+async def test_tts_streams_24khz_pcm(providers: OpenAiProviders, http_fake: FakeOpenAiHttp) -> None:
+    request = TtsRequest(model="gpt-4o-mini-tts", voice="marin", text="Hello there.")
+    pieces = [piece async for piece in providers.tts.stream(request)]
+
+    assert {rate for rate, _ in pieces} == {24_000}
+    assert b"".join(pcm for _, pcm in pieces) == http_fake.speech_pcm
+    [sent] = http_fake.requests
+    assert sent.body == {
+        "model": "gpt-4o-mini-tts",
+        "voice": "marin",
+        "input": "Hello there.",
+        "response_format": "pcm",
+    }
+
+
+async def test_tts_speech_becomes_whole_ulaw_frames(providers: OpenAiProviders) -> None:
+    request = TtsRequest(model="gpt-4o-mini-tts", voice="marin", text="Hello there.")
+    runs = [run async for run in ulaw_frames(providers.tts, request)]
+
+    assert all(len(run) % FRAME_BYTES == 0 for run in runs)
+    assert sum(map(len, runs)) == 13 * FRAME_BYTES  # 0.256 s at 8 kHz, padded to 20 ms frames
+
+
+@pytest.mark.parametrize(("model", "sent"), [("gpt-4o-mini-tts", True), ("tts-1-hd", False)])
+async def test_tts_instructions_only_where_the_model_takes_them(
+    http_fake: FakeOpenAiHttp, model: str, sent: bool
+) -> None:
+    clients = OpenAiClients()
+    tts = OpenAiTextToSpeech(clients.client(_endpoint(http_fake)), instructions="Warmly.")
+    try:
+        [_ async for _ in tts.stream(TtsRequest(model=model, voice="alloy", text="Hi."))]
+    finally:
+        await clients.aclose()
+
+    assert ("instructions" in http_fake.requests[0].body) is sent
+
+
+async def test_closing_the_tts_stream_early_disconnects(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.speech_pcm = bytes(24_000 * 2 * 5)  # five seconds
+    http_fake.delay_s = 0.02
+    request = TtsRequest(model="gpt-4o-mini-tts", voice="marin", text="A long answer.")
+    async with aclosing(providers.tts.stream(request)) as pieces:
+        await anext(pieces)
+
+    async with asyncio.timeout(QUICK_S):
+        await http_fake.abandoned.wait()
+
+
+async def test_a_tts_429_fails_at_once(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.append(HttpFailure(429, {"retry-after-ms": "60000"}))
+    request = TtsRequest(model="gpt-4o-mini-tts", voice="marin", text="Hi.")
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as raised:
+        [_ async for _ in providers.tts.stream(request)]
+
+    assert time.monotonic() - started < QUICK_S
+    assert raised.value.retryable
+
+
+async def test_a_stream_that_stalls_midway_times_out(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.delay_s = 2 * TUNING.read_s
+    tts_request = TtsRequest(model="gpt-4o-mini-tts", voice="marin", text="Hi.")
+    for stream in (
+        providers.tts.stream(tts_request),
+        providers.llm.stream(chat_request(), LlmUsage()),
+    ):
+        started = time.monotonic()
+        with pytest.raises(ProviderError, match="timed out"):
+            [_ async for _ in stream]
+        assert time.monotonic() - started < QUICK_S
+
+
+# --- STT: Realtime transcription session ----------------------------------------------------
+
+
+def frames(count: int, start: int = 0) -> list[bytes]:
+    """Distinct 20 ms μ-law frames, so the order of what arrives can be checked."""
+    return [bytes([(start + n) % 256]) * FRAME_BYTES for n in range(count)]
+
+
+async def next_results(session: SttSession, count: int) -> list[SttResult]:
+    results = session.results()
+    async with asyncio.timeout(QUICK_S):
+        return [await anext(results) for _ in range(count)]
+
+
+def appended_audio(fake: FakeRealtime) -> bytes:
+    chunks = [e["audio"] for e in fake.events if e["type"] == "input_audio_buffer.append"]
+    return b"".join(base64.b64decode(chunk) for chunk in chunks)
+
+
+async def test_realtime_session_is_configured_for_twilio_audio(
+    providers: OpenAiProviders, realtime_fake: FakeRealtime
+) -> None:
+    realtime_fake.transcripts.append("Hello there")
+    async with providers.stt.open_session(SttOptions(model="gpt-4o-mini-transcribe")) as session:
+        for frame in frames(50):
+            session.push_audio(frame)
+        results = await next_results(session, 3)
+
+    assert results == [
+        SttResult("Hello", final=False),
+        SttResult("Hello there", final=False),
+        SttResult("Hello there", final=True),
+    ]
+    assert realtime_fake.paths == ["/v1/realtime?intent=transcription"]
+    assert realtime_fake.authorizations == ["Bearer test-key"]
+    audio_input = realtime_fake.sessions[0]["audio"]["input"]
+    assert realtime_fake.sessions[0]["type"] == "transcription"
+    assert audio_input["format"] == {"type": "audio/pcmu"}
+    assert audio_input["transcription"] == {"model": "gpt-4o-mini-transcribe", "language": "en"}
+    assert audio_input["turn_detection"]["type"] == "server_vad"
+    assert audio_input["turn_detection"]["silence_duration_ms"] == 400
+    assert appended_audio(realtime_fake) == b"".join(frames(50))
+    assert isinstance(session, RealtimeSttSession)
+    assert not session.speaking
+    assert session.speech_stopped_at is not None
+    async with asyncio.timeout(QUICK_S):  # leaving the block closed the WebSocket
+        await realtime_fake.closed.wait()
+
+
+async def test_realtime_session_transcribes_utterance_after_utterance(
+    providers: OpenAiProviders, realtime_fake: FakeRealtime
+) -> None:
+    realtime_fake.transcripts.extend(["one", "two"])
+    async with providers.stt.open_session(SttOptions(model="gpt-transcribe")) as session:
+        results = session.results()
+        finals = []
+        for utterance in range(2):
+            for frame in frames(50, start=utterance * 50):
+                session.push_audio(frame)
+            async with asyncio.timeout(QUICK_S):
+                finals.append(await anext(r async for r in results if r.final))
+
+    assert [result.text for result in finals] == ["one", "two"]
+    assert [u.audio_bytes for u in realtime_fake.utterances] == [8000, 8000]
+    assert appended_audio(realtime_fake) == b"".join(frames(100))
+
+
+async def test_manual_commit_models_follow_the_calls_endpointing(
+    providers: OpenAiProviders, realtime_fake: FakeRealtime
+) -> None:
+    realtime_fake.transcripts.append("hi")
+    async with providers.stt.open_session(SttOptions(model="gpt-realtime-whisper")) as session:
+        session.speech_ended()  # nothing appended yet: an empty result, no commit
+        session.speech_started()
+        for frame in frames(10):
+            session.push_audio(frame)
+        session.speech_ended()
+        results = await next_results(session, 3)
+
+    assert results == [SttResult("", final=True), SttResult("hi", False), SttResult("hi", True)]
+    assert realtime_fake.sessions[0]["audio"]["input"]["turn_detection"] is None
+    commits = [e for e in realtime_fake.events if e["type"] == "input_audio_buffer.commit"]
+    assert len(commits) == 1
+    assert realtime_fake.utterances[0].audio_bytes == 10 * FRAME_BYTES
+
+
+async def test_a_dropped_websocket_becomes_a_provider_error(
+    providers: OpenAiProviders, realtime_fake: FakeRealtime
+) -> None:
+    realtime_fake.drop_after_bytes = 5 * FRAME_BYTES
+    async with providers.stt.open_session(SttOptions(model="gpt-4o-transcribe")) as session:
+        for frame in frames(10):
+            session.push_audio(frame)
+        with pytest.raises(ProviderError) as raised:
+            await next_results(session, 1)
+
+    assert raised.value.retryable
+    assert realtime_fake.closed.is_set()
+
+
+async def test_a_refused_websocket_becomes_a_provider_error(http_fake: FakeOpenAiHttp) -> None:
+    providers = openai_defaults(
+        "test-key", f"{http_fake.base_url}/v1", websocket_base_url="ws://127.0.0.1:1/v1"
+    )
+    try:
+        with pytest.raises(ProviderError) as raised:
+            async with providers.stt.open_session(SttOptions(model="gpt-transcribe")):
+                pass
+    finally:
+        await providers.aclose()
+
+    assert raised.value.retryable
+
+
+# --- STT: per-utterance HTTP fallback --------------------------------------------------------
+
+
+async def test_whisper_transcribes_each_endpointed_utterance_over_http(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp, realtime_fake: FakeRealtime
+) -> None:
+    http_fake.transcripts.append(" Hello there. ")
+    async with providers.stt.open_session(SttOptions(model="whisper-1")) as session:
+        for frame in frames(20):  # silence before the onset: the last 15 frames are kept
+            session.push_audio(frame)
+        session.speech_started()
+        for frame in frames(30, start=20):
+            session.push_audio(frame)
+        session.speech_ended()
+        session.speech_ended()  # a turn with no speech: an empty result, no request
+        results = await next_results(session, 2)
+
+    assert results == [SttResult("Hello there.", final=True), SttResult("", final=True)]
+    assert realtime_fake.paths == []
+    [sent] = http_fake.requests
+    assert sent.path == "/v1/audio/transcriptions"
+    assert (sent.body["model"], sent.body["language"]) == ("whisper-1", "en")
+    upload = sent.body["file"]
+    assert (upload["filename"], upload["content_type"]) == ("utterance.wav", "audio/wav")
+    with wave.open(io.BytesIO(upload["data"])) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert wav.getnframes() == 45 * FRAME_BYTES
+
+
+async def test_a_failed_http_transcription_becomes_a_provider_error(
+    providers: OpenAiProviders, http_fake: FakeOpenAiHttp
+) -> None:
+    http_fake.failures.extend([HttpFailure(500), HttpFailure(500)])
+    async with providers.stt.open_session(SttOptions(model="whisper-1")) as session:
+        session.speech_started()
+        session.push_audio(frames(1)[0])
+        session.speech_ended()
+        with pytest.raises(ProviderError) as raised:
+            await next_results(session, 1)
+
+    assert raised.value.retryable
+
+
+# --- model names and client tuning -----------------------------------------------------------
+
+TODAY = date(2026, 9, 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "model", "blocking", "says"),
+    [
+        ("inferenceModel", "llama3.1:8b", False, "not an OpenAI model"),
+        ("sttModel", "tts-1", True, "is a tts model, not a stt one"),
+        ("inferenceModel", "gpt-4o-mini", False, "shuts it down on 2027-01-14"),
+        ("ttsModel", "gpt-4o-mini-tts-2025-12-15", False, "deprecated"),
+        ("inferenceModel", "o4-mini", False, "2026-10-23"),
+    ],
+)
+def test_model_notices(field: str, model: str, blocking: bool, says: str) -> None:
+    notice = check_model(field, model, today=TODAY)
+
+    assert notice is not None
+    assert notice.blocking is blocking
+    assert says in notice.message
+
+
+def test_a_shut_down_model_blocks() -> None:
+    notice = check_model("inferenceModel", "o4-mini", today=date(2026, 10, 23))
+    assert notice is not None
+    assert notice.blocking
+    assert "was shut down on 2026-10-23" in notice.message
+
+
+@pytest.mark.parametrize(
+    ("field", "model"),
+    [
+        ("inferenceModel", "gpt-5.5"),
+        ("inferenceModel", "gpt-6-sol"),
+        ("sttModel", "gpt-transcribe"),
+        ("sttModel", "gpt-realtime-whisper"),
+    ],
+)
+def test_current_models_need_no_notice(field: str, model: str) -> None:
+    assert check_model(field, model, today=TODAY) is None
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after_seconds(httpx2.Headers({})) == 0
+    assert retry_after_seconds(httpx2.Headers({"retry-after": "2"})) == 2
+    assert retry_after_seconds(httpx2.Headers({"retry-after-ms": "250"})) == 0.25
+    date_header = {"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"}
+    assert retry_after_seconds(httpx2.Headers(date_header)) == float("inf")
+    assert retry_after_seconds(httpx2.Headers({"retry-after": "1e999"})) == float("inf")
+
+
+def _endpoint(fake: FakeOpenAiHttp) -> OpenAiEndpoint:
+    return OpenAiEndpoint("test-key", f"{fake.base_url}/v1", tuning=TUNING)

@@ -1,0 +1,314 @@
+"""Speech-to-text over OpenAI: a Realtime transcription session per call, and a per-utterance
+HTTP fallback for models without streaming.
+
+Realtime (docs/openai.md §4a): one WebSocket opened with `intent=transcription`, configured for
+`audio/pcmu`, so Twilio's μ-law frames go in unchanged (base64, as `input_audio_buffer.append`
+wants). `push_audio` only queues; one task sends the backlog, another turns server events into
+`SttResult`s. With `server_vad` the server endpoints the caller itself; models that need
+`turn_detection: null` (gpt-realtime-whisper) are committed on the call's own endpointing.
+WebSocket failures are not SDK exceptions (§3): `websockets` errors and `OSError` are mapped too.
+
+HTTP (§4b): the call's VAD delimits an utterance, which is posted as an 8 kHz PCM16 WAV to
+`audio.transcriptions.create` once the caller's turn has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Literal
+
+import openai
+from openai import AsyncOpenAI
+from openai.resources.realtime.realtime import AsyncRealtimeConnection
+from openai.types.realtime import (
+    RealtimeServerEvent,
+    RealtimeTranscriptionSessionAudioInputParam,
+    RealtimeTranscriptionSessionAudioInputTurnDetectionParam,
+    RealtimeTranscriptionSessionCreateRequestParam,
+)
+from websockets.exceptions import WebSocketException
+
+from media.codec import ulaw_to_pcm16
+from media.wav import wav_bytes
+from voice_server.log import get_logger
+from voice_server.providers.base import ProviderError, SttOptions, SttResult
+from voice_server.providers.openai_clients import provider_error
+
+log = get_logger(__name__)
+
+PROVIDER = "openai-stt"
+MANUAL_COMMIT_MODELS = frozenset({"gpt-realtime-whisper"})  # requires turn_detection null (§4a)
+_FAILURES = (openai.OpenAIError, WebSocketException, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerVad:
+    """The server's endpointing (§4a `server_vad`); threshold 0–1, times in ms."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 400
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeSttConfig:
+    """`vad=None` commits each utterance on the call's own endpointing instead."""
+
+    vad: ServerVad | None = ServerVad()
+    noise_reduction: Literal["near_field", "far_field"] | None = "near_field"
+    connect_timeout_s: float = 3.0
+    max_backlog_frames: int = 250  # 5 s of 20 ms frames waiting for the socket
+
+
+class OpenAiRealtimeSpeechToText:
+    """`SpeechToText` over a Realtime transcription session, one WebSocket per call."""
+
+    def __init__(self, client: AsyncOpenAI, config: RealtimeSttConfig | None = None) -> None:
+        self._client = client
+        self._config = config or RealtimeSttConfig()
+
+    @asynccontextmanager
+    async def open_session(self, options: SttOptions) -> AsyncIterator[RealtimeSttSession]:
+        manual = self._config.vad is None or options.model in MANUAL_COMMIT_MODELS
+        async with AsyncExitStack() as stack:
+            connection = await self._connect(stack, options, manual)
+            session = RealtimeSttSession(connection, manual, self._config.max_backlog_frames)
+            tasks = [
+                asyncio.create_task(session.send_audio(), name="stt-send"),
+                asyncio.create_task(session.receive_events(), name="stt-receive"),
+            ]
+            try:
+                yield session
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with suppress(asyncio.CancelledError):
+                        await task
+
+    async def _connect(
+        self, stack: AsyncExitStack, options: SttOptions, manual: bool
+    ) -> AsyncRealtimeConnection:
+        manager = self._client.realtime.connect(extra_query={"intent": "transcription"})
+        try:
+            async with asyncio.timeout(self._config.connect_timeout_s):
+                connection = await stack.enter_async_context(manager)
+            await connection.session.update(session=self._session(options, manual))
+        except _FAILURES as error:
+            raise provider_error(error, PROVIDER) from error
+        return connection
+
+    def _session(
+        self, options: SttOptions, manual: bool
+    ) -> RealtimeTranscriptionSessionCreateRequestParam:
+        vad, noise = self._config.vad, self._config.noise_reduction
+        audio_input: RealtimeTranscriptionSessionAudioInputParam = {
+            "format": {"type": "audio/pcmu"},
+            "transcription": {"model": options.model, "language": iso_language(options.language)},
+            "turn_detection": None if manual or vad is None else _server_vad(vad),
+        }
+        if noise is not None:
+            audio_input["noise_reduction"] = {"type": noise}
+        return {"type": "transcription", "audio": {"input": audio_input}}
+
+
+def _server_vad(vad: ServerVad) -> RealtimeTranscriptionSessionAudioInputTurnDetectionParam:
+    return {
+        "type": "server_vad",
+        "threshold": vad.threshold,
+        "prefix_padding_ms": vad.prefix_padding_ms,
+        "silence_duration_ms": vad.silence_duration_ms,
+    }
+
+
+def iso_language(language: str) -> str:
+    """OpenAI takes ISO-639-1 codes: `en-US` → `en`."""
+    return language.partition("-")[0].lower()
+
+
+class RealtimeSttSession:
+    """One call's transcription session; opened by `OpenAiRealtimeSpeechToText.open_session`.
+
+    `speaking` and `speech_stopped_at` (monotonic seconds) follow the server's VAD events.
+    """
+
+    def __init__(
+        self, connection: AsyncRealtimeConnection, manual_commit: bool, max_backlog_frames: int
+    ) -> None:
+        self._connection = connection
+        self._manual_commit = manual_commit
+        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(max_backlog_frames)  # None: commit
+        self._results: asyncio.Queue[SttResult | ProviderError] = asyncio.Queue()
+        self._partials: dict[str, str] = {}
+        self._uncommitted = False
+        self._failed = False
+        self.speaking = False
+        self.speech_stopped_at: float | None = None
+
+    def push_audio(self, ulaw: bytes) -> None:
+        self._enqueue(ulaw)
+
+    def speech_started(self) -> None:
+        """Nothing to do: the server hears the start itself, in the audio already sent."""
+
+    def speech_ended(self) -> None:
+        if self._manual_commit:
+            self._enqueue(None)
+
+    async def results(self) -> AsyncIterator[SttResult]:
+        while True:
+            result = await self._results.get()
+            if isinstance(result, ProviderError):
+                raise result
+            yield result
+
+    async def send_audio(self) -> None:
+        """Forward queued audio for as long as the session is open, one append per backlog."""
+        try:
+            while True:
+                await self._send_backlog()
+        except _FAILURES as error:
+            self._fail(provider_error(error, PROVIDER))
+
+    async def receive_events(self) -> None:
+        """Turn server events into results until the socket ends, which is always a failure."""
+        try:
+            async for event in self._connection:
+                self._on_event(event)
+        except _FAILURES as error:
+            self._fail(provider_error(error, PROVIDER))
+        else:
+            self._fail(ProviderError("the server ended the session", provider=PROVIDER))
+
+    def _enqueue(self, item: bytes | None) -> None:
+        if self._failed:
+            return
+        try:
+            self._audio.put_nowait(item)
+        except asyncio.QueueFull:
+            message = "audio backlog: the transcription socket is not keeping up"
+            self._fail(ProviderError(message, provider=PROVIDER, retryable=True))
+
+    async def _send_backlog(self) -> None:
+        items = [await self._audio.get()]
+        while items[-1] is not None and not self._audio.empty():
+            items.append(self._audio.get_nowait())
+        if audio := b"".join(item for item in items if item is not None):
+            encoded = base64.b64encode(audio).decode("ascii")
+            await self._connection.input_audio_buffer.append(audio=encoded)
+            self._uncommitted = True
+        if items[-1] is None:
+            await self._commit()
+
+    async def _commit(self) -> None:
+        if not self._uncommitted:  # committing an empty buffer is an error (§4a)
+            self._results.put_nowait(SttResult(text="", final=True))
+            return
+        self._uncommitted = False
+        await self._connection.input_audio_buffer.commit()
+
+    def _on_event(self, event: RealtimeServerEvent) -> None:
+        if event.type == "input_audio_buffer.speech_started":
+            self.speaking = True
+        elif event.type == "input_audio_buffer.speech_stopped":
+            self.speaking, self.speech_stopped_at = False, time.monotonic()
+        elif event.type == "conversation.item.input_audio_transcription.delta":
+            text = self._partials.get(event.item_id, "") + (event.delta or "")
+            self._partials[event.item_id] = text
+            self._results.put_nowait(SttResult(text=text, final=False))
+        elif event.type == "conversation.item.input_audio_transcription.completed":
+            self._partials.pop(event.item_id, None)
+            self._results.put_nowait(SttResult(text=event.transcript, final=True))
+        elif event.type == "conversation.item.input_audio_transcription.failed":
+            self._partials.pop(event.item_id, None)
+            log.warning("transcription of an utterance failed", error=event.error.message)
+            self._results.put_nowait(SttResult(text="", final=True))
+        elif event.type == "error":
+            log.warning("transcription session reported an error", error=event.error.message)
+
+    def _fail(self, error: ProviderError) -> None:
+        if not self._failed:
+            self._failed = True
+            self._results.put_nowait(error)
+
+
+class OpenAiUtteranceSpeechToText:
+    """`SpeechToText` by one HTTP transcription per utterance, for models without streaming
+    (whisper-1, compatible servers). `preroll_frames` of audio before the call's VAD onset,
+    which fires late by design, are kept with the utterance."""
+
+    def __init__(self, client: AsyncOpenAI, *, preroll_frames: int = 15) -> None:
+        self._client = client
+        self._preroll_frames = preroll_frames
+
+    @asynccontextmanager
+    async def open_session(self, options: SttOptions) -> AsyncIterator[UtteranceSttSession]:
+        session = UtteranceSttSession(self._client, options, self._preroll_frames)
+        worker = asyncio.create_task(session.transcribe_forever(), name="stt-http")
+        try:
+            yield session
+        finally:
+            worker.cancel()
+            with suppress(asyncio.CancelledError):
+                await worker
+
+
+class UtteranceSttSession:
+    """Buffers what the caller says between `speech_started()` and `speech_ended()` and
+    transcribes each utterance in order."""
+
+    def __init__(self, client: AsyncOpenAI, options: SttOptions, preroll_frames: int) -> None:
+        self._client = client
+        self._options = options
+        self._preroll: deque[bytes] = deque(maxlen=preroll_frames)
+        self._utterance: list[bytes] | None = None
+        self._pending: asyncio.Queue[bytes] = asyncio.Queue()
+        self._results: asyncio.Queue[SttResult | ProviderError] = asyncio.Queue()
+
+    def push_audio(self, ulaw: bytes) -> None:
+        if self._utterance is None:
+            self._preroll.append(ulaw)
+        else:
+            self._utterance.append(ulaw)
+
+    def speech_started(self) -> None:
+        if self._utterance is None:
+            self._utterance = list(self._preroll)
+            self._preroll.clear()
+
+    def speech_ended(self) -> None:
+        audio = b"".join(self._utterance or ())
+        self._utterance = None
+        self._pending.put_nowait(audio)
+
+    async def results(self) -> AsyncIterator[SttResult]:
+        while True:
+            result = await self._results.get()
+            if isinstance(result, ProviderError):
+                raise result
+            yield result
+
+    async def transcribe_forever(self) -> None:
+        while True:
+            audio = await self._pending.get()
+            try:
+                text = await self._transcribe(audio) if audio else ""
+            except openai.OpenAIError as error:
+                self._results.put_nowait(provider_error(error, PROVIDER))
+            else:
+                self._results.put_nowait(SttResult(text=text, final=True))
+
+    async def _transcribe(self, ulaw: bytes) -> str:
+        wav = wav_bytes(ulaw_to_pcm16(ulaw), 8000)  # μ-law WAVs are not known to work (§4b)
+        transcription = await self._client.audio.transcriptions.create(
+            model=self._options.model,
+            file=("utterance.wav", wav, "audio/wav"),  # the server goes by name and type
+            language=iso_language(self._options.language),
+        )
+        return transcription.text.strip()
