@@ -20,6 +20,7 @@ from stores.calls import CallStore
 from stores.database import Database, connect, database_name
 from stores.embedded import EmbeddedDatabase
 from voice_server.app import create_app
+from voice_server.providers.registry import ProviderRegistry
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
 from voice_server.settings import Settings
 from voice_server.simulator import CallerScript, CallResult, Line, new_call_sid, place_call
@@ -54,7 +55,9 @@ async def _demo(settings: Settings, uri: str, wav_path: Path, turns: tuple[str, 
 
 
 @asynccontextmanager
-async def serve_in_background(settings: Settings, db: Database) -> AsyncIterator[str]:
+async def serve_in_background(
+    settings: Settings, db: Database, providers: ProviderRegistry | None = None
+) -> AsyncIterator[str]:
     """The real app under uvicorn on a free loopback port, for as long as the block runs."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -62,7 +65,7 @@ async def serve_in_background(settings: Settings, db: Database) -> AsyncIterator
     base_url = f"http://127.0.0.1:{port}"
     app_settings = settings.model_copy(update={"public_base_url": base_url, "port": port})
     config = uvicorn.Config(
-        create_app(app_settings, database=db),
+        create_app(app_settings, database=db, providers=providers),
         log_config=None,
         log_level="warning",
         ws="websockets-sansio",

@@ -7,9 +7,10 @@ streams (their `aclosing` blocks), which is how barge-in stops it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 
 from voice_server.outbound import CHUNK_BYTES, Outbound
@@ -39,6 +40,7 @@ class Utterance:
 
     number: int
     text: str = ""
+    planned: str = ""  # everything the LLM wrote for this utterance, spoken or not yet
     floor: int = 0  # text heard before this utterance began (a resumed utterance's first part)
     sent_all: bool = False
     recorded: bool = False
@@ -129,19 +131,53 @@ class Responder:
     async def answer(
         self, utterance: Utterance, llm: LanguageModel, request: LlmRequest, timer: TurnTimer
     ) -> LlmUsage:
-        """Stream the LLM's answer to `request` into speech, sentence by sentence."""
+        """Stream the LLM's answer to `request` into speech, sentence by sentence.
+
+        The LLM is read as fast as it writes, ahead of the speech (which waits for playback
+        room), so an interrupted answer still knows the text it had not yet spoken."""
         usage = LlmUsage()
-        splitter = SentenceSplitter()
-        async with aclosing(llm.stream(request, usage)) as tokens:
-            async for token in tokens:
-                timer.llm_first_token = timer.llm_first_token or time.monotonic()
-                self._on_progress()
-                for sentence in splitter.push(token):
-                    await self._speak(utterance, sentence, timer)
-        if rest := splitter.flush():
-            await self._speak(utterance, rest, timer)
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        writer = asyncio.create_task(
+            self._write(utterance, llm, request, usage=usage, timer=timer, sentences=sentences)
+        )
+        try:
+            while (sentence := await sentences.get()) is not None:
+                await self._speak(utterance, sentence, timer)
+            await writer  # re-raises the LLM's error, if it failed
+        finally:
+            writer.cancel()
+            with suppress(asyncio.CancelledError):
+                await writer
         utterance.sent_all = True
         return usage
+
+    async def _write(
+        self,
+        utterance: Utterance,
+        llm: LanguageModel,
+        request: LlmRequest,
+        *,
+        usage: LlmUsage,
+        timer: TurnTimer,
+        sentences: asyncio.Queue[str | None],
+    ) -> None:
+        splitter = SentenceSplitter()
+
+        def plan(sentence: str) -> None:
+            utterance.planned = f"{utterance.planned} {sentence}".strip()
+            sentences.put_nowait(sentence)
+
+        try:
+            async with aclosing(llm.stream(request, usage)) as tokens:
+                async for token in tokens:
+                    timer.llm_first_token = timer.llm_first_token or time.monotonic()
+                    self._on_progress()
+                    for sentence in splitter.push(token):
+                        plan(sentence)
+            if rest := splitter.flush():
+                plan(rest)
+        finally:
+            sentences.put_nowait(None)
 
     async def _speak(self, utterance: Utterance, sentence: str, timer: TurnTimer | None) -> None:
         start = self._add_sentence(utterance, sentence)

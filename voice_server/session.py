@@ -258,11 +258,13 @@ class CallSession:
             self._voice.record(utterance, interrupted=True)
         if last is None:
             return
-        rest = last.text[len(self._voice.heard(last)) :].strip()
+        heard = self._voice.heard(last)
+        rest = (last.planned or last.text)[len(heard) :].strip()
         if not rest:
             self._voice.record(last)
             return
         continuation = self._voice.new_utterance(continues=last)
+        continuation.planned = f"{heard} {rest}"
         self._respond(self._say(continuation, rest))
 
     # -- speaking --------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""The scripted conversation set, played by the caller simulator against the real server.
+
+Speech-to-text is `EchoingSpeechToText` (it knows what the simulator says), so each outcome is
+exact; the VAD, endpointing, barge-in, marks and transcript are the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from stores.calls import Call, CallStore
+from tests.voice_server.fakes import EchoingSpeechToText, HangingLanguageModel
+from voice_server.caller_script import render_steps
+from voice_server.conversations import CONVERSATIONS, Conversation
+from voice_server.demo import serve_in_background
+from voice_server.providers import local
+from voice_server.providers.base import LanguageModel
+from voice_server.providers.registry import ProviderRegistry
+from voice_server.seed import seed_demo
+from voice_server.settings import Settings
+from voice_server.simulator import CallResult, Line, place_call
+
+Db = AsyncDatabase[dict[str, Any]]
+
+
+@asynccontextmanager
+async def calling(
+    database: Db, settings: Settings, conversation: Conversation, llm: LanguageModel | None = None
+) -> AsyncIterator[Line]:
+    line = await seed_demo(database)
+    if conversation.turn_taking:
+        await database["agents"].update_one({}, {"$set": {"turnTaking": conversation.turn_taking}})
+    renders = await render_steps(conversation.script)
+    texts = {step.text: audio for step, audio in renders.items() if hasattr(step, "text")}
+    providers = ProviderRegistry(
+        stt={local.STT_MODEL: EchoingSpeechToText(texts)},
+        llm={local.LLM_MODEL: llm or local.StandInLanguageModel()},
+        tts={local.TTS_MODEL: local.EspeakTextToSpeech()},
+    )
+    async with serve_in_background(settings, database, providers) as base_url:
+        yield Line(base_url, line.auth_token, "+15550100199", line.number)
+
+
+async def play(
+    database: Db, settings: Settings, name: str, llm: LanguageModel | None = None
+) -> tuple[CallResult, Call]:
+    conversation = CONVERSATIONS[name]
+    async with calling(database, settings, conversation, llm) as line:
+        result = await place_call(line, conversation.script)
+    call = await CallStore(database).get(result.call_sid)
+    assert call is not None
+    return result, call
+
+
+def said(call: Call, role: str) -> list[str]:
+    return [entry.text for entry in call.transcript if entry.role == role]
+
+
+def answer(turn: int, heard: str) -> str:
+    return f"Turn {turn}. I heard you say: {heard}. Is there anything else?"
+
+
+async def test_a_pause_mid_sentence_does_not_end_the_turn(database: Db, settings: Settings) -> None:
+    _, call = await play(database, settings, "pause-mid-sentence")
+
+    assert said(call, "user") == ["I would like to book a table for two"]
+    assert said(call, "assistant")[1:] == [answer(1, "I would like to book a table for two")]
+
+
+async def test_talking_over_the_agent_stops_it_and_keeps_what_was_heard(
+    database: Db, settings: Settings
+) -> None:
+    result, call = await play(database, settings, "talk-over-the-agent")
+
+    assert result.clears >= 1
+    assert result.interruptions[0].clear_after_ms is not None
+    first, interrupted_answer, second = (
+        said(call, "user")[0],
+        call.transcript[2],
+        call.transcript[3],
+    )
+    full = answer(1, first)
+    assert interrupted_answer.role == "assistant"
+    assert interrupted_answer.interrupted is True
+    assert interrupted_answer.text, "the caller heard the start of the answer"
+    assert full.startswith(interrupted_answer.text)
+    assert len(interrupted_answer.text) < len(full)
+    assert second.text == "Stop. What time do you close?"
+    assert call.transcript[4].text == answer(2, second.text)
+
+
+async def test_a_cough_does_not_cut_the_agent_off(database: Db, settings: Settings) -> None:
+    _, call = await play(database, settings, "cough-while-agent-speaks")
+
+    assert said(call, "user") == ["Tell me about your menu."]
+    reply = call.transcript[-1]
+    assert reply.text == answer(1, "Tell me about your menu.")
+    assert not reply.interrupted
+
+
+async def test_a_backchannel_does_not_cut_the_agent_off(database: Db, settings: Settings) -> None:
+    _, call = await play(database, settings, "backchannel-while-agent-speaks")
+
+    assert said(call, "user") == ["Tell me about your menu."]
+    reply = call.transcript[-1]
+    assert reply.text == answer(1, "Tell me about your menu.")
+    assert not reply.interrupted
+
+
+async def test_silence_is_reprompted_then_the_agent_says_goodbye(
+    database: Db, settings: Settings
+) -> None:
+    result, call = await play(database, settings, "silent-caller")
+
+    assert result.server_hung_up
+    assert call.end_reason == "caller-silent"
+    spoken = said(call, "assistant")
+    assert spoken[1:] == ["Are you still there?", "Are you still there?", spoken[-1]]
+    assert "end the call" in spoken[-1]
+
+
+async def test_key_presses_are_recorded_and_reach_the_model(
+    database: Db, settings: Settings
+) -> None:
+    _, call = await play(database, settings, "presses-keys")
+
+    keys = [entry for entry in call.transcript if entry.source == "dtmf"]
+    assert [entry.text for entry in keys] == ["42"]
+    assert said(call, "assistant")[-1] == answer(1, "(The caller pressed the keys: 4 2)")
+
+
+async def test_hanging_up_mid_answer_keeps_what_was_heard(database: Db, settings: Settings) -> None:
+    _, call = await play(database, settings, "hangs-up-mid-answer")
+
+    assert call.end_reason == "caller-hung-up"
+    reply = call.transcript[-1]
+    assert reply.role == "assistant"
+    assert reply.interrupted is True
+    assert answer(1, "What are your opening hours?").startswith(reply.text)
+
+
+async def test_the_agent_ends_the_call_after_its_goodbye(database: Db, settings: Settings) -> None:
+    result, call = await play(database, settings, "says-goodbye")
+
+    assert result.server_hung_up
+    assert call.end_reason == "agent-ended"
+    reply = call.transcript[-1]
+    assert reply.text == "Goodbye, and thank you for calling!"
+    assert not reply.interrupted
+
+
+async def test_barge_in_can_be_turned_off(database: Db, settings: Settings) -> None:
+    result, call = await play(database, settings, "legal-notice-no-barge-in")
+
+    assert result.clears == 0
+    replies = said(call, "assistant")
+    assert replies[1] == answer(1, "What are your opening hours?")
+    assert replies[2] == answer(2, "Stop. What time do you close?")
+    assert not any(entry.interrupted for entry in call.transcript)
+
+
+async def test_the_maximum_duration_ends_the_call_politely(
+    database: Db, settings: Settings
+) -> None:
+    result, call = await play(database, settings, "too-long")
+
+    assert result.server_hung_up
+    assert call.end_reason == "max-duration"
+    assert "time limit" in said(call, "assistant")[-1]
+
+
+async def test_a_hanging_model_is_noticed_and_the_caller_hears_the_fallback(
+    database: Db, settings: Settings
+) -> None:
+    llm = HangingLanguageModel()
+    _, call = await play(database, settings, "one-question", llm)
+
+    assert llm.cancelled.is_set()
+    replies = [entry for entry in call.transcript if entry.role == "assistant"]
+    assert replies[-1].text.startswith("Sorry, I'm having trouble")

@@ -1,0 +1,68 @@
+"""The scripted conversation set: callers who pause, talk over the agent, cough, say "mm-hm",
+stay silent, press keys, hang up mid-answer, or say goodbye. The tests play each of them and
+`scripts/conversations` measures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from voice_server.caller_script import (
+    AwaitHangUp,
+    CallerScript,
+    HangUp,
+    Noise,
+    Pause,
+    Press,
+    Say,
+)
+
+QUESTION = "What are your opening hours?"
+MENU = "Tell me about your menu."
+OVER = "Stop. What time do you close?"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    script: CallerScript
+    turn_taking: Mapping[str, Any] = field(default_factory=dict)  # the agent's overrides
+
+
+CONVERSATIONS: dict[str, Conversation] = {
+    "one-question": Conversation(CallerScript(steps=(Say(QUESTION),))),
+    "pause-mid-sentence": Conversation(
+        CallerScript(
+            steps=(Say("I would like to book"), Pause(300), Say("a table for two", when="now"))
+        )
+    ),
+    "talk-over-the-agent": Conversation(
+        CallerScript(steps=(Say(QUESTION), Say(OVER, when="during-agent", delay_ms=1500)))
+    ),
+    "cough-while-agent-speaks": Conversation(
+        CallerScript(steps=(Say(MENU), Noise(250, delay_ms=1500)))
+    ),
+    "backchannel-while-agent-speaks": Conversation(
+        CallerScript(steps=(Say(MENU), Say("mm-hm", when="during-agent", delay_ms=1500)))
+    ),
+    "silent-caller": Conversation(
+        CallerScript(steps=(AwaitHangUp(timeout_s=40),)),
+        {"silenceRepromptMs": 1500, "maxReprompts": 2},
+    ),
+    "presses-keys": Conversation(CallerScript(steps=(Press("42#"),))),
+    "hangs-up-mid-answer": Conversation(
+        CallerScript(steps=(Say(QUESTION), HangUp(when="during-agent", delay_ms=1200)))
+    ),
+    "says-goodbye": Conversation(
+        CallerScript(steps=(Say("Thank you, goodbye."), AwaitHangUp(timeout_s=20)))
+    ),
+    "legal-notice-no-barge-in": Conversation(
+        CallerScript(steps=(Say(QUESTION), Say(OVER, when="during-agent", delay_ms=1500))),
+        {"bargeIn": False},
+    ),
+    "too-long": Conversation(
+        CallerScript(steps=(AwaitHangUp(timeout_s=30),)),
+        {"maxCallSeconds": 10, "silenceRepromptMs": 60_000},
+    ),
+}

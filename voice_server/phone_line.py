@@ -1,0 +1,213 @@
+"""The Twilio end of a simulated call's media stream, in real time.
+
+Every 20 ms tick sends one caller frame and plays 20 ms of the agent's queued audio; a mark is
+echoed when the audio queued before it has played; `clear` drops the queue and echoes every
+pending mark at once. Tick times follow an absolute schedule, so a slow tick is caught up
+instead of drifting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from media import twilio as protocol
+from media.codec import FRAME_BYTES, ULAW_SILENCE, ulaw_to_pcm16
+
+if TYPE_CHECKING:
+    from voice_server.simulator import CallResult
+
+SILENT_FRAME = ULAW_SILENCE * FRAME_BYTES
+LOUD = 1000  # a frame with a sample above this counts as sound, not silence
+
+
+@dataclass
+class Interruption:
+    """Caller audio sent over the agent: when it began, and how the agent reacted."""
+
+    onset: float  # monotonic time of the first loud frame sent
+    clear_after_ms: float | None = None  # onset → Twilio `clear` received
+    last_media_after_ms: float | None = None  # onset → the agent's last audio before the clear
+
+
+def _loud(frame: bytes) -> bool:
+    return bool(np.abs(np.frombuffer(ulaw_to_pcm16(frame), dtype=np.int16)).max() > LOUD)
+
+
+class Player:
+    def __init__(self, websocket: ClientConnection, result: CallResult) -> None:
+        self._ws = websocket
+        self.result = result
+        self.closed = asyncio.Event()
+        self._sequence = self._chunk = 0
+        self._start: protocol.Start | None = None
+        self._queue: deque[bytes | str] = deque()  # agent audio and mark names, in order
+        self._next_tick = 0.0
+        self._last_media = 0.0  # monotonic time the latest agent media arrived
+        self._first_media: float | None = None
+        self._playing_since: float | None = None
+        self._stopped = False
+
+    def _seq(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    async def _send(self, text: str) -> None:
+        if self.closed.is_set():
+            return
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed:
+            self.closed.set()
+
+    async def begin(self, start: protocol.Start) -> None:
+        self._start = start
+        await self._send(protocol.build_connected())
+        await self._send(protocol.build_start(self._seq(), start))
+        self._next_tick = time.monotonic()
+
+    @property
+    def _stream_sid(self) -> str:
+        assert self._start is not None, "begin() first"
+        return self._start.stream_sid
+
+    async def receive(self) -> None:
+        try:
+            async for message in self._ws:
+                await self._on_message(message if isinstance(message, str) else "")
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+            self.result.server_hung_up = self._sequence > 0 and not self._stopped
+
+    async def _on_message(self, message: str) -> None:
+        event = protocol.parse_outbound(message)
+        now = time.monotonic()
+        if isinstance(event, protocol.OutboundMedia):
+            self._queue.append(event.payload)
+            self._last_media = now
+            self._first_media = self._first_media or now
+        elif isinstance(event, protocol.OutboundMark):
+            self._queue.append(event.name)
+        else:
+            self.result.clears += 1
+            self._note_clear(now)
+            names = [item for item in self._queue if isinstance(item, str)]
+            self._queue.clear()
+            for name in names:
+                await self._echo(name)
+
+    def _note_clear(self, now: float) -> None:
+        for interruption in self.result.interruptions:
+            if interruption.clear_after_ms is None:
+                interruption.clear_after_ms = round((now - interruption.onset) * 1000, 1)
+                last = max(0.0, self._last_media - interruption.onset)
+                interruption.last_media_after_ms = round(last * 1000, 1)
+
+    async def tick(self, caller_frame: bytes) -> None:
+        """One 20 ms step: send the caller's frame, play 20 ms of the agent's audio."""
+        delay = self._next_tick - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next_tick += 0.020
+        self._chunk += 1
+        media = protocol.build_inbound_media(
+            self._seq(), self._stream_sid, self._chunk, self._chunk * 20, caller_frame
+        )
+        await self._send(media)
+        self.result.caller_audio += caller_frame
+        played = await self._play(FRAME_BYTES)
+        self.result.agent_audio += played.ljust(FRAME_BYTES, ULAW_SILENCE)
+        if played:
+            self._playing_since = self._playing_since or time.monotonic()
+        else:
+            self._playing_since = None
+
+    async def _play(self, wanted: int) -> bytes:
+        played = bytearray()
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, str):
+                self._queue.popleft()
+                await self._echo(head)
+                continue
+            if len(played) == wanted:
+                break
+            take = head[: wanted - len(played)]
+            played += take
+            if len(take) == len(head):
+                self._queue.popleft()
+            else:
+                self._queue[0] = head[len(take) :]
+        return bytes(played)
+
+    async def _echo(self, name: str) -> None:
+        self.result.marks_echoed += 1
+        await self._send(protocol.build_mark_echo(self._seq(), self._stream_sid, name))
+
+    async def send_audio(self, ulaw: bytes, *, overlapping: bool) -> float:
+        """Send audio in real time; the time its last loud frame went out. With `overlapping`,
+        sound sent while the agent is playing is recorded as an interruption."""
+        last_loud = time.monotonic()
+        noted = False
+        for offset in range(0, len(ulaw), FRAME_BYTES):
+            frame = ulaw[offset : offset + FRAME_BYTES].ljust(FRAME_BYTES, ULAW_SILENCE)
+            loud = _loud(frame)
+            if overlapping and loud and not noted and self._queue:
+                self.result.interruptions.append(Interruption(onset=time.monotonic()))
+                noted = True
+            await self.tick(frame)
+            if loud:
+                last_loud = time.monotonic()
+        return last_loud
+
+    async def press(self, digits: str) -> None:
+        for digit in digits:
+            await self._send(protocol.build_dtmf(self._seq(), self._stream_sid, digit))
+            for _ in range(5):  # 100 ms between keys
+                await self.tick(SILENT_FRAME)
+
+    async def agent_playing(self, delay_ms: float, timeout_s: float) -> bool:
+        """Send silence until the agent's audio has been playing for `delay_ms`."""
+        deadline = time.monotonic() + timeout_s
+        while not self.closed.is_set() and time.monotonic() < deadline:
+            since = self._playing_since
+            if since is not None and (time.monotonic() - since) * 1000 >= delay_ms:
+                return True
+            await self.tick(SILENT_FRAME)
+        return False
+
+    async def wait_for_agent(
+        self, since: float, timeout_s: float, done_after_s: float
+    ) -> float | None:
+        """Send silence until the agent has answered and gone quiet; its first audio's time."""
+        self._first_media = None
+        deadline = since + timeout_s
+        while not self.closed.is_set() and time.monotonic() < deadline:
+            await self.tick(SILENT_FRAME)
+            answered = self._first_media is not None and self._first_media >= since
+            quiet = time.monotonic() - self._last_media >= done_after_s
+            if answered and quiet and not self._queue:
+                return self._first_media
+        return None
+
+    async def wait_for_hang_up(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.closed.is_set() and time.monotonic() < deadline:
+            await self.tick(SILENT_FRAME)
+
+    async def stop(self) -> None:
+        assert self._start is not None, "begin() first"
+        self._stopped = True
+        start = self._start
+        await self._send(
+            protocol.build_stop(self._seq(), start.stream_sid, start.call_sid, start.account_sid)
+        )
