@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from stores import phone_numbers
 from stores.database import Database
-from stores.documents import UtcDatetime, from_document, object_id, utc_now
-from stores.phone_numbers import E164, PhoneNumberStore, normalize_phone_number
+from stores.documents import UtcDatetime, from_document, object_id
+from stores.owned import Listing, ListQuery, OwnedCollection
+from stores.phone_numbers import E164, normalize_phone_number
 from stores.turn_taking import TurnTaking
 
 COLLECTION = "agents"
@@ -16,21 +18,48 @@ COLLECTION = "agents"
 _NEWEST_FIRST = [("updated_at", -1), ("_id", -1)]
 
 
-class AgentCreate(BaseModel):
-    name: str
+Direction = Literal["incoming", "outgoing"]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class AgentFields(BaseModel):
+    """What an owner sets on an agent; `phoneNumber` must be one of the owner's numbers."""
+
+    name: Text
     phoneNumber: E164
-    userId: str
-    direction: Literal["incoming", "outgoing"] = "incoming"
-    sttModel: str
-    inferenceModel: str
-    ttsModel: str
-    ttsVoice: str
+    direction: Direction = "incoming"
+    sttModel: Text
+    inferenceModel: Text
+    ttsModel: Text
+    ttsVoice: Text
     systemPrompt: str
     greeting: str = ""
-    temperature: float = 0.7
-    maxTokens: int = 300
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    maxTokens: int = Field(default=300, ge=1, le=16384)
     active: bool = True
     turnTaking: TurnTaking = Field(default_factory=TurnTaking)
+
+
+class AgentCreate(AgentFields):
+    userId: str
+
+
+class AgentUpdate(BaseModel):
+    """A partial change; absent (or null) fields are left as they are."""
+
+    name: str | None = Field(default=None, min_length=1)
+    phoneNumber: E164 | None = None
+    direction: Direction | None = None
+    sttModel: str | None = Field(default=None, min_length=1)
+    inferenceModel: str | None = Field(default=None, min_length=1)
+    ttsModel: str | None = Field(default=None, min_length=1)
+    ttsVoice: str | None = Field(default=None, min_length=1)
+    systemPrompt: str | None = None
+    greeting: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    maxTokens: int | None = Field(default=None, ge=1, le=16384)
+    active: bool | None = None
+    turnTaking: TurnTaking | None = None
 
 
 class Agent(AgentCreate):
@@ -45,13 +74,24 @@ class AgentStore:
 
     def __init__(self, db: Database) -> None:
         self._collection = db[COLLECTION]
-        self._phone_numbers = PhoneNumberStore(db)
+        self._owned = OwnedCollection(self._collection, Agent)
+        self._numbers = db[phone_numbers.COLLECTION]
 
     async def create(self, data: AgentCreate) -> Agent:
-        now = utc_now()
-        document = {**data.model_dump(), "isDeleted": False, "created_at": now, "updated_at": now}
-        await self._collection.insert_one(document)
-        return from_document(Agent, document)
+        return await self._owned.insert(data.userId, data.model_dump(exclude={"userId"}))
+
+    async def get_owned(self, user_id: str, agent_id: str) -> Agent | None:
+        """The owner's live agent with this id; None for anyone else's, or a deleted one."""
+        return await self._owned.get(user_id, agent_id)
+
+    async def page(self, user_id: str, query: ListQuery) -> Listing[Agent]:
+        return await self._owned.find(user_id, query)
+
+    async def update(self, user_id: str, agent_id: str, change: AgentUpdate) -> Agent | None:
+        return await self._owned.update(user_id, agent_id, change.model_dump(exclude_none=True))
+
+    async def delete(self, user_id: str, agent_id: str) -> bool:
+        return await self._owned.soft_delete(user_id, agent_id)
 
     async def get(self, agent_id: str) -> Agent | None:
         """The agent with this id, deleted or not; None if the id is not an ObjectId."""
@@ -70,7 +110,8 @@ class AgentStore:
         Raises InvalidPhoneNumber if `phone_number` cannot be normalised.
         """
         number = normalize_phone_number(phone_number)
-        registered = await self._phone_numbers.find_active(number)
+        live = {"phoneNumber": number, "isActive": True, "isDeleted": False}
+        registered = await self._numbers.find_one(live, {"userId": 1})
         if registered is None:
             return None
         query = {
@@ -78,7 +119,7 @@ class AgentStore:
             "direction": "incoming",
             "active": True,
             "isDeleted": False,
-            "userId": registered.userId,
+            "userId": registered["userId"],
         }
         document = await self._collection.find_one(query, sort=_NEWEST_FIRST)
         return None if document is None else from_document(Agent, document)

@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from stores.database import Database
 from stores.documents import UtcDatetime, as_utc, from_document, utc_now
+from stores.owned import Listing, ListQuery, OwnedCollection
 
 COLLECTION = "calls"
 # `$slice: [skip, limit]` needs a positive limit; no transcript comes near this.
@@ -60,15 +61,20 @@ class CallCreate(BaseModel):
     start_time: UtcDatetime
 
 
-class Call(CallCreate):
+class CallSummary(CallCreate):
+    """A call without its transcript, as call lists show it."""
+
     id: str
     status: Literal["active", "completed"]
     end_time: UtcDatetime | None = None
     duration_seconds: float | None = None
-    transcript: list[TranscriptEntry]
     end_reason: str | None = None
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+
+class Call(CallSummary):
+    transcript: list[TranscriptEntry]
 
 
 class _InOrder:
@@ -100,6 +106,10 @@ class CallStore:
     def __init__(self, db: Database) -> None:
         self._collection = db[COLLECTION]
         self._appends = _InOrder()
+        self._owned = OwnedCollection(self._collection, Call, soft_delete=False)
+        self._summaries = OwnedCollection(
+            self._collection, CallSummary, soft_delete=False, projection={"transcript": 0}
+        )
 
     async def create(self, data: CallCreate) -> Call:
         """Record an accepted call, or return the call already recorded with this `call_sid`.
@@ -135,6 +145,14 @@ class CallStore:
     async def get(self, call_sid: str) -> Call | None:
         document = await self._collection.find_one({"call_sid": call_sid})
         return None if document is None else from_document(Call, document)
+
+    async def get_owned(self, user_id: str, call_id: str) -> Call | None:
+        """The owner's call by its id, with the transcript; None for anyone else's."""
+        return await self._owned.get(user_id, call_id)
+
+    async def page(self, user_id: str, query: ListQuery) -> Listing[CallSummary]:
+        """A page of the owner's calls, without transcripts."""
+        return await self._summaries.find(user_id, query)
 
     async def append_transcript(self, call_sid: str, entry: TranscriptEntry) -> None:
         """Add `entry` at the end of the transcript (also after the call has ended).

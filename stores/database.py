@@ -42,6 +42,7 @@ class Collection(Protocol):
         /,
         *,
         upsert: bool = ...,
+        sort: Sequence[tuple[str, int]] = ...,
         return_document: bool = ...,
     ) -> Awaitable[Any]: ...
 

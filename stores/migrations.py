@@ -7,13 +7,15 @@ version fail, so two runners racing cannot both record it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
 from stores.database import Database
 from stores.documents import utc_now
+from stores.message_migration import merge_conversations, split_conversations
 
 COLLECTION = "migrations"
 
@@ -38,7 +40,8 @@ class _Index:
     name: str
     keys: list[tuple[str, int]]
     unique: bool = False
-    live_only: bool = False  # partial: only documents with `isDeleted: false`
+    # Partial: only the documents that match, e.g. `{"isDeleted": False}` (live ones).
+    partial: Mapping[str, Any] = field(default_factory=dict)
 
 
 _INITIAL_INDEXES = [
@@ -47,7 +50,7 @@ _INITIAL_INDEXES = [
         "phoneNumber_live_unique",
         [("phoneNumber", ASCENDING)],
         unique=True,
-        live_only=True,
+        partial={"isDeleted": False},
     ),
     _Index("registered_phone_numbers", "userId", [("userId", ASCENDING)]),
     _Index(
@@ -68,27 +71,56 @@ _INITIAL_INDEXES = [
 ]
 
 
-async def _create_initial_indexes(db: Database) -> None:
-    for index in _INITIAL_INDEXES:
-        collection = db[index.collection]
-        if index.live_only:
-            await collection.create_index(
-                index.keys,
-                name=index.name,
-                unique=index.unique,
-                partialFilterExpression={"isDeleted": False},
+# Migration 3: the collections the API added, and the messages key of seed 000.
+_API_INDEXES = [
+    _Index("prompts", "userId", [("userId", ASCENDING), ("created_at", DESCENDING)]),
+    _Index("prompts", "phoneNumberId", [("phoneNumberId", ASCENDING)]),
+    _Index(
+        "scheduled_calls",
+        "due",  # the worker's claim: pending calls by time
+        [("status", ASCENDING), ("scheduledDateTime", ASCENDING)],
+    ),
+    _Index("scheduled_calls", "userId", [("userId", ASCENDING), ("created_at", DESCENDING)]),
+    _Index(
+        "messages",
+        "conversation_unique",
+        [("agent_id", ASCENDING), ("user_number", ASCENDING)],
+        unique=True,
+        partial={"user_number": {"$exists": True}},  # old-shape documents have none
+    ),
+    _Index("messages", "userId", [("userId", ASCENDING), ("updated_at", DESCENDING)]),
+    _Index("api_keys", "keyHash_unique", [("keyHash", ASCENDING)], unique=True),
+]
+
+
+def _creating(indexes: list[_Index]) -> Step:
+    async def create(db: Database) -> None:
+        for index in indexes:
+            partial = {"partialFilterExpression": index.partial} if index.partial else {}
+            await db[index.collection].create_index(
+                index.keys, name=index.name, unique=index.unique, **partial
             )
-        else:
-            await collection.create_index(index.keys, name=index.name, unique=index.unique)
+
+    return create
 
 
-async def _drop_initial_indexes(db: Database) -> None:
-    for index in reversed(_INITIAL_INDEXES):
-        await db[index.collection].drop_index(index.name)
+def _dropping(indexes: list[_Index]) -> Step:
+    async def drop(db: Database) -> None:
+        for index in reversed(indexes):
+            await db[index.collection].drop_index(index.name)
+
+    return drop
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "initial indexes", _create_initial_indexes, _drop_initial_indexes),
+    Migration(1, "initial indexes", _creating(_INITIAL_INDEXES), _dropping(_INITIAL_INDEXES)),
+    Migration(
+        2,
+        "messages: one document per conversation (seed 000)",
+        split_conversations,
+        merge_conversations,
+    ),
+    Migration(3, "API collection indexes", _creating(_API_INDEXES), _dropping(_API_INDEXES)),
 ]
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, Field, JsonValue
 
 from stores.database import Database
-from stores.documents import UtcDatetime, from_document, utc_now
+from stores.documents import UtcDatetime, from_document
+from stores.owned import Listing, ListQuery, OwnedCollection
+from stores.secrets import SecretBox
 
 COLLECTION = "registered_phone_numbers"
+# Clients send the auth token; it never comes back (it is stored sealed, see stores.secrets).
+WRITE_ONLY: dict[str, JsonValue] = {"writeOnly": True}
 
 
 class InvalidPhoneNumber(ValueError):
@@ -41,41 +45,94 @@ def normalize_phone_number(raw: str, default_region: str = "US") -> str:
 E164 = Annotated[str, AfterValidator(normalize_phone_number)]
 
 
-class PhoneNumberCreate(BaseModel):
+class PhoneNumberFields(BaseModel):
+    """What an owner sets on a number. The auth token is write-only: it is stored sealed."""
+
     phoneNumber: E164
-    provider: str = "twilio"
-    twilioAccountSid: str
-    twilioAuthToken: str
-    userId: str
+    provider: Literal["twilio"] = "twilio"
+    twilioAccountSid: str = Field(min_length=1)
+    twilioAuthToken: str = Field(min_length=1, repr=False, json_schema_extra=WRITE_ONLY)
     isActive: bool = True
 
 
-class PhoneNumber(PhoneNumberCreate):
+class PhoneNumberCreate(PhoneNumberFields):
+    userId: str
+
+
+class PhoneNumberUpdate(BaseModel):
+    """A partial change; absent (or null) fields are left as they are."""
+
+    phoneNumber: E164 | None = None
+    twilioAccountSid: str | None = Field(default=None, min_length=1)
+    twilioAuthToken: str | None = Field(
+        default=None, min_length=1, repr=False, json_schema_extra=WRITE_ONLY
+    )
+    isActive: bool | None = None
+
+
+class PhoneNumberView(BaseModel):
+    """A stored number as clients see it: everything but the auth token."""
+
     id: str
     uuid: str
+    phoneNumber: str
+    provider: str
+    twilioAccountSid: str
+    userId: str
+    isActive: bool
     isDeleted: bool
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
 
-class PhoneNumberStore:
-    """The `registered_phone_numbers` collection."""
+class PhoneNumber(PhoneNumberView):
+    """A stored number; `twilioAuthToken` is the sealed text, opened only by `auth_token`."""
 
-    def __init__(self, db: Database) -> None:
+    twilioAuthToken: str = Field(repr=False, exclude=True)
+
+
+class PhoneNumberStore:
+    """The `registered_phone_numbers` collection; `box` seals and opens the auth tokens."""
+
+    def __init__(self, db: Database, box: SecretBox) -> None:
         self._collection = db[COLLECTION]
+        self._owned = OwnedCollection(self._collection, PhoneNumber)
+        self._box = box
 
     async def create(self, data: PhoneNumberCreate) -> PhoneNumber:
         """Insert a number. Raises pymongo's DuplicateKeyError if a live record has it."""
-        now = utc_now()
-        document = {
-            **data.model_dump(),
+        fields = data.model_dump(exclude={"userId", "twilioAuthToken"})
+        fields |= {
+            "twilioAuthToken": self._box.seal(data.twilioAuthToken),
             "uuid": str(uuid.uuid4()),
-            "isDeleted": False,
-            "created_at": now,
-            "updated_at": now,
         }
-        await self._collection.insert_one(document)
-        return from_document(PhoneNumber, document)
+        return await self._owned.insert(data.userId, fields)
+
+    async def get(self, user_id: str, number_id: str) -> PhoneNumber | None:
+        """The owner's live number with this id; None for anyone else's, or a deleted one."""
+        return await self._owned.get(user_id, number_id)
+
+    async def page(self, user_id: str, query: ListQuery) -> Listing[PhoneNumber]:
+        return await self._owned.find(user_id, query)
+
+    async def update(
+        self, user_id: str, number_id: str, change: PhoneNumberUpdate
+    ) -> PhoneNumber | None:
+        """Apply `change` to the owner's number. Raises DuplicateKeyError like `create`."""
+        fields = change.model_dump(exclude_none=True, exclude={"twilioAuthToken"})
+        if change.twilioAuthToken is not None:
+            fields["twilioAuthToken"] = self._box.seal(change.twilioAuthToken)
+        return await self._owned.update(user_id, number_id, fields)
+
+    async def delete(self, user_id: str, number_id: str) -> bool:
+        return await self._owned.soft_delete(user_id, number_id)
+
+    def auth_token(self, number: PhoneNumber) -> str:
+        """The number's Twilio auth token, for a signature check or a Twilio API call only.
+
+        Raises stores.secrets.SecretUnreadable if it was sealed under another key.
+        """
+        return self._box.open(number.twilioAuthToken)
 
     async def find_active(self, phone_number: str) -> PhoneNumber | None:
         """The active, non-deleted record of `phone_number` (any format; see the normaliser).

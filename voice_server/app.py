@@ -16,12 +16,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from stores.agents import AgentStore
+from stores.api_keys import ApiKeyStore
 from stores.calls import CallStore
 from stores.database import Database, connect, database_name
+from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
+from stores.prompts import PromptStore
+from stores.scheduled_calls import ScheduledCallStore
+from voice_server.api import NO_ROUTE_HANDLERS, api_mount
 from voice_server.metrics import metrics
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry, local_registry
+from voice_server.secret_key import secret_box
 from voice_server.security import StreamTokens
 from voice_server.services import Services
 from voice_server.settings import Settings
@@ -47,9 +53,13 @@ def create_app(
         greetings = GreetingCache()
         services = Services(
             settings=settings,
-            phone_numbers=PhoneNumberStore(db),
+            phone_numbers=PhoneNumberStore(db, secret_box(settings)),
             agents=AgentStore(db),
             calls=CallStore(db),
+            prompts=PromptStore(db),
+            scheduled_calls=ScheduledCallStore(db),
+            messages=MessageStore(db),
+            api_keys=ApiKeyStore(db),
             providers=providers or local_registry(),
             tokens=StreamTokens(
                 settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_seconds
@@ -69,8 +79,9 @@ def create_app(
         WebSocketRoute("/twilio/stream", media_stream),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        api_mount(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=NO_ROUTE_HANDLERS)
 
 
 async def health(request: Request) -> Response:

@@ -1,27 +1,31 @@
-"""The `voice-server` command: serve, demo, seed, migrate, simulate."""
+"""The `voice-server` command: serve, demo, seed, migrate, api-key, simulate."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
 
 from stores import migrations
-from stores.database import connect, database_name
+from stores.api_keys import ApiKeyStore
+from stores.database import Database, connect, database_name
 from stores.embedded import EmbeddedDatabase
 from voice_server.app import create_app
 from voice_server.demo import run_demo
 from voice_server.log import configure_logging, get_logger
+from voice_server.secret_key import secret_box
 from voice_server.seed import DEMO_NUMBER, seed_demo
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulator import CallerScript, Line, place_call
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,8 +57,23 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(run=_seed)
 
     migrate = commands.add_parser("migrate", help="show or apply database migrations")
-    migrate.add_argument("action", choices=("status", "upgrade"), nargs="?", default="status")
+    migrate.add_argument(
+        "action", choices=("status", "upgrade", "downgrade"), nargs="?", default="status"
+    )
+    migrate.add_argument(
+        "--to", type=int, default=None, help="downgrade: the version to go back to (0: all)"
+    )
     migrate.set_defaults(run=_migrate)
+
+    api_key = commands.add_parser("api-key", help="create or revoke an API key")
+    key_actions = api_key.add_subparsers(required=True, metavar="ACTION")
+    create_key = key_actions.add_parser("create", help="a new key for a user; shown once")
+    create_key.add_argument("--user", required=True, help="the userId the key acts as")
+    create_key.add_argument("--label", default="", help="a note saying what the key is for")
+    create_key.set_defaults(run=_api_key_create)
+    revoke_key = key_actions.add_parser("revoke", help="revoke a key by its id")
+    revoke_key.add_argument("key_id")
+    revoke_key.set_defaults(run=_api_key_revoke)
 
     simulate = commands.add_parser("simulate", help="place a simulated call to a running server")
     simulate.add_argument("--to", required=True, help="the number to call")
@@ -90,6 +109,14 @@ async def _migrations(uri: str, apply: bool) -> list[str]:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.mongodb_uri and settings.secrets_key is None:
+        print(
+            "SECRETS_KEY is required with MONGODB_URI (it seals the numbers' Twilio auth "
+            "tokens; every instance needs the same one). Make one with: python -c "
+            '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
+            file=sys.stderr,
+        )
+        return 2
     with database_uri(settings) as (uri, embedded):
         behind = asyncio.run(_migrations(uri, apply=embedded))
         if behind:
@@ -123,7 +150,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         try:
             db = client[database_name(uri)]
             await migrations.upgrade(db)
-            line = await seed_demo(db, args.number or DEMO_NUMBER)
+            line = await seed_demo(db, secret_box(settings), args.number or DEMO_NUMBER)
             print(f"number {line.number} → agent {line.agent_id}")
         finally:
             await client.close()
@@ -135,9 +162,48 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     with database_uri(settings) as (uri, _):
+        if args.action == "downgrade":
+            try:
+                asyncio.run(_on_database(uri, lambda db: _downgrade(db, args.to)))
+            except migrations.MigrationError as error:
+                print(error, file=sys.stderr)
+                return 1
         pending = asyncio.run(_migrations(uri, apply=args.action == "upgrade"))
     print("pending migrations: " + (", ".join(pending) if pending else "none"))
     return 0
+
+
+async def _on_database(uri: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    client = connect(uri)
+    try:
+        return await work(client[database_name(uri)])
+    finally:
+        await client.close()
+
+
+async def _downgrade(db: Database, to_version: int | None) -> None:
+    """Undo migrations newer than `to_version` (by default, the newest one only)."""
+    applied = await migrations.applied_versions(db)
+    target = to_version if to_version is not None else (applied[-2] if len(applied) > 1 else 0)
+    for migration in await migrations.downgrade(db, target):
+        log.info("migration undone", version=migration.version, name=migration.name)
+
+
+def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
+    with database_uri(settings) as (uri, _):
+        issued = asyncio.run(
+            _on_database(uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
+        )
+    print(f"key id {issued.key.id} for user {issued.key.userId}")
+    print(f"secret (shown once; send as `Authorization: Bearer …`): {issued.secret}")
+    return 0
+
+
+def _api_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    with database_uri(settings) as (uri, _):
+        revoked = asyncio.run(_on_database(uri, lambda db: ApiKeyStore(db).revoke(args.key_id)))
+    print(f"key {args.key_id} revoked" if revoked else f"no live key has the id {args.key_id}")
+    return 0 if revoked else 1
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:

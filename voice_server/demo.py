@@ -21,6 +21,7 @@ from stores.database import Database, connect, database_name
 from stores.embedded import EmbeddedDatabase
 from voice_server.app import create_app
 from voice_server.providers.registry import ProviderRegistry
+from voice_server.secret_key import secret_box
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
 from voice_server.settings import Settings
 from voice_server.simulator import CallerScript, CallResult, Line, new_call_sid, place_call
@@ -42,7 +43,7 @@ async def _demo(settings: Settings, uri: str, wav_path: Path, turns: tuple[str, 
     try:
         db = client[database_name(uri)]
         await migrations.upgrade(db)
-        line = await seed_demo(db)
+        line = await seed_demo(db, secret_box(settings))
         async with serve_in_background(settings, db) as base_url:
             result = await _call_and_watch(db, base_url, line, turns)
     finally:

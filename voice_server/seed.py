@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 from stores.agents import AgentCreate, AgentStore
 from stores.database import Database
-from stores.phone_numbers import PhoneNumberCreate, PhoneNumberStore
+from stores.phone_numbers import (
+    PhoneNumber,
+    PhoneNumberCreate,
+    PhoneNumberStore,
+    PhoneNumberUpdate,
+)
+from stores.secrets import SecretBox, SecretUnreadable
 from voice_server.providers import local
 
 DEMO_NUMBER = "+15550100100"
@@ -22,9 +28,12 @@ class DemoLine:
     agent_id: str
 
 
-async def seed_demo(db: Database, number: str = DEMO_NUMBER) -> DemoLine:
-    """Make sure `number` is registered with an active incoming agent on the local models."""
-    phone_numbers, agents = PhoneNumberStore(db), AgentStore(db)
+async def seed_demo(db: Database, box: SecretBox, number: str = DEMO_NUMBER) -> DemoLine:
+    """Make sure `number` is registered with an active incoming agent on the local models.
+
+    `box` must be the server's (see voice_server.secret_key): it seals the number's token.
+    """
+    phone_numbers, agents = PhoneNumberStore(db, box), AgentStore(db)
     registered = await phone_numbers.find_registered(number)
     if registered is None:
         registered = await phone_numbers.create(
@@ -35,6 +44,7 @@ async def seed_demo(db: Database, number: str = DEMO_NUMBER) -> DemoLine:
                 userId=DEMO_USER,
             )
         )
+    auth_token = await _readable_token(phone_numbers, registered)
     agent = await agents.find_for_incoming_call(number)
     if agent is None:
         agent = await agents.create(
@@ -50,6 +60,16 @@ async def seed_demo(db: Database, number: str = DEMO_NUMBER) -> DemoLine:
                 greeting="Hello! You have reached the demo agent. How can I help you?",
             )
         )
-    return DemoLine(
-        number=registered.phoneNumber, auth_token=registered.twilioAuthToken, agent_id=agent.id
-    )
+    return DemoLine(number=registered.phoneNumber, auth_token=auth_token, agent_id=agent.id)
+
+
+async def _readable_token(phone_numbers: PhoneNumberStore, registered: PhoneNumber) -> str:
+    """The demo number's token; a new one if it was sealed under another key (or stored in
+    plain text before tokens were sealed), since the demo's caller needs to know it."""
+    try:
+        return phone_numbers.auth_token(registered)
+    except SecretUnreadable:
+        token = secrets.token_hex(16)
+        change = PhoneNumberUpdate(twilioAuthToken=token)
+        await phone_numbers.update(registered.userId, registered.id, change)
+        return token

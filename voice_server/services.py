@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stores.agents import AgentStore
+from stores.api_keys import ApiKeyStore
 from stores.calls import CallStore
+from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
+from stores.prompts import PromptStore
+from stores.scheduled_calls import ScheduledCallStore
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security import StreamTokens
@@ -19,6 +23,10 @@ class Services:
     phone_numbers: PhoneNumberStore
     agents: AgentStore
     calls: CallStore
+    prompts: PromptStore
+    scheduled_calls: ScheduledCallStore
+    messages: MessageStore
+    api_keys: ApiKeyStore
     providers: ProviderRegistry
     tokens: StreamTokens
     greetings: GreetingCache

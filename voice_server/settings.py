@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stores.secrets import SecretBox
+
 _SECRET = re.compile("TOKEN|SECRET|KEY")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -48,6 +50,11 @@ class Settings(BaseSettings):
         description="Signs media-stream tokens; set the same value on every server instance.",
     )
     stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=600)
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key sealing numbers' Twilio auth tokens at rest; required with "
+        "MONGODB_URI. Without it the embedded database uses DATA_DIR/secrets.key (made once).",
+    )
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -80,6 +87,13 @@ class Settings(BaseSettings):
     def _long_secret(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SecretBox(value.get_secret_value())  # raises ValueError saying what a key is
         return value
 
     @property

@@ -19,6 +19,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from stores.calls import CallCreate
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
+from stores.secrets import SecretUnreadable
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
 from voice_server.providers.registry import UnknownModel
@@ -48,7 +49,7 @@ async def verified_form(
         number = await services.phone_numbers.find_registered(
             normalize_phone_number(params.get(number_field, ""))
         )
-    tokens = [number.twilioAuthToken] if number and number.twilioAuthToken else []
+    tokens = _number_token(services, number)
     if services.settings.twilio_auth_token:
         tokens.append(services.settings.twilio_auth_token.get_secret_value())
     if not tokens:
@@ -61,6 +62,17 @@ async def verified_form(
     if not twilio_signature_valid(url, params, signature, tokens):
         raise _refuse(request, f"X-Twilio-Signature does not match this request for {url}")
     return params, number
+
+
+def _number_token(services: Services, number: PhoneNumber | None) -> list[str]:
+    """The number's own auth token, opened for this check only; none if it cannot be read."""
+    if number is None:
+        return []
+    try:
+        return [services.phone_numbers.auth_token(number)]
+    except SecretUnreadable:
+        log.warning("the number's auth token was sealed under another key", number_id=number.id)
+        return []
 
 
 def _refuse(request: Request, reason: str) -> HTTPException:

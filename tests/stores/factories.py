@@ -6,8 +6,11 @@ from typing import Any
 from stores.agents import AgentCreate
 from stores.calls import CallCreate
 from stores.phone_numbers import PhoneNumberCreate
+from stores.secrets import SecretBox
 
 START = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+# Seals the numbers' auth tokens in store tests.
+BOX = SecretBox(SecretBox.generate_key())
 
 
 def phone_number(number: str, **fields: Any) -> PhoneNumberCreate:

@@ -6,7 +6,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.agents import Agent, AgentStore
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumberStore
-from tests.stores.factories import agent, phone_number
+from tests.stores.factories import BOX, agent, phone_number
 
 Db = AsyncDatabase[dict[str, Any]]
 NUMBER = "+15551234567"
@@ -14,7 +14,7 @@ DIALLED = "(555) 123-4567"
 
 
 async def register(database: Db, **fields: Any) -> None:
-    await PhoneNumberStore(database).create(phone_number(NUMBER, **fields))
+    await PhoneNumberStore(database, BOX).create(phone_number(NUMBER, **fields))
 
 
 async def soft_delete(database: Db, collection: str, **query: Any) -> None:

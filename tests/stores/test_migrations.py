@@ -37,17 +37,18 @@ async def test_initial_indexes_exist(database: Db) -> None:
 
 
 async def test_downgrade_and_upgrade_again(database: Db) -> None:
+    versions = [m.version for m in MIGRATIONS]
     undone = await migrations.downgrade(database, 0)
-    assert [m.version for m in undone] == [1]
+    assert [m.version for m in undone] == versions[::-1]
     assert await migrations.applied_versions(database) == []
     assert await index_names(database, "calls") == {"_id_"}
-    assert [m.version for m in await migrations.pending(database)] == [1]
-    assert [m.version for m in await migrations.upgrade(database)] == [1]
+    assert [m.version for m in await migrations.pending(database)] == versions
+    assert [m.version for m in await migrations.upgrade(database)] == versions
     assert "call_sid_unique" in await index_names(database, "calls")
 
 
 async def test_downgrade_to_current_version_does_nothing(database: Db) -> None:
-    assert await migrations.downgrade(database, 1) == []
+    assert await migrations.downgrade(database, MIGRATIONS[-1].version) == []
 
 
 async def test_irreversible_migration_refuses_downgrade(
@@ -56,9 +57,12 @@ async def test_irreversible_migration_refuses_downgrade(
     async def noop(db: object) -> None:
         return None
 
-    irreversible = Migration(2, "irreversible", noop, None)
+    irreversible = Migration(MIGRATIONS[-1].version + 1, "irreversible", noop, None)
     monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, irreversible])
     assert await migrations.upgrade(database) == [irreversible]
-    with pytest.raises(MigrationError, match=r"\[2\]"):
+    with pytest.raises(MigrationError, match=rf"\[{irreversible.version}\]"):
         await migrations.downgrade(database, 0)
-    assert await migrations.applied_versions(database) == [1, 2]
+    assert await migrations.applied_versions(database) == [
+        *(m.version for m in MIGRATIONS),
+        irreversible.version,
+    ]

@@ -10,7 +10,7 @@ from stores.phone_numbers import (
     PhoneNumberStore,
     normalize_phone_number,
 )
-from tests.stores.factories import phone_number
+from tests.stores.factories import BOX, phone_number
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -55,7 +55,7 @@ def test_model_normalises() -> None:
 
 
 async def test_create_and_find_active(database: Db) -> None:
-    store = PhoneNumberStore(database)
+    store = PhoneNumberStore(database, BOX)
     created = await store.create(phone_number("+15551234567"))
     assert created.isDeleted is False
     assert created.created_at == created.updated_at
@@ -65,20 +65,20 @@ async def test_create_and_find_active(database: Db) -> None:
 
 
 async def test_inactive_number_is_not_found(database: Db) -> None:
-    store = PhoneNumberStore(database)
+    store = PhoneNumberStore(database, BOX)
     await store.create(phone_number("+15551234567", isActive=False))
     assert await store.find_active("+15551234567") is None
 
 
 async def test_a_live_number_is_registered_once(database: Db) -> None:
-    store = PhoneNumberStore(database)
+    store = PhoneNumberStore(database, BOX)
     await store.create(phone_number("+15551234567"))
     with pytest.raises(DuplicateKeyError):
         await store.create(phone_number("555 123 4567"))
 
 
 async def test_a_deleted_number_can_be_registered_again(database: Db) -> None:
-    store = PhoneNumberStore(database)
+    store = PhoneNumberStore(database, BOX)
     old = await store.create(phone_number("+15551234567"))
     await database["registered_phone_numbers"].update_one(
         {"uuid": old.uuid}, {"$set": {"isDeleted": True}}

@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from voice_server.demo import serve_in_background
 from voice_server.log import configure_logging
+from voice_server.secret_key import secret_box
 from voice_server.seed import DemoLine, seed_demo
 from voice_server.settings import Settings
 
@@ -41,7 +42,7 @@ def settings(tmp_path: Path) -> Settings:
 async def server(
     database: AsyncDatabase[dict[str, Any]], settings: Settings
 ) -> AsyncIterator[Server]:
-    line = await seed_demo(database)
+    line = await seed_demo(database, secret_box(settings))
     async with serve_in_background(settings, database) as base_url:
         yield Server(
             base_url, database, line, settings.model_copy(update={"public_base_url": base_url})

@@ -20,6 +20,7 @@ from voice_server.demo import serve_in_background
 from voice_server.providers import local
 from voice_server.providers.base import LanguageModel
 from voice_server.providers.registry import ProviderRegistry
+from voice_server.secret_key import secret_box
 from voice_server.seed import seed_demo
 from voice_server.settings import Settings
 from voice_server.simulator import CallResult, Line, place_call
@@ -31,7 +32,7 @@ Db = AsyncDatabase[dict[str, Any]]
 async def calling(
     database: Db, settings: Settings, conversation: Conversation, llm: LanguageModel | None = None
 ) -> AsyncIterator[Line]:
-    line = await seed_demo(database)
+    line = await seed_demo(database, secret_box(settings))
     if conversation.turn_taking:
         await database["agents"].update_one({}, {"$set": {"turnTaking": conversation.turn_taking}})
     renders = await render_steps(conversation.script)

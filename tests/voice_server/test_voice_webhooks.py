@@ -15,6 +15,7 @@ from stores.calls import CallStore
 from stores.phone_numbers import PhoneNumberCreate, PhoneNumberStore
 from tests.voice_server.conftest import Server, logged
 from voice_server.demo import serve_in_background
+from voice_server.secret_key import secret_box
 from voice_server.settings import Settings
 
 
@@ -119,7 +120,7 @@ async def test_unknown_number_hears_an_apology_and_nothing_is_stored(
 
 
 async def test_inactive_number_is_apologised_for_and_recorded(server: Server) -> None:
-    await PhoneNumberStore(server.db).create(
+    await PhoneNumberStore(server.db, secret_box(server.settings)).create(
         PhoneNumberCreate(
             phoneNumber="+15550100300",
             twilioAccountSid="AC" + "0" * 32,

@@ -1,0 +1,218 @@
+"""SMS conversations: the `messages` collection, one document per `(agent_id, user_number)`.
+
+The shape is seed 000's: `agent_id` is the agent's number (an inbound SMS's `To`),
+`user_number` the other party's, and `messages` the conversation in arrival order. Documents
+of the older shape (one per `agent_id`, `user_number` inside each message) are still read by
+the look-ups keyed by number until migration 2 splits them; the per-owner API views read the
+new shape only (old documents carry no `userId` until that migration gives them one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pymongo.errors import DuplicateKeyError
+
+from stores.database import Database
+from stores.documents import UtcDatetime, as_utc, from_document, utc_now
+from stores.owned import Listing, ListQuery, OwnedCollection
+from stores.phone_numbers import E164, normalize_phone_number
+
+COLLECTION = "messages"
+HISTORY = timedelta(hours=24)
+NEW_SHAPE = {"user_number": {"$exists": True}}
+
+
+class Message(BaseModel):
+    """One SMS. Assistant messages carry what produced them: model, token usage, timings."""
+
+    model_config = ConfigDict(extra="allow")  # older documents carry fields of their own
+
+    message_sid: str
+    agent_number: str
+    body: str
+    conversation_id: str
+    direction: Literal["inbound", "outbound"]
+    role: Literal["user", "assistant"]
+    timestamp: UtcDatetime
+    model: str | None = None
+    usage: dict[str, int] | None = None
+    metrics: dict[str, float] | None = None
+
+
+AnyMessage = TypeVar("AnyMessage", bound=Message)
+
+
+class NewMessage(BaseModel):
+    """A message to store; the numbers are normalised to E.164."""
+
+    agent_id: E164
+    user_number: E164
+    userId: str
+    message_sid: str
+    body: str
+    conversation_id: str
+    timestamp: UtcDatetime
+    model: str | None = None
+    usage: dict[str, int] | None = None
+    metrics: dict[str, float] | None = None
+
+
+class ConversationMessage(Message):
+    """A message with its conversation's `user_number`, for views across conversations."""
+
+    user_number: str
+
+
+class Conversation(BaseModel):
+    id: str
+    agent_id: str
+    user_number: str
+    userId: str
+    messages: list[Message]
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+def old_shape_split(document: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """An old one-per-agent document's messages by `user_number`, which each loses."""
+    by_user: dict[str, list[dict[str, Any]]] = {}
+    for message in document.get("messages", []):
+        fields = {key: value for key, value in message.items() if key != "user_number"}
+        by_user.setdefault(message.get("user_number", ""), []).append(fields)
+    return by_user
+
+
+def _in_order(messages: Iterable[AnyMessage]) -> list[AnyMessage]:
+    """Messages by timestamp, each `message_sid` once (a half-migrated database has copies)."""
+    unique = {message.message_sid: message for message in messages}
+    return sorted(unique.values(), key=lambda message: message.timestamp)
+
+
+class MessageStore:
+    """The `messages` collection: the operations seed 000 lists, and the per-owner views."""
+
+    def __init__(self, db: Database) -> None:
+        self._collection = db[COLLECTION]
+        self._owned = OwnedCollection(self._collection, Conversation, soft_delete=False)
+
+    async def create_message(self, message: NewMessage) -> bool:
+        """Store an inbound SMS from the user; False if its `message_sid` is already stored."""
+        return await self._append(message, direction="inbound", role="user")
+
+    async def create_outbound_message(self, message: NewMessage) -> bool:
+        """Store the agent's reply; False if its `message_sid` is already stored."""
+        return await self._append(message, direction="outbound", role="assistant")
+
+    async def _append(
+        self, message: NewMessage, direction: Literal["inbound", "outbound"], role: str
+    ) -> bool:
+        """Push onto the conversation's document, creating it on the first message.
+
+        The filter skips a document that already holds the `message_sid`: then the upsert
+        collides with the unique `(agent_id, user_number)` index, which is how a Twilio
+        retry is told apart from a new message.
+        """
+        stored = message.model_dump(exclude={"agent_id", "user_number", "userId"}, mode="python")
+        stored |= {"agent_number": message.agent_id, "direction": direction, "role": role}
+        now = utc_now()
+        key = {"agent_id": message.agent_id, "user_number": message.user_number}
+        try:
+            await self._collection.update_one(
+                {**key, "messages.message_sid": {"$ne": message.message_sid}},
+                {
+                    "$push": {"messages": {k: v for k, v in stored.items() if v is not None}},
+                    "$set": {"updated_at": now},
+                    "$setOnInsert": {"userId": message.userId, "created_at": now},
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def conversation_messages(self, agent_id: str, user_number: str) -> list[Message]:
+        """Every message between the two numbers, oldest first, from either document shape."""
+        agent, user = normalize_phone_number(agent_id), normalize_phone_number(user_number)
+        query = {
+            "agent_id": agent,
+            "$or": [{"user_number": user}, {"user_number": {"$exists": False}}],
+        }
+        documents = await self._collection.find(query).to_list(None)
+        found: list[Message] = []
+        for document in documents:
+            if "user_number" in document:
+                found += [Message.model_validate(m) for m in document["messages"]]
+            else:
+                old = old_shape_split(document).get(user, [])
+                found += [Message.model_validate(m) for m in old]
+        return _in_order(found)
+
+    async def conversation_exists(self, agent_id: str, user_number: str) -> bool:
+        return bool(await self.conversation_messages(agent_id, user_number))
+
+    async def last_24h_messages(
+        self, agent_id: str, user_number: str, now: datetime
+    ) -> list[Message]:
+        """The conversation's last 24 hours before `now`: the LLM's history for a reply."""
+        since = as_utc(now) - HISTORY
+        messages = await self.conversation_messages(agent_id, user_number)
+        return [message for message in messages if message.timestamp >= since]
+
+    async def conversation_id(self, agent_id: str, user_number: str) -> str | None:
+        """The `conversation_id` of the most recent message, if there is any."""
+        messages = await self.conversation_messages(agent_id, user_number)
+        return messages[-1].conversation_id if messages else None
+
+    async def messages_by_agent(self, agent_id: str) -> list[ConversationMessage]:
+        """All messages of the agent's number, each with its `user_number`, oldest first."""
+        agent = normalize_phone_number(agent_id)
+        documents = await self._collection.find({"agent_id": agent}).to_list(None)
+        return _flatten(documents)
+
+    async def all_messages(
+        self, user_id: str, conversation_id: str | None = None
+    ) -> list[ConversationMessage]:
+        """The owner's messages (optionally of one `conversation_id`), oldest first."""
+        query: dict[str, Any] = self._owned.scope(user_id, **NEW_SHAPE)
+        if conversation_id is not None:
+            query["messages.conversation_id"] = conversation_id
+        documents = await self._collection.find(query).to_list(None)
+        messages = _flatten(documents)
+        if conversation_id is None:
+            return messages
+        return [m for m in messages if m.conversation_id == conversation_id]
+
+    async def get(self, user_id: str, conversation_id: str) -> Conversation | None:
+        """The owner's conversation document by id; None for anyone else's."""
+        return await self._owned.get(user_id, conversation_id)
+
+    async def conversations(self, user_id: str, query: ListQuery) -> Listing[Conversation]:
+        """A page of the owner's conversations, each with only its latest message."""
+        order = -1 if query.descending else 1
+        documents = await self._collection.find(
+            self._owned.scope(user_id, **(NEW_SHAPE | dict(query.filters))),
+            {"messages": {"$slice": -1}},
+            sort=[(query.sort, order), ("_id", order)],
+            skip=query.offset,
+            limit=query.limit + 1,
+        ).to_list(None)
+        items = [from_document(Conversation, d) for d in documents[: query.limit]]
+        return Listing(items, has_more=len(documents) > query.limit)
+
+
+def _flatten(documents: Iterable[Mapping[str, Any]]) -> list[ConversationMessage]:
+    found: list[ConversationMessage] = []
+    for document in documents:
+        if "user_number" in document:
+            groups = {document["user_number"]: document["messages"]}
+        else:
+            groups = old_shape_split(document)
+        for user, messages in groups.items():
+            found += [
+                ConversationMessage.model_validate({**m, "user_number": user}) for m in messages
+            ]
+    return _in_order(found)

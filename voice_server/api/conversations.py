@@ -1,0 +1,65 @@
+"""`/api/conversations` and `/api/messages`: the caller's SMS conversations (seed 000's shape).
+
+Read-only: messages are written by the SMS webhook. A conversation is one `(agent_id,
+user_number)` pair; the list shows each with its latest message only.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from stores.messages import Conversation, ConversationMessage
+from stores.owned import Listing
+from stores.phone_numbers import E164
+from voice_server.api.envelope import not_found
+from voice_server.api.operations import ApiRequest, Operation
+
+TAG = "conversations"
+
+
+class ConversationFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: E164 | None = None
+    user_number: E164 | None = None
+
+
+class MessageFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str | None = None
+
+
+async def list_conversations(call: ApiRequest) -> Listing[Conversation]:
+    return await call.services.messages.conversations(call.user_id, call.listing)
+
+
+async def read_conversation(call: ApiRequest) -> Conversation:
+    found = await call.services.messages.get(call.user_id, call.doc_id)
+    if found is None:
+        raise not_found("conversation")
+    return found
+
+
+async def list_messages(call: ApiRequest) -> Listing[ConversationMessage]:
+    """The caller's messages across conversations, paged newest (or oldest) first."""
+    query = call.listing
+    found = await call.services.messages.all_messages(
+        call.user_id, query.filters.get("conversation_id")
+    )
+    if query.descending:
+        found.reverse()
+    end = query.offset + query.limit
+    return Listing(found[query.offset : end], has_more=len(found) > end)
+
+
+OPERATIONS = [
+    Operation("GET", "/conversations", "List SMS conversations with their latest message",
+              TAG, list_conversations, Conversation, filters=ConversationFilters,
+              sorts=("updated_at", "created_at"), errors=(422,)),
+    Operation("GET", "/conversations/{id}", "Read an SMS conversation with all its messages",
+              TAG, read_conversation, Conversation, errors=(404,)),
+    Operation("GET", "/messages", "List SMS messages across conversations", TAG,
+              list_messages, ConversationMessage, filters=MessageFilters,
+              sorts=("timestamp",), errors=(422,)),
+]  # fmt: skip
