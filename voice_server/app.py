@@ -26,7 +26,8 @@ from stores.scheduled_calls import ScheduledCallStore
 from voice_server.api import NO_ROUTE_HANDLERS, api_mount
 from voice_server.metrics import metrics
 from voice_server.preparation import GreetingCache
-from voice_server.providers.registry import ProviderRegistry, local_registry
+from voice_server.provider_setup import build_providers
+from voice_server.providers.registry import ProviderRegistry
 from voice_server.secret_key import secret_box
 from voice_server.security import StreamTokens
 from voice_server.services import Services
@@ -51,6 +52,7 @@ def create_app(
             client = connect(settings.mongodb_uri)
             db = client[database_name(settings.mongodb_uri)]
         greetings = GreetingCache()
+        registry, close_providers = build_providers(settings, providers)
         services = Services(
             settings=settings,
             phone_numbers=PhoneNumberStore(db, secret_box(settings)),
@@ -60,7 +62,7 @@ def create_app(
             scheduled_calls=ScheduledCallStore(db),
             messages=MessageStore(db),
             api_keys=ApiKeyStore(db),
-            providers=providers or local_registry(),
+            providers=registry,
             tokens=StreamTokens(
                 settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_seconds
             ),
@@ -70,6 +72,7 @@ def create_app(
             yield {"services": services}
         finally:
             await greetings.close()
+            await close_providers()
             if client is not None:
                 await client.close()
 

@@ -54,11 +54,13 @@ log = get_logger(__name__)
 
 FALLBACK_TEXT = "Sorry, I'm having trouble answering right now. Could you say that again?"
 NOT_HEARD_TEXT = "Sorry, I didn't catch that. Could you say it again?"
+STT_GOODBYE_TEXT = "Sorry, I can't hear you properly. Please call again later. Goodbye!"
 END_CALL = ToolSpec(
     name="end_call",
     description="End the phone call, after saying goodbye, when the conversation is over.",
 )
 TICK_S = 0.1  # the supervisor's resolution: re-prompts, key sequences, the watchdog
+SURE_SPEECH_MS = 500  # speech this long was words, even if no transcript came
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ class CallContext:
     call_sid: str
     stream_sid: str
     agent: Agent
-    greeting_audio: bytes | None = None  # the greeting pre-rendered as μ-law, when ready
-    fallback_audio: bytes | None = None  # FALLBACK_TEXT pre-rendered, so a failing TTS is heard
+    # Renders started while the phone rang (μ-law; None when rendering failed): the greeting,
+    # and FALLBACK_TEXT, so that a failing TTS is still answered with speech.
+    greeting_audio: asyncio.Task[bytes | None] | None = None
+    fallback_audio: asyncio.Task[bytes | None] | None = None
 
 
 @dataclass
@@ -120,7 +124,7 @@ class CallSession:
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._interruption: _Interruption | None = None
         self._was_speaking = False
-        self._last_speech = self._endpoint_at = self._speech_ms = 0.0
+        self._last_voice = self._endpoint_at = self._last_final = self._speech_ms = 0.0
 
     async def run(self, events: AsyncIterator[Event]) -> str:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
@@ -168,7 +172,10 @@ class CallSession:
         now = time.monotonic()
         if self._stt is not None:
             self._stt.push_audio(ulaw)
-        decision = self._endpointer.process(self._vad.is_speech(ulaw_to_pcm16(ulaw)), now)
+        voiced = self._vad.is_speech(ulaw_to_pcm16(ulaw))
+        if voiced:
+            self._last_voice = now
+        decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):
             self._supervisor.caller_speaking()
             if self._stt is not None:
@@ -176,9 +183,11 @@ class CallSession:
             if self._turns.bargeIn and self._voice.speaking and self._interruption is None:
                 self._spawn(self._barge_in(decision.at), "barge-in")
         elif isinstance(decision, SpeechEnded):
-            self._last_speech, self._endpoint_at = decision.last_speech_at, now
+            self._endpoint_at = now
             self._speech_ms = (decision.last_speech_at - decision.started_at) * 1000
-            self._supervisor.turn_pending(now)
+            # A recogniser with its own endpointing may have finished this turn already.
+            if self._last_final < decision.last_speech_at:
+                self._supervisor.turn_pending(now)
             if self._stt is not None:
                 self._stt.speech_ended()
 
@@ -199,6 +208,18 @@ class CallSession:
     # -- turns -----------------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        """Recognise the caller for the whole call. When the recogniser fails, the caller hears
+        the fallback and it is opened again, once; a second failure ends the call politely."""
+        for attempt in range(2):
+            try:
+                await self._recognise()
+            except ProviderError as error:
+                log.error("speech-to-text failed", error=str(error), attempt=attempt + 1)
+                if attempt == 0:
+                    self._respond(self._say_fallback(self._voice.new_utterance()))
+        self._respond(self._say_goodbye("speech-to-text-failed", STT_GOODBYE_TEXT))
+
+    async def _recognise(self) -> None:
         options = SttOptions(model=self._agent.sttModel)
         try:
             async with self._providers.stt.open_session(options) as stt:
@@ -206,13 +227,12 @@ class CallSession:
                 async for result in stt.results():
                     if result.final:
                         self._on_final(result.text.strip())
-        except ProviderError as error:
-            log.error("speech-to-text failed; the caller can no longer be heard", error=str(error))
         finally:
             self._stt = None
 
     def _on_final(self, text: str) -> None:
         now = time.monotonic()
+        self._last_final = now
         self._supervisor.turn_started()
         interruption = self._interruption
         if interruption is not None and interruption_is_false(
@@ -229,8 +249,10 @@ class CallSession:
             log.info("caller spoke but no words were recognised")
             return
         self._settle_interruption(real=True)
-        timer = TurnTimer(last_speech=self._last_speech, endpoint=self._endpoint_at, final=now)
-        stt_ms = round((now - self._endpoint_at) * 1000, 1)
+        # The turn ended at our endpoint, or earlier if the recogniser endpointed first.
+        ended = self._endpoint_at if self._endpoint_at >= self._last_voice else now
+        timer = TurnTimer(last_speech=self._last_voice, endpoint=ended, final=now)
+        stt_ms = round((now - ended) * 1000, 1)
         self._transcript.add(_entry("user", text, metrics={"stt_final_ms": stt_ms}))
         self._history.append(ChatMessage("user", text))
         # With barge-in off, an answer waits for the agent to finish what it is saying.
@@ -276,10 +298,9 @@ class CallSession:
     async def _greet(self) -> None:
         utterance = self._voice.new_utterance()
         greeting = greeting_text(self._agent)
-        if self._context.greeting_audio:
-            await self._voice.responder.say_rendered(
-                utterance, greeting, self._context.greeting_audio
-            )
+        rendered = self._context.greeting_audio
+        if rendered is not None and (audio := await rendered):
+            await self._voice.responder.say_rendered(utterance, greeting, audio)
             self._voice.record_if_played(utterance)
         else:
             await self._say(utterance, greeting)
@@ -297,10 +318,11 @@ class CallSession:
         fallback = self._voice.new_utterance()
         fallback.error = utterance.error
         utterance.sent_all = True
-        if self._context.fallback_audio:
-            await self._voice.responder.say_rendered(
-                fallback, FALLBACK_TEXT, self._context.fallback_audio
-            )
+        if not utterance.text:
+            utterance.recorded = True  # nothing of it was said: its error goes with the fallback
+        rendered = self._context.fallback_audio
+        if rendered is not None and (audio := await rendered):
+            await self._voice.responder.say_rendered(fallback, FALLBACK_TEXT, audio)
         self._voice.record_if_played(fallback)
 
     async def _answer(self, timer: TurnTimer) -> None:
@@ -385,11 +407,13 @@ class CallSession:
             log.warning("the caller's turn ended but no transcript came")
             if self._interruption is not None:
                 self._resume(self._interruption)
-            else:
+            elif self._speech_ms >= SURE_SPEECH_MS:  # not just a noise the recogniser ignored
                 self._respond(self._say(self._voice.new_utterance(), NOT_HEARD_TEXT))
         elif action is Action.RESPONSE_STUCK:
             log.error("the agent's response stalled; saying the fallback")
-            self._respond(self._say_fallback(self._voice.new_utterance()))
+            stalled = self._voice.new_utterance()
+            stalled.error = "the response produced nothing in time"
+            self._respond(self._say_fallback(stalled))
         else:
             log.warning("marks stopped coming back from Twilio; clearing the playout")
             self._spawn(self._clear_stuck_playout(), "clear")

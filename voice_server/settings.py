@@ -43,8 +43,18 @@ class Settings(BaseSettings):
         default=None, description="MongoDB to use; without it an embedded database is started."
     )
     data_dir: Path = Field(default=Path("var"), description="Where the embedded database lives.")
-    openai_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="Turns on the OpenAI providers for non-local model names."
+    )
     openai_base_url: str | None = None
+    openai_websocket_base_url: str | None = Field(
+        default=None, description="The Realtime WebSocket base; derived from the base URL if unset."
+    )
+    openai_llm_base_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible server (vLLM, Ollama, llama.cpp) for the LLM.",
+    )
+    openai_llm_api_key: SecretStr | None = None
     stream_token_secret: SecretStr = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description="Signs media-stream tokens; set the same value on every server instance.",
@@ -63,7 +73,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("public_base_url", "openai_base_url")
+    @field_validator("public_base_url", "openai_base_url", "openai_llm_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

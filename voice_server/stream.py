@@ -86,7 +86,7 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         raise StreamRefused(str(error)) from error
     greeting = services.greetings.prepare(agent, providers.tts)
     fallback = services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
-    context = CallContext(start.call_sid, start.stream_sid, agent, await greeting, await fallback)
+    context = CallContext(start.call_sid, start.stream_sid, agent, greeting, fallback)
     return CallSession(context, providers, services.calls, _sender(websocket))
 
 

@@ -12,18 +12,36 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+import numpy as np
+
 from media.codec import FRAME_BYTES, ULAW_SILENCE
-from voice_server.providers.base import LlmRequest, LlmUsage, SttOptions, SttResult
+from voice_server.providers.base import LlmRequest, LlmUsage, SttOptions, SttResult, TtsRequest
+
+
+def frame_texts(renders: Mapping[str, bytes]) -> dict[bytes, str]:
+    """Each sounding 20 ms frame of the scripted utterances, and the text it belongs to."""
+    texts: dict[bytes, str] = {}
+    for text, ulaw in renders.items():
+        for offset in range(0, len(ulaw), FRAME_BYTES):
+            frame = ulaw[offset : offset + FRAME_BYTES]
+            if len(frame) == FRAME_BYTES and frame != ULAW_SILENCE * FRAME_BYTES:
+                texts.setdefault(frame, text)
+    return texts
+
+
+def recognise(texts: Mapping[bytes, str], ulaw: bytes) -> str:
+    """The scripted texts whose frames `ulaw` holds, in order ("" for noise or silence)."""
+    heard: list[str] = []
+    for offset in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES):
+        text = texts.get(ulaw[offset : offset + FRAME_BYTES])
+        if text is not None and (not heard or heard[-1] != text):
+            heard.append(text)
+    return " ".join(heard)
 
 
 class EchoingSpeechToText:
     def __init__(self, renders: Mapping[str, bytes]) -> None:
-        self._texts: dict[bytes, str] = {}
-        for text, ulaw in renders.items():
-            for offset in range(0, len(ulaw), FRAME_BYTES):
-                frame = ulaw[offset : offset + FRAME_BYTES]
-                if len(frame) == FRAME_BYTES and frame != ULAW_SILENCE * FRAME_BYTES:
-                    self._texts.setdefault(frame, text)
+        self._texts = frame_texts(renders)
 
     @asynccontextmanager
     async def open_session(self, options: SttOptions) -> AsyncIterator[_EchoingSession]:
@@ -65,3 +83,11 @@ class HangingLanguageModel:
         finally:
             self.cancelled.set()
         yield ""
+
+
+class ToneTextToSpeech:
+    """Speaks instantly: a 440 Hz tone, 60 ms per character, at 8 kHz (nothing to resample)."""
+
+    async def stream(self, request: TtsRequest) -> AsyncGenerator[tuple[int, bytes], None]:
+        samples = np.arange(int(8000 * 0.06 * len(request.text)))
+        yield 8000, (np.sin(2 * np.pi * 440 * samples / 8000) * 6000).astype(np.int16).tobytes()

@@ -7,8 +7,11 @@ client gives up), every request is recorded, and a stream the client abandoned i
 
 `FakeRealtime` is a `websockets` server for `/v1/realtime?intent=transcription`: it answers
 `session.update`, and turns appended audio into one utterance per `utterance_bytes` (server VAD
-mode) or per `commit` (manual mode), each transcribed as the next scripted transcript. It can
-drop the connection (close code 1011) once enough audio has arrived.
+mode) or per `commit` (manual mode), each transcribed as the next scripted transcript. With
+`listen=True` it instead detects speech in the μ-law it receives with a real VAD (speech started,
+then stopped after the session's `silence_duration_ms`) and names each utterance with
+`recognise(audio)` after `transcribe_delay_s`, as the real service does. It can drop the
+connection (close code 1011) once enough audio has arrived.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import itertools
 import json
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +33,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from media.codec import FRAME_BYTES, FRAME_MS, ulaw_to_pcm16
+from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStarted
+from media.vad import VoiceActivityDetector
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class FakeOpenAiHttp:
         self.base_url = ""
         self.requests: list[RecordedRequest] = []
         self.failures: deque[HttpFailure | Literal["hang"]] = deque()
+        self.fail_chat: HttpFailure | Literal["hang"] | None = None  # every chat request fails
         self.chat_deltas: list[dict[str, Any]] = text_deltas("Hello", " there.")
         self.finish_reason = "stop"
         self.usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
@@ -77,6 +86,7 @@ class FakeOpenAiHttp:
         self.transcripts: deque[str] = deque()
         self.delay_s = 0.0  # before each streamed piece
         self.abandoned = asyncio.Event()  # a client closed a stream before its end
+        self.abandoned_streams: list[str] = []  # which kinds ("chat", "speech") were abandoned
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -92,7 +102,7 @@ class FakeOpenAiHttp:
         include_usage = body.get("stream_options", {}).get("include_usage", False)
         events = [_sse(chunk) for chunk in self._chat_chunks(body["model"], include_usage)]
         return StreamingResponse(
-            self._pieces([*events, b"data: [DONE]\n\n"]), media_type="text/event-stream"
+            self._pieces([*events, b"data: [DONE]\n\n"], "chat"), media_type="text/event-stream"
         )
 
     def _chat_chunks(self, model: str, include_usage: bool) -> Iterable[dict[str, Any]]:
@@ -118,7 +128,9 @@ class FakeOpenAiHttp:
             return failure
         size, pcm = self.speech_chunk_bytes, self.speech_pcm
         pieces = [pcm[start : start + size] for start in range(0, len(pcm), size)]
-        return StreamingResponse(self._pieces(pieces), media_type="application/octet-stream")
+        return StreamingResponse(
+            self._pieces(pieces, "speech"), media_type="application/octet-stream"
+        )
 
     async def _transcriptions(self, request: Request) -> Response:
         async with request.form() as form:
@@ -136,9 +148,13 @@ class FakeOpenAiHttp:
 
     async def _failure(self, request: Request, body: dict[str, Any]) -> Response | None:
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
-        if not self.failures:
+        chat = request.url.path.endswith("/chat/completions")
+        if chat and self.fail_chat is not None:
+            failure = self.fail_chat
+        elif self.failures:
+            failure = self.failures.popleft()
+        else:
             return None
-        failure = self.failures.popleft()
         if failure == HANG:
             while (await request.receive())["type"] != "http.disconnect":
                 pass
@@ -147,7 +163,7 @@ class FakeOpenAiHttp:
         error = {"error": {"message": "scripted failure", "type": "fake", "code": None}}
         return JSONResponse(error, status_code=failure.status, headers=failure.headers)
 
-    async def _pieces(self, pieces: list[bytes]) -> AsyncIterator[bytes]:
+    async def _pieces(self, pieces: list[bytes], kind: str) -> AsyncIterator[bytes]:
         """Starlette cancels this when the client disconnects (ASGI spec 2.3 under uvicorn)."""
         finished = False
         try:
@@ -158,6 +174,7 @@ class FakeOpenAiHttp:
             finished = True
         finally:
             if not finished:
+                self.abandoned_streams.append(kind)
                 self.abandoned.set()
 
 
@@ -201,6 +218,9 @@ class FakeRealtime:
         self.websocket_base_url = ""
         self.transcripts: deque[str] = deque()
         self.utterance_bytes = 8000  # server VAD mode: one utterance per second of μ-law
+        self.listen = False  # detect speech in the audio instead of counting bytes
+        self.recognise: Callable[[bytes], str] = lambda audio: self.transcripts.popleft()
+        self.transcribe_delay_s = 0.0
         self.drop_after_bytes: int | None = None
         self.paths: list[str] = []
         self.authorizations: list[str | None] = []
@@ -222,6 +242,8 @@ class FakeRealtime:
                 self.events.append(event)
                 await self._on_event(connection, state, event)
         finally:
+            for task in list(state.pending):
+                task.cancel()
             self.closed.set()
 
     async def _on_event(
@@ -232,6 +254,8 @@ class FakeRealtime:
             state.session = event["session"]
             self.sessions.append(state.session)
             await self._send(connection, {"type": "session.updated", "session": state.session})
+        elif kind == "input_audio_buffer.append" and self.listen:
+            await self._on_speech(connection, state, base64.b64decode(event["audio"]))
         elif kind == "input_audio_buffer.append":
             await self._on_audio(connection, state, len(base64.b64decode(event["audio"])))
         elif kind == "input_audio_buffer.commit":
@@ -251,9 +275,48 @@ class FakeRealtime:
             await self._send(connection, {"type": "input_audio_buffer.speech_stopped"})
             await self._transcribe(connection, state)
 
-    async def _transcribe(self, connection: ServerConnection, state: _RealtimeState) -> None:
+    async def _on_speech(
+        self, connection: ServerConnection, state: _RealtimeState, ulaw: bytes
+    ) -> None:
+        """One appended chunk through the VAD; speech events and transcripts as they fall due."""
+        state.received += len(ulaw)
+        if self.drop_after_bytes is not None and state.received >= self.drop_after_bytes:
+            await connection.close(code=1011, reason="fake drop")
+            return
+        state.audio += ulaw
+        for offset in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES):
+            frame = ulaw[offset : offset + FRAME_BYTES]
+            state.clock += FRAME_MS / 1000
+            heard = state.endpointer(self._silence_ms(state)).process(
+                state.vad.is_speech(ulaw_to_pcm16(frame)), state.clock
+            )
+            if isinstance(heard, SpeechStarted):
+                state.audio = state.audio[-len(ulaw) - 30 * FRAME_BYTES :]  # keep a little before
+                await self._send(connection, {"type": "input_audio_buffer.speech_started"})
+            elif isinstance(heard, SpeechEnded):
+                await self._send(connection, {"type": "input_audio_buffer.speech_stopped"})
+                utterance, state.audio = state.audio, b""
+                task = asyncio.create_task(self._late(connection, state, utterance))
+                state.pending.add(task)
+                task.add_done_callback(state.pending.discard)
+
+    def _silence_ms(self, state: _RealtimeState) -> float:
+        vad = state.session.get("audio", {}).get("input", {}).get("turn_detection") or {}
+        return float(vad.get("silence_duration_ms", 500))
+
+    async def _late(
+        self, connection: ServerConnection, state: _RealtimeState, audio: bytes
+    ) -> None:
+        await asyncio.sleep(self.transcribe_delay_s)  # the fixed transcription latency
+        state.buffered = len(audio)
+        with suppress(ConnectionClosed):
+            await self._transcribe(connection, state, self.recognise(audio))
+
+    async def _transcribe(
+        self, connection: ServerConnection, state: _RealtimeState, text: str | None = None
+    ) -> None:
         item = f"item_{next(self._ids)}"
-        transcript = self.transcripts.popleft()
+        transcript = self.transcripts.popleft() if text is None else text
         self.utterances.append(RealtimeUtterance(state.buffered, transcript))
         state.buffered = 0
         await self._send(connection, {"type": "input_audio_buffer.committed", "item_id": item})
@@ -271,6 +334,16 @@ class _RealtimeState:
     session: dict[str, Any] = field(default_factory=dict)
     received: int = 0
     buffered: int = 0
+    audio: bytes = b""
+    clock: float = 0.0
+    vad: VoiceActivityDetector = field(default_factory=VoiceActivityDetector)
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+    _endpointer: Endpointer | None = None
+
+    def endpointer(self, silence_ms: float) -> Endpointer:
+        if self._endpointer is None:
+            self._endpointer = Endpointer(EndpointingOptions(end_silence_ms=silence_ms))
+        return self._endpointer
 
     @property
     def server_vad(self) -> bool:

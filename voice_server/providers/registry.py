@@ -7,12 +7,16 @@ refused up front with a clear reason instead of failing mid-call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from stores.agents import Agent
+from voice_server.log import get_logger
 from voice_server.providers import local
 from voice_server.providers.base import LanguageModel, SpeechToText, TextToSpeech
+
+log = get_logger(__name__)
 
 
 class UnknownModel(LookupError):
@@ -26,6 +30,16 @@ class CallProviders:
     tts: TextToSpeech
 
 
+class ModelNotice(Protocol):
+    """Something to say about one of an agent's model names; `blocking` refuses the call."""
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def blocking(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class ProviderRegistry:
     stt: Mapping[str, SpeechToText] = field(default_factory=dict)
@@ -34,24 +48,28 @@ class ProviderRegistry:
     default_stt: SpeechToText | None = None
     default_llm: LanguageModel | None = None
     default_tts: TextToSpeech | None = None
+    model_check: Callable[[Agent], Sequence[ModelNotice]] | None = None
 
     def for_agent(self, agent: Agent) -> CallProviders:
-        """The agent's three providers; raises UnknownModel naming every model nobody serves."""
-        picks = (
-            ("sttModel", agent.sttModel, self.stt.get(agent.sttModel) or self.default_stt),
-            (
-                "inferenceModel",
-                agent.inferenceModel,
-                self.llm.get(agent.inferenceModel) or self.default_llm,
-            ),
-            ("ttsModel", agent.ttsModel, self.tts.get(agent.ttsModel) or self.default_tts),
-        )
-        if missing := [
-            f"{field_name}={model!r}" for field_name, model, found in picks if found is None
-        ]:
-            raise UnknownModel("no provider for " + ", ".join(missing))
-        stt, llm, tts = (found for _, _, found in picks)
-        return CallProviders(stt=stt, llm=llm, tts=tts)  # type: ignore[arg-type]
+        """The agent's three providers. Raises UnknownModel naming every model nobody serves,
+        or that the model check says cannot work; other notices are logged."""
+        stt = self.stt.get(agent.sttModel) or self.default_stt
+        llm = self.llm.get(agent.inferenceModel) or self.default_llm
+        tts = self.tts.get(agent.ttsModel) or self.default_tts
+        found = {
+            "sttModel": (agent.sttModel, stt is not None),
+            "inferenceModel": (agent.inferenceModel, llm is not None),
+            "ttsModel": (agent.ttsModel, tts is not None),
+        }
+        problems = [f"no provider for {f}={m!r}" for f, (m, ok) in found.items() if not ok]
+        for notice in self.model_check(agent) if self.model_check else ():
+            if notice.blocking:
+                problems.append(notice.message)
+            else:
+                log.warning("agent model notice", agent_id=agent.id, notice=notice.message)
+        if problems or stt is None or llm is None or tts is None:
+            raise UnknownModel("; ".join(problems))
+        return CallProviders(stt=stt, llm=llm, tts=tts)
 
 
 def local_registry() -> ProviderRegistry:

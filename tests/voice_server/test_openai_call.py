@@ -1,0 +1,163 @@
+"""Whole calls through the OpenAI providers, with local servers speaking OpenAI's protocols:
+the real server, the real `openai` client, the caller simulator playing Twilio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+from pymongo.asynchronous.database import AsyncDatabase
+
+from stores.calls import Call, CallStore
+from tests.voice_server.fakes import frame_texts, recognise
+from tests.voice_server.openai_fakes import (
+    FakeOpenAiHttp,
+    FakeRealtime,
+    HttpFailure,
+    serve_http,
+    serve_realtime,
+    text_deltas,
+)
+from voice_server.caller_script import CallerScript, Say, Step, render_steps
+from voice_server.demo import serve_in_background
+from voice_server.secret_key import secret_box
+from voice_server.seed import seed_demo
+from voice_server.session import FALLBACK_TEXT
+from voice_server.settings import Settings
+from voice_server.simulator import CallResult, Line, place_call
+
+Db = AsyncDatabase[dict[str, Any]]
+QUESTION = "What are your opening hours?"
+ANSWER = "We are open from nine to five. Is there anything else?"
+
+
+@dataclass
+class OpenAi:
+    http: FakeOpenAiHttp
+    realtime: FakeRealtime
+
+
+def tone(seconds: float, hz: float = 220.0) -> bytes:
+    """24 kHz PCM16, what the speech endpoint streams."""
+    t = np.arange(int(24_000 * seconds)) / 24_000
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16).tobytes()
+
+
+@asynccontextmanager
+async def openai_line(
+    database: Db, settings: Settings, steps: tuple[Step, ...]
+) -> AsyncIterator[tuple[OpenAi, Line, CallerScript]]:
+    script = CallerScript(steps=steps)
+    renders = await render_steps(script)
+    texts = frame_texts({s.text: a for s, a in renders.items() if isinstance(s, Say)})
+    fake_http, fake_realtime = FakeOpenAiHttp(), FakeRealtime()
+    fake_realtime.listen = True
+    fake_realtime.recognise = lambda audio: recognise(texts, audio)
+    words = ANSWER.split(" ")
+    fake_http.chat_deltas = text_deltas(words[0], *(f" {word}" for word in words[1:]))
+    fake_http.speech_pcm = tone(1.5)
+    fake_http.speech_chunk_bytes = 4801
+    async with serve_http(fake_http), serve_realtime(fake_realtime):
+        configured = settings.model_copy(
+            update={
+                "openai_api_key": SecretStr("test-key"),
+                "openai_base_url": f"{fake_http.base_url}/v1",
+                "openai_websocket_base_url": fake_realtime.websocket_base_url,
+            }
+        )
+        line = await seed_demo(database, secret_box(settings))
+        models = {
+            "sttModel": "gpt-4o-mini-transcribe",
+            "inferenceModel": "gpt-5.4-mini",
+            "ttsModel": "gpt-4o-mini-tts",
+            "ttsVoice": "alloy",
+        }
+        await database["agents"].update_one({}, {"$set": models})
+        async with serve_in_background(configured, database) as base_url:
+            caller = Line(base_url, line.auth_token, "+15550100199", line.number)
+            yield OpenAi(fake_http, fake_realtime), caller, script
+
+
+async def call(line: Line, script: CallerScript, database: Db) -> tuple[CallResult, Call]:
+    result = await place_call(line, script)
+    stored = await CallStore(database).get(result.call_sid)
+    assert stored is not None
+    return result, stored
+
+
+async def test_a_call_through_all_three_openai_providers(database: Db, settings: Settings) -> None:
+    async with openai_line(database, settings, (Say(QUESTION),)) as (openai, line, script):
+        result, stored = await call(line, script, database)
+
+    assert [turn.reply_latency_ms is not None for turn in result.turns] == [True]
+    assert [(e.role, e.text) for e in stored.transcript[1:]] == [
+        ("user", QUESTION),
+        ("assistant", ANSWER),
+    ]
+    metrics = stored.transcript[2].metrics
+    assert metrics is not None
+    assert metrics["prompt_tokens"] == 12
+    assert {"stt_final_ms", "llm_first_token_ms", "tts_first_byte_ms"} <= metrics.keys()
+    session = openai.realtime.sessions[0]
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+    assert session["audio"]["input"]["transcription"]["model"] == "gpt-4o-mini-transcribe"
+    chats = [r for r in openai.http.requests if r.path.endswith("/chat/completions")]
+    assert chats[0].body["model"] == "gpt-5.4-mini"
+    assert chats[0].body["messages"][-1] == {"role": "user", "content": QUESTION}
+    assert stored.status == "completed"
+
+
+async def test_barge_in_closes_the_llm_and_tts_streams(database: Db, settings: Settings) -> None:
+    steps = (Say(QUESTION), Say("Stop. Wait a moment.", when="during-agent", delay_ms=600))
+    async with openai_line(database, settings, steps) as (openai, line, script):
+        # A long answer, streamed at twice real time: both streams are open when the caller
+        # cuts in 0.6 s into the answer.
+        words = " ".join([ANSWER] * 6).split(" ")
+        openai.http.chat_deltas = text_deltas(words[0], *(f" {word}" for word in words[1:]))
+        openai.http.delay_s = 0.05
+        result, stored = await call(line, script, database)
+
+    assert result.clears >= 1
+    assert {"chat", "speech"} <= set(openai.http.abandoned_streams)
+    interrupted = [e for e in stored.transcript if e.interrupted]
+    assert interrupted
+    assert " ".join([ANSWER] * 6).startswith(interrupted[0].text)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [HttpFailure(429, {"retry-after": "120"}), "hang"],
+    ids=["rate-limited", "timeout"],
+)
+async def test_a_failing_llm_is_answered_with_the_fallback(
+    database: Db, settings: Settings, failure: Any
+) -> None:
+    async with openai_line(database, settings, (Say(QUESTION),)) as (openai, line, script):
+        openai.http.fail_chat = failure
+        result, stored = await call(line, script, database)
+
+    failed = [e for e in stored.transcript if e.error]
+    assert failed
+    assert any(e.text == FALLBACK_TEXT for e in stored.transcript)
+    assert result.turns[0].reply_latency_ms is not None
+    assert stored.status == "completed"
+
+
+async def test_a_dropped_transcription_socket_is_survived(database: Db, settings: Settings) -> None:
+    async with openai_line(database, settings, (Say(QUESTION), Say(QUESTION))) as (
+        openai,
+        line,
+        script,
+    ):
+        openai.realtime.drop_after_bytes = 8000 * 3  # a few seconds into the call
+        result, stored = await call(line, script, database)
+
+    assert any(e.text == FALLBACK_TEXT for e in stored.transcript)
+    assert len(openai.realtime.paths) >= 2, "the transcription session was opened again"
+    assert stored.status == "completed"
+    assert result.connected
