@@ -17,8 +17,9 @@ from pydantic import BaseModel, Field
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from stores.call_log_query import call_log_filter, call_log_sort
 from stores.database import Database
-from stores.documents import UtcDatetime, as_utc, from_document, utc_now
+from stores.documents import UtcDatetime, as_utc, from_document, object_id, utc_now
 from stores.owned import Listing, ListQuery, OwnedCollection
 
 COLLECTION = "calls"
@@ -107,9 +108,6 @@ class CallStore:
         self._collection = db[COLLECTION]
         self._appends = _InOrder()
         self._owned = OwnedCollection(self._collection, Call, soft_delete=False)
-        self._summaries = OwnedCollection(
-            self._collection, CallSummary, soft_delete=False, projection={"transcript": 0}
-        )
 
     async def create(self, data: CallCreate) -> Call:
         """Record an accepted call, or return the call already recorded with this `call_sid`.
@@ -151,8 +149,28 @@ class CallStore:
         return await self._owned.get(user_id, call_id)
 
     async def page(self, user_id: str, query: ListQuery) -> Listing[CallSummary]:
-        """A page of the owner's calls, without transcripts."""
-        return await self._summaries.find(user_id, query)
+        """A page of the owner's calls, without transcripts (see `stores.call_log_query`)."""
+        cursor = self._collection.find(
+            call_log_filter(user_id, query),
+            {"transcript": 0},
+            sort=call_log_sort(query),
+            skip=query.offset,
+            limit=query.limit + 1,
+        )
+        documents = await cursor.to_list(None)
+        items = [from_document(CallSummary, document) for document in documents[: query.limit]]
+        return Listing(items, has_more=len(documents) > query.limit)
+
+    async def get_since(self, call_id: str, since: int, user_id: str | None = None) -> Call | None:
+        """The call by its id with only `transcript[since:]`, in one read; None if there is no
+        such call (or, given `user_id`, it is someone else's). For pollers and watchers."""
+        oid = object_id(call_id)
+        if since < 0 or oid is None:
+            return None
+        owner = {} if user_id is None else {"userId": user_id}
+        projection = {"transcript": {"$slice": [since, _ALL]}}
+        document = await self._collection.find_one({"_id": oid, **owner}, projection)
+        return None if document is None else from_document(Call, document)
 
     async def append_transcript(self, call_sid: str, entry: TranscriptEntry) -> None:
         """Add `entry` at the end of the transcript (also after the call has ended).

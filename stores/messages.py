@@ -24,6 +24,16 @@ from stores.phone_numbers import E164, normalize_phone_number
 COLLECTION = "messages"
 HISTORY = timedelta(hours=24)
 NEW_SHAPE = {"user_number": {"$exists": True}}
+# Twilio's final message statuses: status callbacks arrive out of order, and once one of these
+# is stored no later callback changes it (docs/twilio.md §7).
+FINAL_STATUSES = ("delivered", "undelivered", "failed", "canceled", "read")
+
+
+class Media(BaseModel):
+    """One MMS attachment as Twilio hosts it (`MediaUrl{i}`, `MediaContentType{i}`)."""
+
+    url: str
+    content_type: str
 
 
 class Message(BaseModel):
@@ -41,6 +51,9 @@ class Message(BaseModel):
     model: str | None = None
     usage: dict[str, int] | None = None
     metrics: dict[str, float] | None = None
+    media: list[Media] | None = None
+    status: str | None = None  # Twilio's delivery status of an outbound message
+    error_code: str | None = None
 
 
 AnyMessage = TypeVar("AnyMessage", bound=Message)
@@ -59,6 +72,8 @@ class NewMessage(BaseModel):
     model: str | None = None
     usage: dict[str, int] | None = None
     metrics: dict[str, float] | None = None
+    media: list[Media] | None = None
+    status: str | None = None
 
 
 class ConversationMessage(Message):
@@ -114,25 +129,52 @@ class MessageStore:
 
         The filter skips a document that already holds the `message_sid`: then the upsert
         collides with the unique `(agent_id, user_number)` index, which is how a Twilio
-        retry is told apart from a new message.
+        retry is told apart from a new message. A collision can also mean that another
+        message created the document at the same moment; the plain update that follows
+        tells the two apart (MongoDB does not retry such an upsert itself: the filter is
+        not only equalities on the index's fields).
         """
         stored = message.model_dump(exclude={"agent_id", "user_number", "userId"}, mode="python")
         stored |= {"agent_number": message.agent_id, "direction": direction, "role": role}
         now = utc_now()
         key = {"agent_id": message.agent_id, "user_number": message.user_number}
+        absent = {**key, "messages.message_sid": {"$ne": message.message_sid}}
+        push = {
+            "$push": {"messages": {k: v for k, v in stored.items() if v is not None}},
+            "$set": {"updated_at": now},
+        }
         try:
             await self._collection.update_one(
-                {**key, "messages.message_sid": {"$ne": message.message_sid}},
-                {
-                    "$push": {"messages": {k: v for k, v in stored.items() if v is not None}},
-                    "$set": {"updated_at": now},
-                    "$setOnInsert": {"userId": message.userId, "created_at": now},
-                },
+                absent,
+                {**push, "$setOnInsert": {"userId": message.userId, "created_at": now}},
                 upsert=True,
             )
         except DuplicateKeyError:
-            return False
+            result = await self._collection.update_one(absent, push)
+            return result.modified_count == 1
         return True
+
+    async def record_status(
+        self, agent_id: str, user_number: str, message_sid: str, status: str, error_code: str
+    ) -> bool:
+        """Set an outbound message's delivery `status` (and `error_code`, if any) unless a
+        final status is stored already; False when nothing changed.
+
+        `updated_at` stays the time of the conversation's latest message, which orders the
+        conversation list. Raises InvalidPhoneNumber if a number cannot be normalised.
+        """
+        key = {
+            "agent_id": normalize_phone_number(agent_id),
+            "user_number": normalize_phone_number(user_number),
+        }
+        not_final = {"message_sid": message_sid, "status": {"$nin": list(FINAL_STATUSES)}}
+        fields = {"messages.$.status": status}
+        if error_code:
+            fields["messages.$.error_code"] = error_code
+        result = await self._collection.update_one(
+            {**key, "messages": {"$elemMatch": not_final}}, {"$set": fields}
+        )
+        return result.modified_count == 1
 
     async def conversation_messages(self, agent_id: str, user_number: str) -> list[Message]:
         """Every message between the two numbers, oldest first, from either document shape."""

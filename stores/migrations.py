@@ -92,6 +92,15 @@ _API_INDEXES = [
     _Index("api_keys", "keyHash_unique", [("keyHash", ASCENDING)], unique=True),
 ]
 
+# Migration 4: the call log's default order, active calls first and then the newest.
+_CALL_LOG_INDEXES = [
+    _Index(
+        "calls",
+        "userId_status_start_time",
+        [("userId", ASCENDING), ("status", ASCENDING), ("start_time", DESCENDING)],
+    ),
+]
+
 
 def _creating(indexes: list[_Index]) -> Step:
     async def create(db: Database) -> None:
@@ -121,6 +130,9 @@ MIGRATIONS: list[Migration] = [
         merge_conversations,
     ),
     Migration(3, "API collection indexes", _creating(_API_INDEXES), _dropping(_API_INDEXES)),
+    Migration(
+        4, "call log: active first", _creating(_CALL_LOG_INDEXES), _dropping(_CALL_LOG_INDEXES)
+    ),
 ]
 
 

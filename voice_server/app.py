@@ -24,6 +24,9 @@ from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
 from voice_server.api import NO_ROUTE_HANDLERS, api_mount
+from voice_server.calllog import CallLog, CallLogOptions
+from voice_server.calllog_http import calllog_routes
+from voice_server.event_tokens import EventTokens
 from voice_server.metrics import metrics
 from voice_server.preparation import GreetingCache
 from voice_server.provider_setup import build_providers
@@ -32,7 +35,9 @@ from voice_server.secret_key import secret_box
 from voice_server.security import StreamTokens
 from voice_server.services import Services
 from voice_server.settings import Settings
+from voice_server.sms import incoming_sms, message_status
 from voice_server.stream import media_stream
+from voice_server.twilio_rest import TwilioMessaging
 from voice_server.voice_webhooks import call_status, incoming_call
 
 
@@ -67,10 +72,15 @@ def create_app(
                 settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_seconds
             ),
             greetings=greetings,
+            call_log=CallLog(db, CallStore(db), CallLogOptions()),
+            event_tokens=EventTokens(settings.stream_token_secret.get_secret_value()),
+            twilio=TwilioMessaging(settings.twilio_api_base_url),
         )
         try:
-            yield {"services": services}
+            async with services.call_log.running():
+                yield {"services": services}
         finally:
+            await services.twilio.aclose()
             await greetings.close()
             await close_providers()
             if client is not None:
@@ -79,9 +89,12 @@ def create_app(
     routes = [
         Route("/twilio/voice", incoming_call, methods=["POST"]),
         Route("/twilio/status", call_status, methods=["POST"]),
+        Route("/twilio/sms", incoming_sms, methods=["POST"]),
+        Route("/twilio/sms-status", message_status, methods=["POST"]),
         WebSocketRoute("/twilio/stream", media_stream),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *calllog_routes(),  # before /api, whose mount would take the event-stream paths
         api_mount(),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=NO_ROUTE_HANDLERS)

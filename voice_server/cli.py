@@ -136,6 +136,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             ws="websockets-sansio",
             loop="uvloop",
             proxy_headers=True,
+            timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
         )
     return 0
 

@@ -11,10 +11,13 @@ from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
+from voice_server.calllog import CallLog
+from voice_server.event_tokens import EventTokens
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security import StreamTokens
 from voice_server.settings import Settings
+from voice_server.twilio_rest import TwilioMessaging
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,6 @@ class Services:
     providers: ProviderRegistry
     tokens: StreamTokens
     greetings: GreetingCache
+    call_log: CallLog
+    event_tokens: EventTokens
+    twilio: TwilioMessaging

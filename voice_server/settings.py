@@ -65,6 +65,18 @@ class Settings(BaseSettings):
         description="Fernet key sealing numbers' Twilio auth tokens at rest; required with "
         "MONGODB_URI. Without it the embedded database uses DATA_DIR/secrets.key (made once).",
     )
+    twilio_api_base_url: str | None = Field(
+        default=None,
+        description="Where Twilio's REST API is reached (default https://api.twilio.com); "
+        "tests point it at a local stand-in.",
+    )
+    sms_reply_budget_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=12,
+        description="How long an SMS webhook waits for the LLM before answering at once and "
+        "sending the reply through the REST API instead (Twilio waits 15 s at most).",
+    )
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -73,7 +85,9 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("public_base_url", "openai_base_url", "openai_llm_base_url")
+    @field_validator(
+        "public_base_url", "openai_base_url", "openai_llm_base_url", "twilio_api_base_url"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

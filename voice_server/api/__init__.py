@@ -11,7 +11,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from voice_server.api import agents, calls, conversations, phone_numbers, prompts, scheduled_calls
+from voice_server.api import (
+    agents,
+    calls,
+    conversations,
+    messages_send,
+    phone_numbers,
+    prompts,
+    scheduled_calls,
+)
 from voice_server.api.envelope import ApiError, failure
 from voice_server.api.openapi import openapi_document
 from voice_server.api.operations import Operation
@@ -23,6 +31,7 @@ OPERATIONS: list[Operation] = [
     *scheduled_calls.RESOURCE.operations(),
     *calls.OPERATIONS,
     *conversations.OPERATIONS,
+    *messages_send.OPERATIONS,
 ]
 DOCUMENT = openapi_document(OPERATIONS)
 

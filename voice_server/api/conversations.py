@@ -1,6 +1,7 @@
 """`/api/conversations` and `/api/messages`: the caller's SMS conversations (seed 000's shape).
 
-Read-only: messages are written by the SMS webhook. A conversation is one `(agent_id,
+Reads only: messages are written by the SMS webhook and by `POST /api/messages`
+(`voice_server.api.messages_send`). A conversation is one `(agent_id,
 user_number)` pair; the list shows each with its latest message only.
 """
 

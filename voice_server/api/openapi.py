@@ -18,6 +18,7 @@ ERRORS = {
     404: "Nothing with this id for this caller (another user's document included)",
     409: "Conflicts with what is stored",
     422: "Invalid input; `error.details` names each failing field",
+    502: "Twilio refused the request or could not be reached",
 }
 
 
@@ -91,7 +92,9 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     if "{id}" in op.path:
-        return [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+        path = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+        query = {} if op.query is None else op.query.model_json_schema()["properties"]
+        return path + [_query(name, schema) for name, schema in query.items()]
     if op.filters is None:
         return []
     sorts = [order + name for name in op.sorts for order in ("", "-")]

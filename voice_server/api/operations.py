@@ -55,6 +55,7 @@ class ApiRequest:
     doc_id: str
     body: Any
     listing: ListQuery
+    query: Any = None  # the validated `Operation.query` of a single-item operation
 
 
 Handler = Callable[[ApiRequest], Awaitable[BaseModel | Listing[Any]]]
@@ -73,6 +74,7 @@ class Operation:
     status: int = 200
     body: type[BaseModel] | None = None
     filters: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None  # query parameters of an operation that is no list
     sorts: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
 
@@ -98,6 +100,7 @@ class Operation:
             doc_id=request.path_params.get("id", ""),
             body=await self._body(request),
             listing=self._listing(request),
+            query=self._query(request),
         )
         result = await self.handler(call)
         if isinstance(result, Listing):
@@ -125,6 +128,14 @@ class Operation:
             return self.body.model_validate(raw)
         except ValidationError as error:
             raise invalid_input(error, "body") from None
+
+    def _query(self, request: Request) -> BaseModel | None:
+        if self.query is None:
+            return None
+        try:
+            return self.query.model_validate(dict(request.query_params))
+        except ValidationError as error:
+            raise invalid_input(error, "query") from None
 
     def _listing(self, request: Request) -> ListQuery:
         if self.filters is None:

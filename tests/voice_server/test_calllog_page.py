@@ -1,0 +1,101 @@
+"""The call-log page in a real browser: Debian's headless Chromium, driven by Playwright, watches
+a live simulated call through the real server and database. A screenshot goes to
+`test-artifacts/calllog.png`."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from stores.api_keys import ApiKeyStore
+from stores.calls import CallStore, TranscriptEntry
+from tests.stores.factories import call
+from tests.voice_server.conftest import Server
+from voice_server.seed import DEMO_USER
+from voice_server.simulator import CallerScript, Line, place_call
+
+CHROMIUM = "/usr/bin/chromium"
+# As root in a container, on a machine with no way out: no sandbox, no background requests.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WAIT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian chromium")
+
+
+@pytest.fixture
+async def page(server: Server) -> AsyncIterator[Page]:
+    """The call-log page, opened with a new API key for the demo line's user."""
+    key = await ApiKeyStore(server.db).create(DEMO_USER)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            opened = await browser.new_page(viewport={"width": 1280, "height": 800})
+            await opened.goto(f"{server.base_url}/calllog")
+            await opened.fill("#api-key", key.secret)
+            await opened.click("#key-form button")
+            await expect(opened.locator("#log")).to_be_visible()
+            assert await opened.evaluate("sessionStorage.length") == 1
+            assert await opened.evaluate("localStorage.length") == 0
+            yield opened
+        finally:
+            await browser.close()
+
+
+async def test_a_live_call_grows_on_the_page_then_ends(server: Server, page: Page) -> None:
+    line = Line(server.base_url, server.line.auth_token, "+15550100199", server.line.number)
+    script = CallerScript(turns=["Hello, what are your opening hours?", "Thank you, goodbye."])
+    placed = asyncio.create_task(place_call(line, script))
+    try:
+        row = page.locator("#calls tbody tr", has_text="+15550100199")
+        await expect(row.locator(".status")).to_have_text("active", timeout=WAIT_MS)
+        await row.click()
+        caller = page.locator("#transcript .entry.user").first
+        await expect(caller).to_be_visible(timeout=WAIT_MS)
+        assert not placed.done(), "the caller's words should appear while the call runs"
+        await expect(page.locator("#call-status")).to_have_text("completed", timeout=WAIT_MS)
+        result = await placed
+    finally:
+        placed.cancel()
+    stored = await CallStore(server.db).get(result.call_sid)
+    assert stored is not None
+    shown = await page.locator("#transcript .entry .text").all_inner_texts()
+    assert shown == [entry.text for entry in stored.transcript]
+    assert await page.locator("#transcript .entry.assistant .metrics").count() >= 2
+    await expect(row.locator(".status")).to_have_text("completed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "calllog.png", full_page=True)
+
+
+async def test_interrupted_turns_and_latency_figures_are_marked(server: Server, page: Page) -> None:
+    calls = CallStore(server.db)
+    created = await calls.create(call("CA1", userId=DEMO_USER, start_time=datetime.now(UTC)))
+    await page.goto(f"{server.base_url}/calllog#call={created.id}")
+    await expect(page.locator("#call-status")).to_have_text("active")
+    cut = TranscriptEntry(
+        role="assistant",
+        text="We open at nine and",
+        timestamp=datetime.now(UTC),
+        interrupted=True,
+        metrics={"llm_first_token_ms": 412.4, "first_audio_ms": 655.0},
+    )
+    await calls.append_transcript("CA1", cut)
+    entry = page.locator("#transcript .entry.assistant")
+    await expect(entry.locator(".interrupted")).to_have_text("interrupted")
+    await expect(entry.locator(".metrics")).to_have_text("llm_first_token 412 msfirst_audio 655 ms")
+    await calls.finalize("CA1", ended_at=datetime.now(UTC), reason="stop")
+    await expect(page.locator("#call-status")).to_have_text("completed")

@@ -1,0 +1,200 @@
+// The call-log page: the calls list, and one call's transcript growing live.
+// The API key stays in sessionStorage (this tab only) and travels only in Authorization
+// headers; the event streams get a short-lived token from POST /api/event-tokens instead,
+// because EventSource cannot send headers. No build step: plain browser JavaScript.
+"use strict";
+
+const KEY = "voiceServerApiKey";
+const $ = (selector) => document.querySelector(selector);
+const state = { calls: [], selected: null, callStream: null, listStream: null };
+
+function apiKey() {
+  return sessionStorage.getItem(KEY);
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${apiKey()}`, ...(options.headers || {}) };
+  const response = await fetch(`/api${path}`, { ...options, headers });
+  const body = await response.json();
+  if (!body.success) {
+    if (response.status === 401) forgetKey();
+    throw new Error(body.error.message);
+  }
+  return body.data;
+}
+
+async function eventStream(path) {
+  const { token } = await api("/event-tokens", { method: "POST" });
+  const separator = path.includes("?") ? "&" : "?";
+  return new EventSource(`/api/events${path}${separator}token=${encodeURIComponent(token)}`);
+}
+
+function show(problem) {
+  $("#problem").textContent = problem || "";
+  $("#problem").hidden = !problem;
+}
+
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
+}
+
+function clock(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour12: false });
+}
+
+function started(iso) {
+  const when = new Date(iso);
+  return `${when.toLocaleDateString()} ${clock(iso)}`;
+}
+
+function duration(call) {
+  const end = call.end_time ? new Date(call.end_time) : new Date();
+  const seconds = Math.max(0, Math.round((end - new Date(call.start_time)) / 1000));
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+// The calls list: a page from the REST API, re-read whenever the set of active calls changes.
+
+async function loadCalls() {
+  state.calls = await api("/calls?limit=50");
+  renderCalls();
+}
+
+function renderCalls() {
+  const rows = state.calls.map((call) => {
+    const row = element("tr");
+    row.dataset.id = call.id;
+    row.classList.toggle("selected", call.id === state.selected?.id);
+    const status = element("td");
+    status.append(element("span", `status ${call.status}`, call.status));
+    const agent = element("td", "agent", call.agent_id);
+    agent.title = call.agent_id;
+    row.append(status, element("td", "", call.from_number), agent);
+    row.append(element("td", "", started(call.start_time)), element("td", "duration", duration(call)));
+    row.addEventListener("click", () => openCall(call.id));
+    return row;
+  });
+  $("#calls tbody").replaceChildren(...rows);
+}
+
+async function followActiveCalls() {
+  state.listStream?.close();
+  state.listStream = await eventStream("/calls");
+  state.listStream.addEventListener("calls", () => loadCalls().catch((error) => show(error.message)));
+  state.listStream.onerror = () => {
+    if (state.listStream.readyState === EventSource.CLOSED) setTimeout(followActiveCalls, 2000);
+  };
+}
+
+// One call: its summary, then its transcript entries as the event stream delivers them.
+
+async function openCall(id) {
+  state.callStream?.close();
+  const { transcript, ...call } = await api(`/calls/${encodeURIComponent(id)}`);
+  state.selected = { ...call, next: 0 };
+  location.hash = `call=${id}`;
+  $("#transcript").replaceChildren();
+  transcript.forEach((entry, index) => addEntry({ ...entry, index }));
+  $("#call").hidden = false;
+  renderCalls();
+  renderCallHead();
+  if (call.status === "active") await followCall();
+}
+
+async function followCall() {
+  const call = state.selected;
+  const stream = await eventStream(`/calls/${encodeURIComponent(call.id)}?since=${call.next}`);
+  state.callStream = stream;
+  stream.addEventListener("entry", (event) => addEntry(JSON.parse(event.data)));
+  stream.addEventListener("end", (event) => {
+    stream.close();
+    Object.assign(call, JSON.parse(event.data));
+    renderCallHead();
+    loadCalls().catch((error) => show(error.message));
+  });
+  stream.onerror = () => {
+    // A refused reconnect (e.g. the token expired) closes the stream: mint a new token.
+    if (stream.readyState === EventSource.CLOSED && state.callStream === stream) {
+      setTimeout(() => state.callStream === stream && followCall(), 2000);
+    }
+  };
+}
+
+function renderCallHead() {
+  const call = state.selected;
+  $("#call-status").textContent = call.status;
+  $("#call-status").className = `status ${call.status}`;
+  $("#call-caller").textContent = call.from_number || "";
+  $("#call-agent").textContent = call.agent_id || "";
+  $("#call-start").textContent = call.start_time ? started(call.start_time) : "";
+  $("#call-duration").textContent = call.start_time ? duration(call) : "";
+}
+
+function addEntry(entry) {
+  if (entry.index < state.selected.next) return;
+  state.selected.next = entry.index + 1;
+  const item = element("li", `entry ${entry.role}`);
+  item.dataset.index = entry.index;
+  item.append(element("span", "who", entry.role === "user" ? "Caller" : "Agent"));
+  const time = element("time", "", clock(entry.timestamp));
+  time.dateTime = entry.timestamp;
+  item.append(time, element("div", "text", entry.text));
+  if (entry.interrupted) {
+    item.querySelector(".text").append(element("span", "interrupted", "interrupted"));
+  }
+  const figures = Object.entries(entry.metrics || {});
+  if (figures.length) {
+    const metrics = element("span", "metrics");
+    for (const [name, value] of figures) {
+      const unit = name.endsWith("_ms") ? " ms" : "";
+      metrics.append(element("span", "", `${name.replace(/_ms$/, "")} ${Math.round(value)}${unit}`));
+    }
+    item.append(metrics);
+  }
+  $("#transcript").append(item);
+}
+
+// The key: asked for once per tab, kept in sessionStorage only.
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY);
+  state.callStream?.close();
+  state.listStream?.close();
+  start();
+}
+
+async function start() {
+  const haveKey = Boolean(apiKey());
+  $("#key-form").hidden = haveKey;
+  $("#forget-key").hidden = !haveKey;
+  $("#log").hidden = !haveKey;
+  if (!haveKey) return;
+  try {
+    await loadCalls();
+    show("");
+    await followActiveCalls();
+    const wanted = new URLSearchParams(location.hash.slice(1)).get("call");
+    if (wanted) await openCall(wanted);
+  } catch (error) {
+    show(error.message);
+  }
+}
+
+$("#key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY, $("#api-key").value.trim());
+  $("#api-key").value = "";
+  start();
+});
+$("#forget-key").addEventListener("click", forgetKey);
+setInterval(() => {
+  for (const row of document.querySelectorAll("#calls tbody tr")) {
+    const call = state.calls.find((known) => known.id === row.dataset.id);
+    if (call?.status === "active") row.querySelector(".duration").textContent = duration(call);
+  }
+  if (state.selected?.status === "active") renderCallHead();
+}, 1000);
+start();
