@@ -186,6 +186,15 @@ class CallStore:
         if result.matched_count == 0 and await self.get(call_sid) is None:
             raise CallNotFound(call_sid)
 
+    async def claim_stream(self, call_sid: str, stream_sid: str) -> bool:
+        """Record that the call's media stream started; True only for the first stream of an
+        active call (a replayed stream token fails here, whichever server it reaches)."""
+        result = await self._collection.update_one(
+            {"call_sid": call_sid, "status": "active", "stream_sid": {"$exists": False}},
+            {"$set": {"stream_sid": stream_sid, "updated_at": utc_now()}},
+        )
+        return result.modified_count == 1
+
     async def finalize(self, call_sid: str, *, ended_at: datetime, reason: str) -> bool:
         """Mark the call completed. True for the one caller that ended it, False otherwise.
 

@@ -77,6 +77,8 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
     call = await services.calls.get(start.call_sid)
     if call is None or call.status != "active":
         raise StreamRefused("no active call with this CallSid")
+    if not await services.calls.claim_stream(start.call_sid, start.stream_sid):
+        raise StreamRefused("this call already has a media stream")
     agent = await services.agents.get(call.agent_id)
     if agent is None:
         raise StreamRefused("the call's agent no longer exists")

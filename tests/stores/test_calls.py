@@ -132,3 +132,13 @@ async def test_a_retried_append_is_stored_once(database: Db) -> None:
     stored = await calls.get("CA-retry")
     assert stored is not None
     assert [e.text for e in stored.transcript] == ["hello"]
+
+
+async def test_a_call_has_one_media_stream(database: Db) -> None:
+    store = CallStore(database)
+    await store.create(call("CA-stream"))
+
+    claims = await asyncio.gather(*(store.claim_stream("CA-stream", f"MZ{n}") for n in range(3)))
+
+    assert sorted(claims) == [False, False, True]
+    assert await store.claim_stream("CA-none", "MZ9") is False

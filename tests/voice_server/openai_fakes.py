@@ -291,7 +291,6 @@ class FakeRealtime:
                 state.vad.is_speech(ulaw_to_pcm16(frame)), state.clock
             )
             if isinstance(heard, SpeechStarted):
-                state.audio = state.audio[-len(ulaw) - 30 * FRAME_BYTES :]  # keep a little before
                 await self._send(connection, {"type": "input_audio_buffer.speech_started"})
             elif isinstance(heard, SpeechEnded):
                 await self._send(connection, {"type": "input_audio_buffer.speech_stopped"})
@@ -299,6 +298,8 @@ class FakeRealtime:
                 task = asyncio.create_task(self._late(connection, state, utterance))
                 state.pending.add(task)
                 task.add_done_callback(state.pending.discard)
+        if not state.endpointer(self._silence_ms(state)).in_speech:
+            state.audio = state.audio[-_BEFORE_SPEECH:]  # silence: keep only what may precede
 
     def _silence_ms(self, state: _RealtimeState) -> float:
         vad = state.session.get("audio", {}).get("input", {}).get("turn_detection") or {}
@@ -327,6 +328,9 @@ class FakeRealtime:
 
     async def _send(self, connection: ServerConnection, event: dict[str, Any]) -> None:
         await connection.send(json.dumps({"event_id": f"event_{next(self._ids)}", **event}))
+
+
+_BEFORE_SPEECH = 40 * FRAME_BYTES  # audio kept from before the VAD's (late) speech onset
 
 
 @dataclass

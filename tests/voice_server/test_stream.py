@@ -18,6 +18,7 @@ from media.codec import FRAME_BYTES, ULAW_SILENCE
 from stores.calls import CallStore
 from tests.voice_server.conftest import Server, logged
 from tests.voice_server.test_voice_webhooks import call_form, post_signed
+from voice_server.demo import serve_in_background
 from voice_server.simulator import CallerScript, Line, new_call_sid, place_call
 
 
@@ -216,3 +217,17 @@ async def test_a_broken_call_does_not_disturb_another(server: Server) -> None:
     assert call is not None
     assert call.status == "completed"
     assert [entry.role for entry in call.transcript] == ["assistant", "user", "assistant"]
+
+
+async def test_a_replayed_token_is_refused_by_another_server_too(server: Server) -> None:
+    call_sid = new_call_sid()
+    _, parameters = await accept_call(server, call_sid)
+    # A second instance behind the same load balancer: same secret, same database.
+    async with serve_in_background(server.settings, server.db) as other_base:
+        other_url = other_base.replace("http://", "ws://") + "/twilio/stream"
+        async with connect(other_url) as websocket:
+            await websocket.send(start_frame(call_sid, parameters))
+            await first_agent_media(websocket)
+            async with connect(server.settings.stream_url) as replay:
+                await replay.send(start_frame(call_sid, parameters))
+                assert await closed_code(replay) == 1008

@@ -46,6 +46,10 @@ PROVIDER = "openai-stt"
 MANUAL_COMMIT_MODELS = frozenset({"gpt-realtime-whisper"})  # requires turn_detection null (§4a)
 _FAILURES = (openai.OpenAIError, WebSocketException, OSError)
 
+# `input_audio_buffer.append` as JSON text; base64 needs no escaping.
+_APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+_APPEND_SUFFIX = '"}'
+
 
 @dataclass(frozen=True, slots=True)
 class ServerVad:
@@ -200,8 +204,10 @@ class RealtimeSttSession:
         while items[-1] is not None and not self._audio.empty():
             items.append(self._audio.get_nowait())
         if audio := b"".join(item for item in items if item is not None):
+            # Built by hand: the SDK's per-event request transform cost a quarter of the
+            # server's CPU at 200 calls (50 appends per second per call).
             encoded = base64.b64encode(audio).decode("ascii")
-            await self._connection.input_audio_buffer.append(audio=encoded)
+            await self._connection.send_raw(_APPEND_PREFIX + encoded + _APPEND_SUFFIX)
             self._uncommitted = True
         if items[-1] is None:
             await self._commit()

@@ -1,0 +1,1 @@
+"""`scripts/bench`: the server under load, against local OpenAI stand-ins, at real-time pace."""

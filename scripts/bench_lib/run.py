@@ -1,0 +1,345 @@
+"""`scripts/bench`: what a call costs, and how many calls one server process carries.
+
+Starts an embedded database (seeded with the demo number and an agent on OpenAI model names),
+the OpenAI stand-ins (`bench_lib.standins`, fixed latencies) and the real server
+(`voice-server serve` under `bench_lib.served`, one uvicorn worker, OPENAI_* pointing at the
+stand-ins), each a process of its own; then, for each N, runs the load generator
+(`bench_lib.calls`, a process of its own) with N concurrent calls at real-time pace and reads
+the server's CPU and memory from /proc over the window where all N calls are up. Then the same
+with two server processes, a py-spy profile of the server at the largest N, and an asyncio
+slow-callback check. Writes results.json, bench.png, the profile and the logs to
+var/bench/<time>/ and prints the table.
+
+With `--pin` (the default) the one-worker server runs alone on CPU 0 and everything else
+(database, stand-ins, load generator) on CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bench_lib import procs
+from bench_lib.report import Usage, plot, row, table, top_costs
+from stores import migrations
+from stores.agents import AgentStore, AgentUpdate
+from stores.database import connect, database_name
+from stores.embedded import EmbeddedDatabase
+from stores.secrets import SecretBox
+from voice_server.seed import DEMO_USER, DemoLine, seed_demo
+
+MODELS = AgentUpdate(
+    sttModel="gpt-4o-mini-transcribe",
+    inferenceModel="gpt-4o-mini",
+    ttsModel="gpt-4o-mini-tts",
+    ttsVoice="alloy",
+)
+
+
+async def seed(uri: str, key: str) -> DemoLine:
+    """The demo number, with its agent moved to OpenAI model names."""
+    client = connect(uri)
+    try:
+        db = client[database_name(uri)]
+        await migrations.upgrade(db)
+        line = await seed_demo(db, SecretBox(key))
+        await AgentStore(db).update(DEMO_USER, line.agent_id, MODELS)
+        return line
+    finally:
+        await client.close()
+
+
+@dataclass
+class Bench:
+    """Everything the steps share: arguments, where outputs go, the line and the helpers."""
+
+    args: argparse.Namespace
+    out: Path
+    line: DemoLine
+    env: dict[str, str]
+    helpers: dict[str, int] = field(default_factory=dict)  # name → pid
+
+    @property
+    def fixed_ms(self) -> float:
+        """What the stand-ins take of every turn by design, besides endpointing (which the
+        load generator works out per phrase: the session's silence and the VAD's hangover)."""
+        a = self.args
+        stand_ins: float = a.stt_ms + a.llm_ms + a.tts_ms
+        return stand_ins
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    lag_file: Path
+
+
+def start_servers(bench: Bench, workers: int, tag: str, extra_env: dict[str, str]) -> list[Server]:
+    servers = []
+    for worker in range(workers):
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        lag_file = bench.out / f"lag-{tag}-{worker}.jsonl"
+        env = {
+            **bench.env,
+            **extra_env,
+            "PORT": str(port),
+            "PUBLIC_BASE_URL": base_url,
+            "BENCH_LAG_FILE": str(lag_file),
+        }
+        log = (bench.out / f"server-{tag}-{worker}.log").open("ab")
+        cpus = {0} if bench.args.pin and workers == 1 else None
+        process = procs.start(
+            "bench_lib.served", [], env=env, cpus=cpus, cwd=bench.out, stderr=log, stdout=log
+        )
+        servers.append(Server(process, base_url, lag_file))
+    for server in servers:
+        procs.wait_healthy(server.base_url, server.process)
+    return servers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def _lag(servers: list[Server], since: float, until: float) -> dict[str, float]:
+    worst, over20, over50 = 0.0, 0, 0
+    for server in servers:
+        for text in server.lag_file.read_text().splitlines():
+            entry = json.loads(text)
+            if since <= entry["t"] <= until + 1:
+                worst = max(worst, entry["max_ms"])
+                over20 += entry["over_20ms"]
+                over50 += entry["over_50ms"]
+    return {"max_ms": worst, "over_20ms": over20, "over_50ms": over50}
+
+
+def run_step(
+    bench: Bench, servers: list[Server], calls: int, seconds: float, profile: Path | None = None
+) -> tuple[dict[str, Any], Usage, dict[str, float]]:
+    """N calls for `seconds`; the load generator's tally, the server usage and the loop lag."""
+    args = [
+        *(f"--base-url={server.base_url}" for server in servers),
+        f"--calls={calls}",
+        f"--seconds={seconds}",
+        f"--ramp-s={max(2.0, calls / 40)}",
+        f"--turns={bench.args.turns}",
+        f"--auth-token={bench.line.auth_token}",
+        f"--to={bench.line.number}",
+    ]
+    with (bench.out / "loadgen.log").open("ab") as log:
+        loadgen = procs.start("bench_lib.calls", args, stdout=subprocess.PIPE, stderr=log)
+        assert loadgen.stdout is not None
+        pids = {f"server{i}": s.process.pid for i, s in enumerate(servers)}
+        helpers = {**bench.helpers, "loadgen": loadgen.pid}
+        spy = tally = None
+        marks: dict[str, tuple[float, dict[str, float], float]] = {}
+        for text in loadgen.stdout:
+            message = json.loads(text)
+            if "phase" in message:
+                rss = sum(procs.rss_mb(s.process.pid) for s in servers)
+                marks[message["phase"]] = (message["t"], _snapshot({**pids, **helpers}), rss)
+                if message["phase"] == "steady" and profile is not None:
+                    spy = _profile(servers[0].process.pid, profile, min(20.0, seconds - 5))
+            else:
+                tally = message["tally"]
+        loadgen.wait()
+    if spy is not None:
+        spy.wait()
+    if tally is None or set(marks) != {"steady", "draining"}:
+        raise RuntimeError(
+            f"the load generator failed (exit {loadgen.returncode}); see loadgen.log"
+        )
+    (t0, cpu0, _), (t1, cpu1, rss) = marks["steady"], marks["draining"]
+    usage = Usage(
+        window_s=t1 - t0,
+        server_cpu_s=sum(cpu1[name] - cpu0[name] for name in pids),
+        server_rss_mb=rss,
+        baseline_rss_mb=0.0,
+        helpers_cpu_s={name: cpu1[name] - cpu0[name] for name in helpers},
+    )
+    return tally, usage, _lag(servers, t0, t1)
+
+
+def _profile(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds))]
+    command += ["--rate", "100", "--format", "raw", "--nolineno", "--nonblocking"]
+    return subprocess.Popen([*command, "--output", str(path)], stdout=subprocess.DEVNULL)
+
+
+def phase(
+    bench: Bench, workers: int, ramp: list[int], profile_at: int | None
+) -> list[dict[str, Any]]:
+    """The ramp on `workers` server processes, after a short warm-up."""
+    servers = start_servers(bench, workers, f"{workers}w", {})
+    rows = []
+    try:
+        run_step(bench, servers, 2 * workers, 8)  # warm-up: pools, caches, the greeting
+        baseline = sum(procs.rss_mb(s.process.pid) for s in servers)
+        for calls in ramp:
+            profile = bench.out / f"profile-{calls}.txt" if calls == profile_at else None
+            tally, usage, lag = run_step(bench, servers, calls, bench.args.seconds, profile)
+            usage = Usage(**{**usage.__dict__, "baseline_rss_mb": baseline})
+            figures = row(
+                workers, calls, tally=tally, usage=usage, fixed_ms=bench.fixed_ms, lag=lag
+            )
+            rows.append(figures)
+            print(table([figures]).splitlines()[-1], flush=True)
+            if profile is not None and profile.exists():
+                (bench.out / "profile-top.txt").write_text(top_costs(profile))
+    finally:
+        for server in servers:
+            procs.stop(server.process)
+    return rows
+
+
+def slow_callbacks(bench: Bench, calls: int) -> dict[str, Any]:
+    """A run in asyncio debug mode: every callback slower than the threshold is logged."""
+    threshold = str(bench.args.slow_callback_ms)
+    servers = start_servers(bench, 1, "debug", {"BENCH_SLOW_CALLBACK_MS": threshold})
+    try:
+        run_step(bench, servers, calls, 30)
+    finally:
+        procs.stop(servers[0].process)
+    lines = (bench.out / "server-debug-0.log").read_text(errors="replace").splitlines()
+    slow = [text for text in lines if "Executing" in text and "took" in text]
+    return {
+        "calls": calls,
+        "threshold_ms": bench.args.slow_callback_ms,
+        "slow": len(slow),
+        "first": slow[:10],
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    calls = lambda text: [int(n) for n in text.split(",") if n]  # noqa: E731
+    parser.add_argument("--calls", type=calls, default=[10, 50, 100, 200], help="the ramp of N")
+    parser.add_argument("--scale-calls", type=calls, default=[100, 200], help="N on 2 workers")
+    parser.add_argument("--seconds", type=float, default=60.0, help="steady time per N")
+    parser.add_argument("--turns", type=int, default=4, help="caller turns per call")
+    parser.add_argument("--stt-ms", type=float, default=150.0, help="speech stopped → transcript")
+    parser.add_argument("--llm-ms", type=float, default=250.0, help="LLM request → first token")
+    parser.add_argument("--tts-ms", type=float, default=150.0, help="TTS request → first byte")
+    parser.add_argument("--slow-callback-ms", type=float, default=20.0)
+    parser.add_argument("--slow-check-calls", type=int, default=100, help="0: skip the check")
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="let the OS place all")
+    parser.add_argument("--out", type=Path, default=procs.REPO / "var" / "bench")
+    return parser
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    out = args.out / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True)
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # helpers inherit CPU 1; the one-worker server gets CPU 0
+    key = SecretBox.generate_key()
+    with EmbeddedDatabase(out / "db") as database:
+        line = asyncio.run(seed(database.uri, key))
+        standins_log = (out / "standins.log").open("ab")
+        standins = procs.start(
+            "bench_lib.standins",
+            [f"--stt-ms={args.stt_ms}", f"--llm-ms={args.llm_ms}", f"--tts-ms={args.tts_ms}"],
+            stdout=subprocess.PIPE,
+            stderr=standins_log,
+        )
+        try:
+            results = _run(args, out=out, line=line, uri=database.uri, key=key, standins=standins)
+        finally:
+            procs.stop(standins)
+            standins_log.close()
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results["rows"], out / "bench.png")
+    _report(results, out)
+    return 0
+
+
+def _run(
+    args: argparse.Namespace,
+    *,
+    out: Path,
+    line: DemoLine,
+    uri: str,
+    key: str,
+    standins: subprocess.Popen[bytes],
+) -> dict[str, Any]:
+    stdout: IO[bytes] | None = standins.stdout
+    assert stdout is not None
+    urls = json.loads(stdout.readline())
+    env = {
+        "MONGODB_URI": uri,
+        "SECRETS_KEY": key,
+        "STREAM_TOKEN_SECRET": secrets.token_urlsafe(32),
+        "OPENAI_API_KEY": "bench-key",
+        "OPENAI_BASE_URL": urls["base_url"],
+        "OPENAI_WEBSOCKET_BASE_URL": urls["websocket_base_url"],
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+    database = [pid for pid in procs.children(os.getpid()) if "secantus" in procs.command_line(pid)]
+    bench = Bench(args, out, line, env, {"standins": standins.pid, "database": database[0]})
+    rows = phase(bench, 1, args.calls, max(args.calls) if args.profile else None)
+    if args.scale_calls:
+        if args.pin:
+            for pid in (os.getpid(), *bench.helpers.values()):
+                os.sched_setaffinity(pid, {0, 1})
+        rows += phase(bench, 2, args.scale_calls, None)
+    slow = slow_callbacks(bench, args.slow_check_calls) if args.slow_check_calls else None
+    return {
+        "machine": {"nproc": os.cpu_count(), "memory_gb": _memory_gb()},
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "fixed_ms": bench.fixed_ms,
+        "rows": rows,
+        "slow_callbacks": slow,
+    }
+
+
+def _memory_gb() -> float:
+    for text in Path("/proc/meminfo").read_text().splitlines():
+        if text.startswith("MemTotal:"):
+            return round(int(text.split()[1]) / 1024**2, 1)
+    return 0.0
+
+
+def _report(results: dict[str, Any], out: Path) -> None:
+    machine = results["machine"]
+    print(f"\nmachine: nproc {machine['nproc']}, memory {machine['memory_gb']} GB")
+    endpointing = sorted({e for r in results["rows"] for e in r["stand_in_endpointing_ms"]})
+    print(
+        f"fixed per turn: stand-ins {results['fixed_ms']:.0f} ms + endpointing {endpointing} ms "
+        "(the session's silence_duration_ms and the stand-in VAD's hangover)"
+    )
+    print(table(results["rows"]))
+    if (slow := results["slow_callbacks"]) is not None:
+        print(
+            f"\nasyncio debug at {slow['calls']} calls: {slow['slow']} callbacks slower than "
+            f"{slow['threshold_ms']} ms"
+        )
+    if (top := out / "profile-top.txt").exists():
+        print("\n" + "\n".join(top.read_text().splitlines()[:16]))
+    print(f"\noutputs: {out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
