@@ -54,7 +54,7 @@ class GreetingCache:
             text or greeting_text(agent),
         )
         task = self._renders.get(version)
-        if task is None or (task.done() and task.result() is None):
+        if task is None or (task.done() and (task.cancelled() or task.result() is None)):
             request = TtsRequest(model=version.model, voice=version.voice, text=version.text)
             task = asyncio.create_task(_render(tts, request), name=f"greeting-{agent.id}")
             self._renders[version] = task

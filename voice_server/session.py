@@ -299,7 +299,8 @@ class CallSession:
         utterance = self._voice.new_utterance()
         greeting = greeting_text(self._agent)
         rendered = self._context.greeting_audio
-        if rendered is not None and (audio := await rendered):
+        # Shielded: the render is shared with other calls, and must outlive this one.
+        if rendered is not None and (audio := await asyncio.shield(rendered)):
             await self._voice.responder.say_rendered(utterance, greeting, audio)
             self._voice.record_if_played(utterance)
         else:
@@ -321,7 +322,7 @@ class CallSession:
         if not utterance.text:
             utterance.recorded = True  # nothing of it was said: its error goes with the fallback
         rendered = self._context.fallback_audio
-        if rendered is not None and (audio := await rendered):
+        if rendered is not None and (audio := await asyncio.shield(rendered)):
             await self._voice.responder.say_rendered(fallback, FALLBACK_TEXT, audio)
         self._voice.record_if_played(fallback)
 

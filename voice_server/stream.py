@@ -60,7 +60,7 @@ async def media_stream(websocket: WebSocket) -> None:
         reason = inbound.refusal or reason
         await _finalize(services.calls, start.call_sid, reason)
         code = POLICY_VIOLATION if inbound.refusal else 1000
-        with suppress(RuntimeError, OSError):  # already closed by the peer
+        with suppress(WebSocketDisconnect, RuntimeError, OSError):  # already closed by the peer
             await websocket.close(code=code, reason=inbound.refusal or "")
 
 

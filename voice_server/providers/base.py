@@ -9,6 +9,7 @@ left early) must close the underlying connection or process at once, not drain i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -120,3 +121,21 @@ class TextToSpeech(Protocol):
     def stream(self, request: TtsRequest) -> AsyncGenerator[tuple[int, bytes], None]:
         """Yield `(sample_rate_hz, pcm16_mono_little_endian)` pieces of any size, odd lengths
         included, in order. Closing the iterator stops synthesis. Raises `ProviderError`."""
+
+
+class SttResults:
+    """The queue between a recognition session's worker and its `results()` reader: results in
+    order, and a failure that the reader raises when it gets to it."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[SttResult | ProviderError] = asyncio.Queue()
+
+    def put(self, result: SttResult | ProviderError) -> None:
+        self._queue.put_nowait(result)
+
+    async def stream(self) -> AsyncIterator[SttResult]:
+        while True:
+            result = await self._queue.get()
+            if isinstance(result, ProviderError):
+                raise result
+            yield result

@@ -25,6 +25,7 @@ from voice_server.providers.base import (
     ProviderError,
     SttOptions,
     SttResult,
+    SttResults,
     ToolCall,
     TtsRequest,
 )
@@ -69,7 +70,7 @@ class _PocketSphinxSession:
         self._batch: list[bytes] = []
         self._in_utterance = False
         self._work: asyncio.Queue[bytes | object] = asyncio.Queue()
-        self._results: asyncio.Queue[SttResult | ProviderError] = asyncio.Queue()
+        self._results = SttResults()
 
     def push_audio(self, ulaw: bytes) -> None:
         if not self._in_utterance:
@@ -90,12 +91,8 @@ class _PocketSphinxSession:
         self._in_utterance = False
         self._work.put_nowait(_END)
 
-    async def results(self) -> AsyncIterator[SttResult]:
-        while True:
-            result = await self._results.get()
-            if isinstance(result, ProviderError):
-                raise result
-            yield result
+    def results(self) -> AsyncIterator[SttResult]:
+        return self._results.stream()
 
     def _flush_batch(self) -> None:
         if self._batch:
@@ -110,7 +107,7 @@ class _PocketSphinxSession:
                 if item is _END:
                     tail = resampler.flush() if resampler else b""
                     text = await asyncio.to_thread(self._finish, tail, resampler is not None)
-                    self._results.put_nowait(SttResult(text=text, final=True))
+                    self._results.put(SttResult(text=text, final=True))
                     resampler = None
                     continue
                 assert isinstance(item, bytes)
@@ -121,7 +118,7 @@ class _PocketSphinxSession:
                 if pcm:
                     await asyncio.to_thread(self._decoder.process_raw, pcm, False, False)
             except RuntimeError as error:
-                self._results.put_nowait(ProviderError(str(error), provider=STT_MODEL))
+                self._results.put(ProviderError(str(error), provider=STT_MODEL))
                 resampler = None
 
     def _finish(self, tail: bytes, started: bool) -> str:

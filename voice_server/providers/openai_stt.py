@@ -37,7 +37,7 @@ from websockets.exceptions import WebSocketException
 from media.codec import ulaw_to_pcm16
 from media.wav import wav_bytes
 from voice_server.log import get_logger
-from voice_server.providers.base import ProviderError, SttOptions, SttResult
+from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
 from voice_server.providers.openai_clients import provider_error
 
 log = get_logger(__name__)
@@ -148,7 +148,7 @@ class RealtimeSttSession:
         self._connection = connection
         self._manual_commit = manual_commit
         self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(max_backlog_frames)  # None: commit
-        self._results: asyncio.Queue[SttResult | ProviderError] = asyncio.Queue()
+        self._results = SttResults()
         self._partials: dict[str, str] = {}
         self._uncommitted = False
         self._failed = False
@@ -165,12 +165,8 @@ class RealtimeSttSession:
         if self._manual_commit:
             self._enqueue(None)
 
-    async def results(self) -> AsyncIterator[SttResult]:
-        while True:
-            result = await self._results.get()
-            if isinstance(result, ProviderError):
-                raise result
-            yield result
+    def results(self) -> AsyncIterator[SttResult]:
+        return self._results.stream()
 
     async def send_audio(self) -> None:
         """Forward queued audio for as long as the session is open, one append per backlog."""
@@ -214,7 +210,7 @@ class RealtimeSttSession:
 
     async def _commit(self) -> None:
         if not self._uncommitted:  # committing an empty buffer is an error (§4a)
-            self._results.put_nowait(SttResult(text="", final=True))
+            self._results.put(SttResult(text="", final=True))
             return
         self._uncommitted = False
         await self._connection.input_audio_buffer.commit()
@@ -227,21 +223,21 @@ class RealtimeSttSession:
         elif event.type == "conversation.item.input_audio_transcription.delta":
             text = self._partials.get(event.item_id, "") + (event.delta or "")
             self._partials[event.item_id] = text
-            self._results.put_nowait(SttResult(text=text, final=False))
+            self._results.put(SttResult(text=text, final=False))
         elif event.type == "conversation.item.input_audio_transcription.completed":
             self._partials.pop(event.item_id, None)
-            self._results.put_nowait(SttResult(text=event.transcript, final=True))
+            self._results.put(SttResult(text=event.transcript, final=True))
         elif event.type == "conversation.item.input_audio_transcription.failed":
             self._partials.pop(event.item_id, None)
             log.warning("transcription of an utterance failed", error=event.error.message)
-            self._results.put_nowait(SttResult(text="", final=True))
+            self._results.put(SttResult(text="", final=True))
         elif event.type == "error":
             log.warning("transcription session reported an error", error=event.error.message)
 
     def _fail(self, error: ProviderError) -> None:
         if not self._failed:
             self._failed = True
-            self._results.put_nowait(error)
+            self._results.put(error)
 
 
 class OpenAiUtteranceSpeechToText:
@@ -275,7 +271,7 @@ class UtteranceSttSession:
         self._preroll: deque[bytes] = deque(maxlen=preroll_frames)
         self._utterance: list[bytes] | None = None
         self._pending: asyncio.Queue[bytes] = asyncio.Queue()
-        self._results: asyncio.Queue[SttResult | ProviderError] = asyncio.Queue()
+        self._results = SttResults()
 
     def push_audio(self, ulaw: bytes) -> None:
         if self._utterance is None:
@@ -293,12 +289,8 @@ class UtteranceSttSession:
         self._utterance = None
         self._pending.put_nowait(audio)
 
-    async def results(self) -> AsyncIterator[SttResult]:
-        while True:
-            result = await self._results.get()
-            if isinstance(result, ProviderError):
-                raise result
-            yield result
+    def results(self) -> AsyncIterator[SttResult]:
+        return self._results.stream()
 
     async def transcribe_forever(self) -> None:
         while True:
@@ -306,9 +298,9 @@ class UtteranceSttSession:
             try:
                 text = await self._transcribe(audio) if audio else ""
             except openai.OpenAIError as error:
-                self._results.put_nowait(provider_error(error, PROVIDER))
+                self._results.put(provider_error(error, PROVIDER))
             else:
-                self._results.put_nowait(SttResult(text=text, final=True))
+                self._results.put(SttResult(text=text, final=True))
 
     async def _transcribe(self, ulaw: bytes) -> str:
         wav = wav_bytes(ulaw_to_pcm16(ulaw), 8000)  # μ-law WAVs are not known to work (§4b)
