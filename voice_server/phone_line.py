@@ -9,12 +9,16 @@ instead of drifting.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+import xml.etree.ElementTree as ET
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -35,6 +39,50 @@ class Interruption:
     onset: float  # monotonic time of the first loud frame sent
     clear_after_ms: float | None = None  # onset → Twilio `clear` received
     last_media_after_ms: float | None = None  # onset → the agent's last audio before the clear
+
+
+def incoming_call(
+    url: str, auth_token: str, *, call_sid: str, account_sid: str, caller: str, dialled: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The form Twilio posts to the voice webhook at `url` for a ringing inbound call, and the
+    headers that sign it."""
+    form = {
+        "CallSid": call_sid,
+        "AccountSid": account_sid,
+        "From": caller,
+        "To": dialled,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+    signature = RequestValidator(auth_token).compute_signature(url, form)
+    return form, {"X-Twilio-Signature": signature}
+
+
+def stream_from_twiml(twiml: str) -> tuple[str, dict[str, str]] | None:
+    """The `<Connect><Stream>` URL and its `<Parameter>`s, or None when the call is not
+    connected to a stream (an apology and a hang-up)."""
+    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    if stream is None:
+        return None
+    parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
+    return stream.attrib["url"], parameters
+
+
+def inbound_start(
+    call_sid: str, account_sid: str, parameters: Mapping[str, str], stream_sid: str | None = None
+) -> protocol.Start:
+    """The `start` message of a `<Connect><Stream>`: the caller's track, μ-law at 8 kHz."""
+    return protocol.Start(
+        stream_sid=stream_sid or "MZ" + secrets.token_hex(16),
+        call_sid=call_sid,
+        account_sid=account_sid,
+        tracks=("inbound",),
+        encoding="audio/x-mulaw",
+        sample_rate=8000,
+        channels=1,
+        custom_parameters=parameters,
+    )
 
 
 def _loud(frame: bytes) -> bool:

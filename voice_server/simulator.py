@@ -12,16 +12,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
 
-from media import twilio as protocol
 from media.codec import ulaw_to_pcm16
 from media.wav import wav_bytes
 from voice_server.caller_script import (
@@ -35,7 +32,13 @@ from voice_server.caller_script import (
     Step,
     render_steps,
 )
-from voice_server.phone_line import Interruption, Player
+from voice_server.phone_line import (
+    Interruption,
+    Player,
+    inbound_start,
+    incoming_call,
+    stream_from_twiml,
+)
 
 __all__ = ["CallResult", "CallerScript", "Line", "new_call_sid", "place_call"]
 
@@ -94,7 +97,7 @@ async def place_call(
     audio = await render_steps(script)
     twiml = await _post_webhook(line, call_sid)
     result = CallResult(call_sid=call_sid, twiml=twiml)
-    stream = _stream_from_twiml(twiml)
+    stream = stream_from_twiml(twiml)
     if stream is None:
         on_event(f"call not connected: {twiml}")
         return result
@@ -102,17 +105,7 @@ async def place_call(
     async with connect(url, max_size=2**20) as websocket:
         result.connected = True
         player = Player(websocket, result)
-        start = protocol.Start(
-            stream_sid="MZ" + secrets.token_hex(16),
-            call_sid=call_sid,
-            account_sid=line.account_sid,
-            tracks=("inbound",),
-            encoding="audio/x-mulaw",
-            sample_rate=8000,
-            channels=1,
-            custom_parameters=parameters,
-        )
-        await player.begin(start)
+        await player.begin(inbound_start(call_sid, line.account_sid, parameters))
         receiver = asyncio.create_task(player.receive())
         try:
             await _play_script(player, script, audio, on_event)
@@ -127,32 +120,22 @@ async def place_call(
 
 async def _post_webhook(line: Line, call_sid: str) -> str:
     url = f"{line.base_url}/twilio/voice"
-    params = {
-        "CallSid": call_sid,
-        "AccountSid": line.account_sid,
-        "From": line.caller,
-        "To": line.dialled,
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-    }
-    signature = RequestValidator(line.auth_token).compute_signature(url, params)
+    form, headers = incoming_call(
+        url,
+        line.auth_token,
+        call_sid=call_sid,
+        account_sid=line.account_sid,
+        caller=line.caller,
+        dialled=line.dialled,
+    )
     async with (
         aiohttp.ClientSession() as http,
-        http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response,
+        http.post(url, data=form, headers=headers) as response,
     ):
         body = await response.text()
         if response.status != 200:
             raise RuntimeError(f"voice webhook answered {response.status}: {body}")
         return body
-
-
-def _stream_from_twiml(twiml: str) -> tuple[str, dict[str, str]] | None:
-    stream = ET.fromstring(twiml).find("./Connect/Stream")
-    if stream is None:
-        return None
-    parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
-    return stream.attrib["url"], parameters
 
 
 async def _play_script(

@@ -16,13 +16,11 @@ import json
 import secrets
 import sys
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import uvloop
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
@@ -37,6 +35,7 @@ from bench_lib.loadgen import (
     phrase,
 )
 from media import twilio as protocol
+from voice_server.phone_line import inbound_start, incoming_call, stream_from_twiml
 from voice_server.providers.openai_stt import ServerVad
 
 
@@ -91,16 +90,7 @@ async def place(run: Run, http: aiohttp.ClientSession, index: int) -> None:
     if len(target.base_urls) > 1:
         url = _rehost(url, stream_base)
     async with connect(url, compression=None, max_size=2**20, open_timeout=10) as ws:
-        start = protocol.Start(
-            stream_sid="MZ" + secrets.token_hex(16),
-            call_sid=call_sid,
-            account_sid=target.account_sid,
-            tracks=("inbound",),
-            encoding="audio/x-mulaw",
-            sample_rate=8000,
-            channels=1,
-            custom_parameters=parameters,
-        )
+        start = inbound_start(call_sid, target.account_sid, parameters)
         await ws.send(protocol.build_connected())
         await ws.send(protocol.build_start(1, start))
         stream = Stream(ws, start.stream_sid, tally)
@@ -121,25 +111,21 @@ async def _answer(
     http: aiohttp.ClientSession, target: Target, base_url: str, call_sid: str
 ) -> tuple[str, dict[str, str]]:
     url = f"{base_url}/twilio/voice"
-    params = {
-        "CallSid": call_sid,
-        "AccountSid": target.account_sid,
-        "From": target.caller,
-        "To": target.dialled,
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-    }
-    signature = RequestValidator(target.auth_token).compute_signature(url, params)
-    async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response:
+    form, headers = incoming_call(
+        url,
+        target.auth_token,
+        call_sid=call_sid,
+        account_sid=target.account_sid,
+        caller=target.caller,
+        dialled=target.dialled,
+    )
+    async with http.post(url, data=form, headers=headers) as response:
         body = await response.text()
     if response.status != 200:
         raise CallFailed(f"voice webhook answered {response.status}")
-    stream = ET.fromstring(body).find("./Connect/Stream")
-    if stream is None:
+    if (stream := stream_from_twiml(body)) is None:
         raise CallFailed("the TwiML has no stream")
-    parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
-    return stream.attrib["url"], parameters
+    return stream
 
 
 def _rehost(url: str, base_url: str) -> str:

@@ -19,6 +19,7 @@ from stores.calls import CallStore
 from tests.voice_server.conftest import Server, logged
 from tests.voice_server.test_voice_webhooks import call_form, post_signed
 from voice_server.demo import serve_in_background
+from voice_server.phone_line import inbound_start
 from voice_server.simulator import CallerScript, Line, new_call_sid, place_call
 
 
@@ -32,16 +33,7 @@ async def accept_call(server: Server, call_sid: str) -> tuple[str, dict[str, str
 
 
 def start_frame(call_sid: str, parameters: dict[str, str]) -> str:
-    start = protocol.Start(
-        stream_sid="MZ" + "2" * 32,
-        call_sid=call_sid,
-        account_sid="AC" + "0" * 32,
-        tracks=("inbound",),
-        encoding="audio/x-mulaw",
-        sample_rate=8000,
-        channels=1,
-        custom_parameters=parameters,
-    )
+    start = inbound_start(call_sid, "AC" + "0" * 32, parameters, stream_sid="MZ" + "2" * 32)
     return protocol.build_start(1, start)
 
 
