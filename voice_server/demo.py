@@ -60,31 +60,30 @@ async def serve_in_background(
     settings: Settings, db: Database, providers: ProviderRegistry | None = None
 ) -> AsyncIterator[str]:
     """The real app under uvicorn on a free loopback port, for as long as the block runs."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    app_settings = settings.model_copy(update={"public_base_url": base_url, "port": port})
-    config = uvicorn.Config(
-        create_app(app_settings, database=db, providers=providers),
-        log_config=None,
-        log_level="warning",
-        ws="websockets-sansio",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if serving.done():
-                await serving
-                raise RuntimeError("the server stopped during start-up")
-            await asyncio.sleep(0.01)
-        yield base_url
-    finally:
-        server.should_exit = True
-        await serving
-        sock.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        app_settings = settings.model_copy(update={"public_base_url": base_url, "port": port})
+        config = uvicorn.Config(
+            create_app(app_settings, database=db, providers=providers),
+            log_config=None,
+            log_level="warning",
+            ws="websockets-sansio",
+            lifespan="on",
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if serving.done():
+                    await serving
+                    raise RuntimeError("the server stopped during start-up")
+                await asyncio.sleep(0.01)  # uvicorn offers no start-up event to wait on
+            yield base_url
+        finally:
+            server.should_exit = True
+            await serving
 
 
 async def _call_and_watch(

@@ -43,9 +43,10 @@ class GreetingCache:
 
     def prepare(
         self, agent: Agent, tts: TextToSpeech, text: str | None = None
-    ) -> asyncio.Task[bytes | None]:
+    ) -> asyncio.Future[bytes | None]:
         """Start (or reuse) the render of `text` (by default the agent's greeting) in the
-        agent's voice; the task yields None on failure."""
+        agent's voice; the future yields None on failure. Renders are shared by calls, so each
+        caller gets a shielded view: a call that hangs up while waiting cancels only its own."""
         version = _Version(
             agent.id,
             agent.updated_at.isoformat(),
@@ -54,14 +55,14 @@ class GreetingCache:
             text or greeting_text(agent),
         )
         task = self._renders.get(version)
-        if task is None or (task.done() and (task.cancelled() or task.result() is None)):
+        if task is None or (task.done() and task.result() is None):
             request = TtsRequest(model=version.model, voice=version.voice, text=version.text)
             task = asyncio.create_task(_render(tts, request), name=f"greeting-{agent.id}")
             self._renders[version] = task
         self._renders.move_to_end(version)
         while len(self._renders) > self._capacity:
             self._renders.popitem(last=False)
-        return task
+        return asyncio.shield(task)
 
     async def close(self) -> None:
         for task in self._renders.values():

@@ -70,8 +70,8 @@ class CallContext:
     agent: Agent
     # Renders started while the phone rang (μ-law; None when rendering failed): the greeting,
     # and FALLBACK_TEXT, so that a failing TTS is still answered with speech.
-    greeting_audio: asyncio.Task[bytes | None] | None = None
-    fallback_audio: asyncio.Task[bytes | None] | None = None
+    greeting_audio: Awaitable[bytes | None] | None = None
+    fallback_audio: Awaitable[bytes | None] | None = None
 
 
 @dataclass
@@ -299,8 +299,7 @@ class CallSession:
         utterance = self._voice.new_utterance()
         greeting = greeting_text(self._agent)
         rendered = self._context.greeting_audio
-        # Shielded: the render is shared with other calls, and must outlive this one.
-        if rendered is not None and (audio := await asyncio.shield(rendered)):
+        if rendered is not None and (audio := await rendered):
             await self._voice.responder.say_rendered(utterance, greeting, audio)
             self._voice.record_if_played(utterance)
         else:
@@ -322,7 +321,7 @@ class CallSession:
         if not utterance.text:
             utterance.recorded = True  # nothing of it was said: its error goes with the fallback
         rendered = self._context.fallback_audio
-        if rendered is not None and (audio := await asyncio.shield(rendered)):
+        if rendered is not None and (audio := await rendered):
             await self._voice.responder.say_rendered(fallback, FALLBACK_TEXT, audio)
         self._voice.record_if_played(fallback)
 

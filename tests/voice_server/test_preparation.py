@@ -11,7 +11,7 @@ import pytest
 from stores.agents import Agent
 from tests.stores.factories import agent
 from voice_server.preparation import GreetingCache
-from voice_server.providers.base import TtsRequest
+from voice_server.providers.base import ProviderError, TtsRequest
 
 
 class GatedTextToSpeech:
@@ -44,40 +44,46 @@ async def test_one_render_per_agent_version_is_shared() -> None:
     second = cache.prepare(desk, tts)
     tts.gate.set()
 
-    assert first is second
     assert await first == SILENCE
+    assert await second == SILENCE
     assert tts.requests == 1
     await cache.close()
 
 
 async def test_a_call_that_gives_up_waiting_does_not_cancel_the_shared_render() -> None:
-    tts, cache = GatedTextToSpeech(), GreetingCache()
-    render = cache.prepare(front_desk(), tts)
+    tts, cache, desk = GatedTextToSpeech(), GreetingCache(), front_desk()
+    hung_up = cache.prepare(desk, tts)
 
     async def wait() -> bytes | None:
-        return await asyncio.shield(render)
+        return await hung_up
 
     waiting = asyncio.create_task(wait())
-    await asyncio.sleep(0)  # let the waiter start waiting
+    await asyncio.sleep(0)  # one loop step: the waiter is now awaiting the render
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+    next_call = cache.prepare(desk, tts)
     tts.gate.set()
 
-    assert await render == SILENCE
+    assert await next_call == SILENCE
+    assert tts.requests == 1
     await cache.close()
 
 
-async def test_a_cancelled_render_is_started_again() -> None:
-    tts, cache, desk = GatedTextToSpeech(), GreetingCache(), front_desk()
-    render = cache.prepare(desk, tts)
-    render.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await render
+class FailingTextToSpeech:
+    def __init__(self) -> None:
+        self.requests = 0
 
-    again = cache.prepare(desk, tts)
-    tts.gate.set()
+    async def stream(self, request: TtsRequest) -> AsyncGenerator[tuple[int, bytes], None]:
+        self.requests += 1
+        raise ProviderError("unavailable", provider="test-tts")
+        yield 8000, b""
 
-    assert again is not render
-    assert await again == SILENCE
+
+async def test_a_failed_render_is_tried_again_by_the_next_call() -> None:
+    tts, cache, desk = FailingTextToSpeech(), GreetingCache(), front_desk()
+
+    assert await cache.prepare(desk, tts) is None
+    assert await cache.prepare(desk, tts) is None
+    assert tts.requests == 2
     await cache.close()
