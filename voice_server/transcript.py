@@ -36,8 +36,20 @@ class TranscriptWriter:
         self._queue.put_nowait(None)
 
     async def run(self) -> None:
-        while (entry := await self._queue.get()) is not None:
-            await self._append(entry)
+        entry: TranscriptEntry | None = None
+        try:
+            while (entry := await self._queue.get()) is not None:
+                await self._append(entry)
+                entry = None
+        except asyncio.CancelledError:
+            # The call failed before its entries were written: keep them in the logs (the one
+            # being written too, which may or may not have reached the database).
+            if entry is not None:
+                self._lost(entry, "the call ended while it was being written")
+            while not self._queue.empty():
+                if (unwritten := self._queue.get_nowait()) is not None:
+                    self._lost(unwritten, "the call ended before it was written")
+            raise
 
     async def _append(self, entry: TranscriptEntry) -> None:
         try:
@@ -45,9 +57,12 @@ class TranscriptWriter:
                 with attempt:
                     await self._calls.append_transcript(self._call_sid, entry)
         except PyMongoError as error:
-            TRANSCRIPT_LOSSES.inc()
-            log.error(
-                "transcript entry could not be stored",
-                error=str(error),
-                entry=entry.model_dump(mode="json", exclude_none=True),
-            )
+            self._lost(entry, str(error))
+
+    def _lost(self, entry: TranscriptEntry, error: str) -> None:
+        TRANSCRIPT_LOSSES.inc()
+        log.error(
+            "transcript entry could not be stored",
+            error=error,
+            entry=entry.model_dump(mode="json", exclude_none=True),
+        )

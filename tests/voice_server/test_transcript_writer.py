@@ -203,3 +203,33 @@ async def test_run_waits_for_entries_until_closed(database: Db) -> None:
     await running
 
     assert await stored_texts(store) == ["one", "two"]
+
+
+class BlockedCallStore(CallStore):
+    """The real store, except that appends wait until the test lets them through."""
+
+    def __init__(self, db: Db) -> None:
+        super().__init__(db)
+        self.started = asyncio.Event()
+
+    async def append_transcript(self, call_sid: str, entry: TranscriptEntry) -> None:
+        self.started.set()
+        await asyncio.Event().wait()
+
+
+async def test_entries_of_a_call_that_fails_are_kept_in_the_logs(
+    database: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = BlockedCallStore(database)
+    writer = TranscriptWriter(store, "CA1")
+    for text in ["first", "second", "third"]:
+        writer.add(entry(text))
+    running = asyncio.create_task(writer.run())
+    await store.started.wait()
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    lost = logged(caplog, "transcript entry could not be stored")
+    assert [record["entry"]["text"] for record in lost] == ["first", "second", "third"]
