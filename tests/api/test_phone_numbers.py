@@ -37,10 +37,25 @@ async def test_the_token_is_sealed_at_rest_and_opened_for_signatures(api: Api) -
 
 
 async def test_a_live_number_is_registered_once(api: Api) -> None:
-    await make(api.alice, "/phone-numbers", number_body())
-    assert error(await api.alice.post("/phone-numbers", json=number_body()), 409, "conflict")
-    # Not by another user either: a number has one owner.
-    assert error(await api.bob.post("/phone-numbers", json=number_body()), 409)
+    alices = await make(api.alice, "/phone-numbers", number_body())
+    again = error(await api.alice.post("/phone-numbers", json=number_body()), 409, "conflict")
+    assert again["message"] == "you have already registered this phone number"
+    # Not by another user either: a number has one owner. The stranger learns only that the
+    # number is not available, whether asking to create it or to move a number of theirs to it.
+    bobs = await make(api.bob, "/phone-numbers", number_body("+15551230002"))
+    moved = f"/phone-numbers/{bobs['id']}"
+    for refused in (
+        await api.bob.post("/phone-numbers", json=number_body()),
+        await api.bob.patch(moved, json={"phoneNumber": NUMBER}),
+    ):
+        assert error(refused, 409, "conflict") == {
+            "code": "conflict",
+            "message": "this phone number is not available",
+            "details": [],
+        }
+        assert "alice" not in refused.text
+        assert alices["id"] not in refused.text
+    assert data(await api.bob.get(moved))["phoneNumber"] == "+15551230002"
 
 
 async def test_update_changes_fields_and_refuses_a_taken_number(api: Api) -> None:

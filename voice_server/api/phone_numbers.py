@@ -1,4 +1,10 @@
-"""`/api/phone-numbers`: the caller's registered numbers. The auth token is write-only."""
+"""`/api/phone-numbers`: the caller's registered numbers. The auth token is write-only.
+
+A number has one owner at Twilio, so it has one live registration here: a number someone holds
+cannot be registered again, nor another number changed to it, until its holder deletes it. The
+refusal tells the holder that the number is theirs already; anyone else learns only that the
+number is not available, never who holds it or under which id.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,14 @@ from stores.phone_numbers import (
     PhoneNumberUpdate,
     PhoneNumberView,
 )
-from voice_server.api.envelope import conflict
+from voice_server.api.envelope import ApiError, conflict
 from voice_server.api.operations import ApiRequest
 from voice_server.api.resources import Resource
+from voice_server.log import get_logger
 
-TAKEN = "this phone number is already registered"
+log = get_logger(__name__)
+YOURS = "you have already registered this phone number"
+UNAVAILABLE = "this phone number is not available"
 
 
 class PhoneNumberFilters(BaseModel):
@@ -34,14 +43,28 @@ async def create(call: ApiRequest) -> PhoneNumber:
             PhoneNumberCreate(**body.model_dump(), userId=call.user_id)
         )
     except DuplicateKeyError:
-        raise conflict(TAKEN) from None
+        raise await _taken(call, body.phoneNumber) from None
 
 
 async def update(call: ApiRequest) -> PhoneNumber | None:
+    change: PhoneNumberUpdate = call.body
     try:
-        return await call.services.phone_numbers.update(call.user_id, call.doc_id, call.body)
+        return await call.services.phone_numbers.update(call.user_id, call.doc_id, change)
     except DuplicateKeyError:
-        raise conflict(TAKEN) from None
+        raise await _taken(call, change.phoneNumber) from None
+
+
+async def _taken(call: ApiRequest, phone_number: str | None) -> ApiError:
+    """The refusal of a number with a live registration: the caller's own, or not available
+    (also when the holder let it go in the meantime: the caller may simply try again)."""
+    numbers = call.services.phone_numbers
+    holder = None if phone_number is None else await numbers.find_registered(phone_number)
+    if holder is not None and holder.userId == call.user_id:
+        log.info("phone number refused: the caller registered it already", number_id=holder.id)
+        return conflict(YOURS)
+    held_by = None if holder is None else holder.id
+    log.warning("phone number refused: another user holds it", held_by_number_id=held_by)
+    return conflict(UNAVAILABLE)
 
 
 RESOURCE = Resource(
