@@ -1,10 +1,14 @@
-"""SMS conversations: the `messages` collection, one document per `(agent_id, user_number)`.
+"""SMS conversations: the `messages` collection, one document per `(userId, agent_id,
+user_number)`.
 
 The shape is seed 000's: `agent_id` is the agent's number (an inbound SMS's `To`),
-`user_number` the other party's, and `messages` the conversation in arrival order. Documents
-of the older shape (one per `agent_id`, `user_number` inside each message) are still read by
-the look-ups keyed by number until migration 2 splits them; the per-owner API views read the
-new shape only (old documents carry no `userId` until that migration gives them one).
+`user_number` the other party's, and `messages` the conversation in arrival order. A
+conversation belongs to the user who held the number when it was written: a number that is
+deleted and registered again by someone else starts new conversations, and every read and write
+here names the owner, so one owner never reads, extends or changes another's (migration 5 keys
+the older documents by owner). Documents of the older shape (one per `agent_id`, `user_number`
+inside each message) are still read, for the owner they name, until migration 2 splits them;
+the API views read the new shape only.
 """
 
 from __future__ import annotations
@@ -125,10 +129,10 @@ class MessageStore:
     async def _append(
         self, message: NewMessage, direction: Literal["inbound", "outbound"], role: str
     ) -> bool:
-        """Push onto the conversation's document, creating it on the first message.
+        """Push onto the owner's conversation document, creating it on the first message.
 
         The filter skips a document that already holds the `message_sid`: then the upsert
-        collides with the unique `(agent_id, user_number)` index, which is how a Twilio
+        collides with the unique `(userId, agent_id, user_number)` index, which is how a Twilio
         retry is told apart from a new message. A collision can also mean that another
         message created the document at the same moment; the plain update that follows
         tells the two apart (MongoDB does not retry such an upsert itself: the filter is
@@ -137,7 +141,7 @@ class MessageStore:
         stored = message.model_dump(exclude={"agent_id", "user_number", "userId"}, mode="python")
         stored |= {"agent_number": message.agent_id, "direction": direction, "role": role}
         now = utc_now()
-        key = {"agent_id": message.agent_id, "user_number": message.user_number}
+        key = _key(message.userId, message.agent_id, message.user_number)
         absent = {**key, "messages.message_sid": {"$ne": message.message_sid}}
         push = {
             "$push": {"messages": {k: v for k, v in stored.items() if v is not None}},
@@ -145,9 +149,7 @@ class MessageStore:
         }
         try:
             await self._collection.update_one(
-                absent,
-                {**push, "$setOnInsert": {"userId": message.userId, "created_at": now}},
-                upsert=True,
+                absent, {**push, "$setOnInsert": {"created_at": now}}, upsert=True
             )
         except DuplicateKeyError:
             result = await self._collection.update_one(absent, push)
@@ -155,18 +157,23 @@ class MessageStore:
         return True
 
     async def record_status(
-        self, agent_id: str, user_number: str, message_sid: str, status: str, error_code: str
+        self,
+        user_id: str,
+        agent_id: str,
+        user_number: str,
+        message_sid: str,
+        *,
+        status: str,
+        error_code: str = "",
     ) -> bool:
-        """Set an outbound message's delivery `status` (and `error_code`, if any) unless a
-        final status is stored already; False when nothing changed.
+        """Set an outbound message's delivery `status` (and `error_code`, if any) in the
+        owner's conversation unless a final status is stored already; False when nothing
+        changed.
 
         `updated_at` stays the time of the conversation's latest message, which orders the
         conversation list. Raises InvalidPhoneNumber if a number cannot be normalised.
         """
-        key = {
-            "agent_id": normalize_phone_number(agent_id),
-            "user_number": normalize_phone_number(user_number),
-        }
+        key = _key(user_id, normalize_phone_number(agent_id), normalize_phone_number(user_number))
         not_final = {"message_sid": message_sid, "status": {"$nin": list(FINAL_STATUSES)}}
         fields = {"messages.$.status": status}
         if error_code:
@@ -176,13 +183,18 @@ class MessageStore:
         )
         return result.modified_count == 1
 
-    async def conversation_messages(self, agent_id: str, user_number: str) -> list[Message]:
-        """Every message between the two numbers, oldest first, from either document shape."""
+    async def conversation_messages(
+        self, user_id: str, agent_id: str, user_number: str
+    ) -> list[Message]:
+        """The owner's messages between the two numbers, oldest first, from either document
+        shape. Raises InvalidPhoneNumber if a number cannot be normalised (so do the
+        look-ups below that take numbers)."""
         agent, user = normalize_phone_number(agent_id), normalize_phone_number(user_number)
-        query = {
-            "agent_id": agent,
-            "$or": [{"user_number": user}, {"user_number": {"$exists": False}}],
-        }
+        query = self._owned.scope(
+            user_id,
+            agent_id=agent,
+            **{"$or": [{"user_number": user}, {"user_number": {"$exists": False}}]},
+        )
         documents = await self._collection.find(query).to_list(None)
         found: list[Message] = []
         for document in documents:
@@ -193,26 +205,27 @@ class MessageStore:
                 found += [Message.model_validate(m) for m in old]
         return _in_order(found)
 
-    async def conversation_exists(self, agent_id: str, user_number: str) -> bool:
-        return bool(await self.conversation_messages(agent_id, user_number))
+    async def conversation_exists(self, user_id: str, agent_id: str, user_number: str) -> bool:
+        return bool(await self.conversation_messages(user_id, agent_id, user_number))
 
     async def last_24h_messages(
-        self, agent_id: str, user_number: str, now: datetime
+        self, user_id: str, agent_id: str, user_number: str, now: datetime
     ) -> list[Message]:
-        """The conversation's last 24 hours before `now`: the LLM's history for a reply."""
+        """The owner's conversation's last 24 hours before `now`: the LLM's history."""
         since = as_utc(now) - HISTORY
-        messages = await self.conversation_messages(agent_id, user_number)
+        messages = await self.conversation_messages(user_id, agent_id, user_number)
         return [message for message in messages if message.timestamp >= since]
 
-    async def conversation_id(self, agent_id: str, user_number: str) -> str | None:
+    async def conversation_id(self, user_id: str, agent_id: str, user_number: str) -> str | None:
         """The `conversation_id` of the most recent message, if there is any."""
-        messages = await self.conversation_messages(agent_id, user_number)
+        messages = await self.conversation_messages(user_id, agent_id, user_number)
         return messages[-1].conversation_id if messages else None
 
-    async def messages_by_agent(self, agent_id: str) -> list[ConversationMessage]:
-        """All messages of the agent's number, each with its `user_number`, oldest first."""
-        agent = normalize_phone_number(agent_id)
-        documents = await self._collection.find({"agent_id": agent}).to_list(None)
+    async def messages_by_agent(self, user_id: str, agent_id: str) -> list[ConversationMessage]:
+        """The owner's messages on the agent's number, each with its `user_number`, oldest
+        first."""
+        query = self._owned.scope(user_id, agent_id=normalize_phone_number(agent_id))
+        documents = await self._collection.find(query).to_list(None)
         return _flatten(documents)
 
     async def all_messages(
@@ -244,6 +257,11 @@ class MessageStore:
         ).to_list(None)
         items = [from_document(Conversation, d) for d in documents[: query.limit]]
         return Listing(items, has_more=len(documents) > query.limit)
+
+
+def _key(user_id: str, agent_id: str, user_number: str) -> dict[str, str]:
+    """A conversation document's key (numbers already normalised)."""
+    return {"userId": user_id, "agent_id": agent_id, "user_number": user_number}
 
 
 def _flatten(documents: Iterable[Mapping[str, Any]]) -> list[ConversationMessage]:

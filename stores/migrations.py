@@ -15,7 +15,12 @@ from pymongo import ASCENDING, DESCENDING
 
 from stores.database import Database
 from stores.documents import utc_now
-from stores.message_migration import merge_conversations, split_conversations
+from stores.message_migration import (
+    key_by_owner,
+    merge_conversations,
+    split_conversations,
+    unkey_by_owner,
+)
 
 COLLECTION = "migrations"
 
@@ -71,6 +76,15 @@ _INITIAL_INDEXES = [
 ]
 
 
+# Seed 000's conversation key: migration 3 makes it, migration 5 adds the owner to it.
+_CONVERSATION_UNIQUE = _Index(
+    "messages",
+    "conversation_unique",
+    [("agent_id", ASCENDING), ("user_number", ASCENDING)],
+    unique=True,
+    partial={"user_number": {"$exists": True}},  # old-shape documents have none
+)
+
 # Migration 3: the collections the API added, and the messages key of seed 000.
 _API_INDEXES = [
     _Index("prompts", "userId", [("userId", ASCENDING), ("created_at", DESCENDING)]),
@@ -81,13 +95,7 @@ _API_INDEXES = [
         [("status", ASCENDING), ("scheduledDateTime", ASCENDING)],
     ),
     _Index("scheduled_calls", "userId", [("userId", ASCENDING), ("created_at", DESCENDING)]),
-    _Index(
-        "messages",
-        "conversation_unique",
-        [("agent_id", ASCENDING), ("user_number", ASCENDING)],
-        unique=True,
-        partial={"user_number": {"$exists": True}},  # old-shape documents have none
-    ),
+    _CONVERSATION_UNIQUE,
     _Index("messages", "userId", [("userId", ASCENDING), ("updated_at", DESCENDING)]),
     _Index("api_keys", "keyHash_unique", [("keyHash", ASCENDING)], unique=True),
 ]
@@ -102,6 +110,16 @@ _CALL_LOG_INDEXES = [
 ]
 
 
+# Migration 5: a conversation per owner, so a number's next owner starts afresh.
+_CONVERSATION_OWNER_UNIQUE = _Index(
+    "messages",
+    "conversation_owner_unique",
+    [("userId", ASCENDING), ("agent_id", ASCENDING), ("user_number", ASCENDING)],
+    unique=True,
+    partial={"user_number": {"$exists": True}},
+)
+
+
 def _creating(indexes: list[_Index]) -> Step:
     async def create(db: Database) -> None:
         for index in indexes:
@@ -114,11 +132,22 @@ def _creating(indexes: list[_Index]) -> Step:
 
 
 def _dropping(indexes: list[_Index]) -> Step:
+    """Drop the indexes that exist (a run stopped half-way may have dropped some already)."""
+
     async def drop(db: Database) -> None:
         for index in reversed(indexes):
-            await db[index.collection].drop_index(index.name)
+            if index.name in await db[index.collection].index_information():
+                await db[index.collection].drop_index(index.name)
 
     return drop
+
+
+def _in_turn(*steps: Step) -> Step:
+    async def run(db: Database) -> None:
+        for step in steps:
+            await step(db)
+
+    return run
 
 
 MIGRATIONS: list[Migration] = [
@@ -132,6 +161,21 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "API collection indexes", _creating(_API_INDEXES), _dropping(_API_INDEXES)),
     Migration(
         4, "call log: active first", _creating(_CALL_LOG_INDEXES), _dropping(_CALL_LOG_INDEXES)
+    ),
+    Migration(
+        5,
+        "messages: one conversation per owner",
+        # The old key's index goes first: the re-keyed documents of two owners share its key.
+        _in_turn(
+            _dropping([_CONVERSATION_UNIQUE]),
+            key_by_owner,
+            _creating([_CONVERSATION_OWNER_UNIQUE]),
+        ),
+        _in_turn(
+            _dropping([_CONVERSATION_OWNER_UNIQUE]),
+            unkey_by_owner,
+            _creating([_CONVERSATION_UNIQUE]),
+        ),
     ),
 ]
 

@@ -2,9 +2,11 @@
 (`POST /twilio/sms-status`). A side path beside the voice pipeline, sharing its agents, stores
 and LLM providers.
 
-An incoming message is stored in its `(agent_id, user_number)` conversation (`agent_id` = the
-normalised `To`, `user_number` = the normalised `From`), then answered by the agent's LLM with
-the last 24 hours of that conversation (see `voice_server.sms_reply`).
+An incoming message is stored in the `(userId, agent_id, user_number)` conversation of the
+number's owner (`agent_id` = the normalised `To`, `user_number` = the normalised `From`), then
+answered by the agent's LLM with the last 24 hours of that conversation (see
+`voice_server.sms_reply`). A number deleted by one user and registered by another starts afresh:
+the new owner's agent never sees the texts its predecessor exchanged on the number.
 
 **Which agent answers texts**: the agent the voice look-up would pick for a call to the number
 (active, `incoming`, the most recently updated); when the number has none, the most recently
@@ -85,7 +87,9 @@ async def _store_and_reply(
     services: Services, params: dict[str, str], number: PhoneNumber, user_number: str
 ) -> str | None:
     now = utc_now()
-    history = await services.messages.last_24h_messages(number.phoneNumber, user_number, now)
+    history = await services.messages.last_24h_messages(
+        number.userId, number.phoneNumber, user_number, now
+    )
     conversation_id = current_conversation_id(history)
     inbound = _inbound(params, number, user_number, conversation_id, now)
     if not await services.messages.create_message(inbound):
@@ -168,21 +172,28 @@ def _twiml(reply: str | None) -> Response:
 
 async def message_status(request: Request) -> Response:
     """POST /twilio/sms-status: record an outbound message's delivery status on the stored
-    message; never back from a final one (callbacks arrive out of order)."""
+    message of the number's owner; never back from a final one (callbacks arrive out of
+    order)."""
     services: Services = request.state.services
-    params, _ = await verified_form(request, "From")  # From: our number, for its token
+    params, number = await verified_form(request, "From")  # From: our number, for its token
     sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
     with bound_contextvars(message_sid=sid):
         if not sid or not status:
             log.warning("SMS status callback without MessageSid or MessageStatus")
             return Response(status_code=204)
+        if number is None:
+            log.warning(
+                "SMS status callback for a number nobody holds", From=params.get("From", "")
+            )
+            return Response(status_code=204)
         try:
             recorded = await services.messages.record_status(
-                params.get("From", ""),
+                number.userId,
+                number.phoneNumber,
                 params.get("To", ""),
                 sid,
-                status,
-                params.get("ErrorCode", ""),
+                status=status,
+                error_code=params.get("ErrorCode", ""),
             )
         except InvalidPhoneNumber as error:
             log.warning("SMS status callback with a number that is not one", error=str(error))

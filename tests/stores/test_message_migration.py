@@ -11,7 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from stores import migrations
 from stores.message_migration import merge_conversations, split_conversations
 from stores.messages import MessageStore
-from tests.stores.test_messages import AGENT, ALICE, BOB, old_message, sms
+from tests.stores.test_messages import AGENT, ALICE, BOB, OWNER, old_message, sms
 
 Db = AsyncDatabase[dict[str, Any]]
 OTHER_AGENT = "+15551230002"
@@ -47,14 +47,14 @@ EXPECTED = {
 
 async def test_old_data_is_split_without_loss(database: Db) -> None:
     await database["registered_phone_numbers"].insert_one(
-        {"phoneNumber": AGENT, "userId": "owner", "isDeleted": False}
+        {"phoneNumber": AGENT, "userId": OWNER, "isDeleted": False}
     )
     await insert_old(database)
     await split_conversations(database)
     assert await shape(database) == EXPECTED
     # The owner comes from the registered number; the API now sees the conversations.
-    assert await database["messages"].count_documents({"userId": "owner"}) == 2
-    assert len(await MessageStore(database).all_messages("owner")) == 3
+    assert await database["messages"].count_documents({"userId": OWNER}) == 2
+    assert len(await MessageStore(database).all_messages(OWNER)) == 3
 
 
 async def test_new_data_is_left_alone(database: Db) -> None:
@@ -67,25 +67,25 @@ async def test_new_data_is_left_alone(database: Db) -> None:
 
 async def test_mixed_data_merges_into_the_existing_conversation(database: Db) -> None:
     await MessageStore(database).create_message(sms("SM-new", minutes=5))
-    await insert_old(database, userId="owner")
-    await insert_old(database, agent=OTHER_AGENT, userId="owner")
+    await insert_old(database, userId=OWNER)
+    await insert_old(database, agent=OTHER_AGENT, userId=OWNER)
     await split_conversations(database)
     after = await shape(database)
     assert after[AGENT, ALICE] == ["SM-new", *EXPECTED[AGENT, ALICE]]
     assert after[AGENT, BOB] == EXPECTED[AGENT, BOB]
     assert set(after) == {*EXPECTED, (OTHER_AGENT, ALICE), (OTHER_AGENT, BOB)}
-    messages = await MessageStore(database).conversation_messages(AGENT, ALICE)
+    messages = await MessageStore(database).conversation_messages(OWNER, AGENT, ALICE)
     assert [m.message_sid for m in messages] == [*EXPECTED[AGENT, ALICE], "SM-new"]
 
 
 async def test_twice_and_half_migrated_neither_lose_nor_duplicate(database: Db) -> None:
-    await insert_old(database, userId="owner")
+    await insert_old(database, userId=OWNER)
     # Half-migrated: a run pushed alice's first message, then stopped before deleting.
     old = await database["messages"].find_one({})
     assert old is not None
     first = {k: v for k, v in old["messages"][0].items() if k != "user_number"}
     await database["messages"].insert_one(
-        {"agent_id": AGENT, "user_number": ALICE, "userId": "owner", "messages": [first]}
+        {"agent_id": AGENT, "user_number": ALICE, "userId": OWNER, "messages": [first]}
     )
     await split_conversations(database)
     await split_conversations(database)
@@ -95,7 +95,7 @@ async def test_twice_and_half_migrated_neither_lose_nor_duplicate(database: Db) 
 
 
 async def test_downgrade_merges_back_and_upgrade_splits_again(database: Db) -> None:
-    await insert_old(database, userId="owner")
+    await insert_old(database, userId=OWNER)
     await split_conversations(database)
     await merge_conversations(database)
     documents = await database["messages"].find({}).to_list(None)
@@ -108,9 +108,9 @@ async def test_downgrade_merges_back_and_upgrade_splits_again(database: Db) -> N
 
 async def test_the_runner_splits_before_the_unique_index(database: Db) -> None:
     await migrations.downgrade(database, 1)
-    await insert_old(database, userId="owner")
-    await insert_old(database, userId="owner")  # two old documents of one agent
+    await insert_old(database, userId=OWNER)
+    await insert_old(database, userId=OWNER)  # two old documents of one agent
     assert [m.version for m in await migrations.upgrade(database)][:2] == [2, 3]
     assert await shape(database) == EXPECTED
     info = await database["messages"].index_information()
-    assert info["conversation_unique"]["unique"] is True
+    assert info["conversation_owner_unique"]["unique"] is True

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 from twilio.request_validator import RequestValidator
 
+from stores.api_keys import ApiKeyStore
 from stores.messages import Message, MessageStore
 from tests.voice_server.twilio_fake import FakeTwilio, serve_fake_twilio
 from voice_server.demo import serve_in_background
@@ -23,7 +24,7 @@ from voice_server.providers import local
 from voice_server.providers.base import LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import local_registry
 from voice_server.secret_key import secret_box
-from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
+from voice_server.seed import DEMO_CALLER, DEMO_USER, DemoLine, seed_demo
 from voice_server.settings import Settings
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -79,8 +80,16 @@ class SmsLine:
     async def text(self, body: str, sid: str, **fields: str) -> httpx.Response:
         return await self.post("/twilio/sms", sms_form(self.number, body, sid, **fields))
 
-    async def conversation(self, user: str = DEMO_CALLER) -> list[Message]:
-        return await MessageStore(self.db).conversation_messages(self.number, user)
+    async def conversation(self, user: str = DEMO_CALLER, owner: str = DEMO_USER) -> list[Message]:
+        return await MessageStore(self.db).conversation_messages(owner, self.number, user)
+
+
+@asynccontextmanager
+async def as_user(line: SmsLine, user_id: str) -> AsyncIterator[httpx.AsyncClient]:
+    key = await ApiKeyStore(line.db).create(user_id)
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    async with httpx.AsyncClient(base_url=f"{line.base_url}/api", headers=headers) as http:
+        yield http
 
 
 def sms_form(to: str, body: str, sid: str, **fields: str) -> dict[str, str]:

@@ -3,21 +3,19 @@ statuses) and the conversations the UI reads, against the real server and the fa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from stores.api_keys import ApiKeyStore
 from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from tests.api.conftest import data, error, failing_fields
 from tests.voice_server.sms_line import (
     Db,
     EchoingLanguageModel,
     SmsLine,
+    as_user,
     open_sms_line,
     sms_form,
 )
@@ -26,14 +24,6 @@ from voice_server.seed import DEMO_CALLER, DEMO_USER
 from voice_server.settings import Settings
 
 OTHER_CALLER = "+15550100188"
-
-
-@asynccontextmanager
-async def as_user(line: SmsLine, user_id: str) -> AsyncIterator[httpx.AsyncClient]:
-    key = await ApiKeyStore(line.db).create(user_id)
-    headers = {"Authorization": f"Bearer {key.secret}"}
-    async with httpx.AsyncClient(base_url=f"{line.base_url}/api", headers=headers) as http:
-        yield http
 
 
 async def number_id(database: Db, tmp_path: Path, number: str) -> str:

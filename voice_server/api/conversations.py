@@ -2,7 +2,8 @@
 
 Reads only: messages are written by the SMS webhook and by `POST /api/messages`
 (`voice_server.api.messages_send`). A conversation is one `(agent_id,
-user_number)` pair; the list shows each with its latest message only.
+user_number)` pair of the caller's (another user who held the same number before or after has
+conversations of its own); the list shows each with its latest message only.
 """
 
 from __future__ import annotations

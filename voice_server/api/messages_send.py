@@ -1,8 +1,8 @@
 """`POST /api/messages`: send a text from one of the caller's numbers.
 
 The text goes out through Twilio's REST API with the number's own credentials, and is stored as
-an outbound message of the `(number, to)` conversation, under the SID Twilio gave it, so the
-delivery statuses Twilio reports to `/twilio/sms-status` land on it.
+an outbound message of the caller's `(number, to)` conversation, under the SID Twilio gave it,
+so the delivery statuses Twilio reports to `/twilio/sms-status` land on it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ async def send_message(call: ApiRequest) -> ConversationMessage:
         log.warning("outbound SMS refused", error=str(error), code=error.code)
         raise ApiError(502, "twilio_error", str(error)) from None
     now = utc_now()
-    history = await services.messages.last_24h_messages(number.phoneNumber, request.to, now)
+    history = await services.messages.last_24h_messages(
+        call.user_id, number.phoneNumber, request.to, now
+    )
     message = NewMessage(
         agent_id=number.phoneNumber,
         user_number=request.to,
