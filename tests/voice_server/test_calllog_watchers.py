@@ -52,8 +52,10 @@ async def play_call(db: AsyncDatabase[dict[str, Any]], options: CallLogOptions) 
         for _ in range(FOLLOWERS):
             followers.create_task(follow_to_the_end(call_log, created.id, seen))
         for text in ("one", "two", "three"):
+            # Counted before the append: the watcher may read the new entry before we wait.
+            seen_before = len(first.entries)
             await writer.append_transcript("CA1", said(text))
-            await first.wait_past(len(first.entries))
+            await first.wait_past(seen_before)
         await writer.finalize("CA1", ended_at=datetime.now(UTC), reason="stop")
     return seen
 
@@ -77,8 +79,9 @@ async def test_reads_do_not_grow_with_followers(database: AsyncDatabase[dict[str
                     feeds.append(again)
             assert all(other is feed for other in feeds)
             for text in ("one", "two"):
+                seen_before = len(feed.entries)
                 await writer.append_transcript("CA1", said(text))
-                await feed.wait_past(len(feed.entries))
+                await feed.wait_past(seen_before)
     # The first read, one when the change stream opens (it may have missed a change), then
     # one per change: none of them per follower.
     assert reads.reads <= 4
