@@ -50,6 +50,7 @@ from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phon
 from voice_server.log import get_logger
 from voice_server.services import Services
 from voice_server.sms_reply import SMS_MAX_CHARS, Exchange, answer
+from voice_server.twilio_text import twiml_response
 from voice_server.voice_webhooks import verified_form
 
 log = get_logger(__name__)
@@ -167,7 +168,7 @@ def _twiml(reply: str | None) -> Response:
     response = MessagingResponse()
     if reply is not None:
         response.message(reply)
-    return Response(str(response), media_type="application/xml")
+    return twiml_response(response)
 
 
 async def message_status(request: Request) -> Response:

@@ -27,6 +27,7 @@ from stores.phone_numbers import PhoneNumber, PhoneNumberStore
 from stores.secrets import SecretUnreadable
 from voice_server.log import get_logger
 from voice_server.settings import Settings
+from voice_server.twilio_text import xml_safe
 
 log = get_logger(__name__)
 
@@ -119,7 +120,8 @@ class TwilioMessaging:
     async def send(
         self, credentials: Credentials, *, from_: str, to: str, body: str, status_callback: str
     ) -> SentSms:
-        """POST …/Accounts/{sid}/Messages.json. Raises SendFailed."""
+        """POST …/Accounts/{sid}/Messages.json, `body` without what XML cannot carry (Twilio
+        hands it on as XML). Raises SendFailed."""
         client = Client(
             credentials.account_sid,
             credentials.auth_token,
@@ -130,7 +132,7 @@ class TwilioMessaging:
             client.api.base_url = self._api_base_url
         try:
             message = await client.messages.create_async(
-                to=to, from_=from_, body=body, status_callback=status_callback
+                to=to, from_=from_, body=xml_safe(body), status_callback=status_callback
             )
         except TwilioRestException as error:
             raise SendFailed(f"Twilio refused the message: {error.msg}", error.code) from error

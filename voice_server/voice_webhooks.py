@@ -26,6 +26,7 @@ from voice_server.providers.registry import UnknownModel
 from voice_server.security import public_url, twilio_signature_valid
 from voice_server.services import Services
 from voice_server.session import FALLBACK_TEXT
+from voice_server.twilio_text import twiml_response
 
 log = get_logger(__name__)
 
@@ -92,7 +93,7 @@ async def incoming_call(request: Request) -> Response:
     if number is None:
         log.warning("call to a number that is not registered", to=dialled, caller=caller)
         CALLS.labels(outcome="unknown-number").inc()
-        return _twiml(_apology())
+        return twiml_response(_apology())
     if not number.isActive:
         return await _turn_away(services, number, params, "number-inactive")
     agent = await services.agents.find_for_incoming_call(number.phoneNumber)
@@ -115,7 +116,7 @@ async def incoming_call(request: Request) -> Response:
     stream.parameter(name="agent_id", value=agent.id)
     stream.parameter(name="token", value=services.tokens.mint(call_sid))
     response.append(connect)
-    return _twiml(response)
+    return twiml_response(response)
 
 
 async def _turn_away(
@@ -126,7 +127,7 @@ async def _turn_away(
     CALLS.labels(outcome=reason).inc()
     call = await services.calls.create(_call_record(params, number, agent_id))
     await services.calls.finalize(call.call_sid, ended_at=datetime.now(UTC), reason=reason)
-    return _twiml(_apology())
+    return twiml_response(_apology())
 
 
 def _call_record(params: dict[str, str], number: PhoneNumber, agent_id: str) -> CallCreate:
@@ -150,10 +151,6 @@ def _apology() -> VoiceResponse:
     response.say(APOLOGY)
     response.hangup()
     return response
-
-
-def _twiml(response: VoiceResponse) -> Response:
-    return Response(str(response), media_type="application/xml")
 
 
 async def call_status(request: Request) -> Response:
