@@ -51,7 +51,7 @@ from voice_server.log import get_logger
 from voice_server.services import Services
 from voice_server.sms_reply import SMS_MAX_CHARS, Exchange, answer
 from voice_server.twilio_text import twiml_response
-from voice_server.voice_webhooks import verified_form
+from voice_server.webhook_signature import verified_form
 
 log = get_logger(__name__)
 

@@ -1,8 +1,7 @@
 """Twilio's HTTP webhooks for calls: the incoming-call answer and the call-status callback.
 
-Every request's `X-Twilio-Signature` is checked against the URL as Twilio requested it (our
-public base URL, not what a proxy forwarded) with the dialled number's own auth token or the
-deployment's. The incoming-call answer must be fast (Twilio waits 15 s at most): no provider is
+Every request must be signed for one of our numbers (`voice_server.webhook_signature`). The
+incoming-call answer must be fast (Twilio waits 15 s at most): no provider is
 called here; the greeting render only starts, in the background.
 """
 
@@ -19,66 +18,18 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from stores.calls import CallCreate
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
-from stores.secrets import SecretUnreadable
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
 from voice_server.providers.registry import UnknownModel
-from voice_server.security import public_url, twilio_signature_valid
 from voice_server.services import Services
 from voice_server.session import FALLBACK_TEXT
 from voice_server.twilio_text import twiml_response
+from voice_server.webhook_signature import verified_form
 
 log = get_logger(__name__)
 
 APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-
-
-async def verified_form(
-    request: Request, number_field: str
-) -> tuple[dict[str, str], PhoneNumber | None]:
-    """The webhook's form once its signature checks out, and the registered number it names in
-    `number_field` (None when unknown). Raises HTTP 403 with the reason otherwise."""
-    services: Services = request.state.services
-    form = await request.form()
-    params = {key: str(value) for key, value in form.multi_items()}
-    signature = request.headers.get("x-twilio-signature")
-    if not signature:
-        raise _refuse(request, "missing X-Twilio-Signature header")
-    number = None
-    with contextlib.suppress(InvalidPhoneNumber):
-        number = await services.phone_numbers.find_registered(
-            normalize_phone_number(params.get(number_field, ""))
-        )
-    tokens = _number_token(services, number)
-    if services.settings.twilio_auth_token:
-        tokens.append(services.settings.twilio_auth_token.get_secret_value())
-    if not tokens:
-        raise _refuse(
-            request,
-            "no auth token to check the signature with: the number is not "
-            "registered and TWILIO_AUTH_TOKEN is not set",
-        )
-    url = public_url(services.settings.base_url, request.url.path, request.url.query)
-    if not twilio_signature_valid(url, params, signature, tokens):
-        raise _refuse(request, f"X-Twilio-Signature does not match this request for {url}")
-    return params, number
-
-
-def _number_token(services: Services, number: PhoneNumber | None) -> list[str]:
-    """The number's own auth token, opened for this check only; none if it cannot be read."""
-    if number is None:
-        return []
-    try:
-        return [services.phone_numbers.auth_token(number)]
-    except SecretUnreadable:
-        log.warning("the number's auth token was sealed under another key", number_id=number.id)
-        return []
-
-
-def _refuse(request: Request, reason: str) -> HTTPException:
-    log.warning("webhook refused", path=request.url.path, reason=reason)
-    return HTTPException(status_code=403, detail=f"Forbidden: {reason}")
 
 
 async def incoming_call(request: Request) -> Response:

@@ -29,7 +29,7 @@ async def test_the_token_is_sealed_at_rest_and_opened_for_signatures(api: Api) -
     assert secret_box(api.settings).open(stored["twilioAuthToken"]) == "tok-1"
     # The webhook opens it to check a signature made with the plain token.
     url = f"{api.base_url}/twilio/voice"
-    form = {"CallSid": "CA" + "2" * 32, "From": "+15550100199", "To": NUMBER}
+    form = {"CallSid": "CA" + "2" * 32, "AccountSid": "AC1", "From": "+15550100199", "To": NUMBER}
     signature = RequestValidator("tok-1").compute_signature(url, form)
     async with httpx.AsyncClient() as http:
         answer = await http.post(url, data=form, headers={"X-Twilio-Signature": signature})

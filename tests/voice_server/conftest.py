@@ -1,24 +1,31 @@
-"""The real app under uvicorn on a loopback port, on a fresh database, with a demo line."""
+"""The real app under uvicorn on a loopback port, on a fresh database, with a demo line; and a
+second customer on the same server, to play the other tenant."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
+from stores.agents import AgentStore
+from stores.phone_numbers import PhoneNumberStore
+from tests.stores.factories import agent, phone_number
 from voice_server.demo import serve_in_background
 from voice_server.log import configure_logging
+from voice_server.providers import local
 from voice_server.secret_key import secret_box
 from voice_server.seed import DemoLine, seed_demo
 from voice_server.settings import Settings
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Server:
     base_url: str
     db: AsyncDatabase[dict[str, Any]]
@@ -38,8 +45,23 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, log_format="console")
 
 
-@pytest.fixture
-async def server(
+@dataclasses.dataclass(frozen=True)
+class Tenant:
+    """Another customer of the same server: a number, Twilio account, token and agent of its own."""
+
+    user_id: str
+    number: str
+    account_sid: str
+    auth_token: str
+    agent_id: str
+
+
+DEPLOYMENT_TOKEN = "deployment-token"
+TENANT_B = Tenant("user-b", "+15550100200", "AC" + "b" * 32, "token-of-b", "")
+
+
+@asynccontextmanager
+async def open_server(
     database: AsyncDatabase[dict[str, Any]], settings: Settings
 ) -> AsyncIterator[Server]:
     line = await seed_demo(database, secret_box(settings))
@@ -47,6 +69,48 @@ async def server(
         yield Server(
             base_url, database, line, settings.model_copy(update={"public_base_url": base_url})
         )
+
+
+@pytest.fixture
+async def server(
+    database: AsyncDatabase[dict[str, Any]], settings: Settings
+) -> AsyncIterator[Server]:
+    async with open_server(database, settings) as server:
+        yield server
+
+
+@pytest.fixture
+async def deployment_server(
+    database: AsyncDatabase[dict[str, Any]], settings: Settings
+) -> AsyncIterator[Server]:
+    """The server with a deployment-wide `TWILIO_AUTH_TOKEN` (DEPLOYMENT_TOKEN)."""
+    with_token = settings.model_copy(update={"twilio_auth_token": SecretStr(DEPLOYMENT_TOKEN)})
+    async with open_server(database, with_token) as server:
+        yield server
+
+
+async def add_tenant(server: Server, tenant: Tenant = TENANT_B) -> Tenant:
+    """Register `tenant`'s number (sealed with the server's key) and an incoming agent on it."""
+    numbers = PhoneNumberStore(server.db, secret_box(server.settings))
+    await numbers.create(
+        phone_number(
+            tenant.number,
+            userId=tenant.user_id,
+            twilioAccountSid=tenant.account_sid,
+            twilioAuthToken=tenant.auth_token,
+        )
+    )
+    models = {"sttModel": local.STT_MODEL, "inferenceModel": local.LLM_MODEL,
+              "ttsModel": local.TTS_MODEL}  # fmt: skip
+    created = await AgentStore(server.db).create(
+        agent(tenant.number, userId=tenant.user_id, **models)
+    )
+    return dataclasses.replace(tenant, agent_id=created.id)
+
+
+@pytest.fixture
+async def tenant_b(server: Server) -> Tenant:
+    return await add_tenant(server)
 
 
 def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:

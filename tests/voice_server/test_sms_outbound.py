@@ -12,6 +12,7 @@ import pytest
 from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from tests.api.conftest import data, error, failing_fields
 from tests.voice_server.sms_line import (
+    ACCOUNT_SID,
     Db,
     EchoingLanguageModel,
     SmsLine,
@@ -37,7 +38,8 @@ def numbers(database: Db, tmp_path: Path) -> PhoneNumberStore:
 
 
 async def status(line: SmsLine, sid: str, value: str, **fields: str) -> httpx.Response:
-    form = {"MessageSid": sid, "MessageStatus": value, "From": line.number, "To": DEMO_CALLER}
+    form = {"MessageSid": sid, "MessageStatus": value, "From": line.number, "To": DEMO_CALLER,
+            "AccountSid": ACCOUNT_SID}  # fmt: skip
     return await line.post("/twilio/sms-status", form | fields)
 
 

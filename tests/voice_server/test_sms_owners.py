@@ -23,7 +23,7 @@ from tests.voice_server.test_sms import replies
 from voice_server.providers import local
 from voice_server.seed import DEMO_CALLER, DEMO_USER
 
-NEW_OWNER, NEW_TOKEN = "new-owner", "new-owner-token"
+NEW_OWNER, NEW_TOKEN, NEW_ACCOUNT = "new-owner", "new-owner-token", "AC" + "1" * 32
 SECRET = "my account number is 999-111"
 
 
@@ -34,7 +34,7 @@ async def hand_over(line: SmsLine) -> None:
         (number,) = data(await old.get("/phone-numbers"))
         data(await old.delete(f"/phone-numbers/{number['id']}"))
     async with as_user(line, NEW_OWNER) as new:
-        fields = {"twilioAccountSid": "AC" + "1" * 32, "twilioAuthToken": NEW_TOKEN}
+        fields = {"twilioAccountSid": NEW_ACCOUNT, "twilioAuthToken": NEW_TOKEN}
         await make(new, "/phone-numbers", {"phoneNumber": line.number, **fields})
         models = {"sttModel": local.STT_MODEL, "inferenceModel": local.LLM_MODEL,
                   "ttsModel": local.TTS_MODEL}  # fmt: skip
@@ -55,7 +55,7 @@ async def test_the_new_owner_of_a_number_has_a_conversation_of_its_own(
     async with open_sms_line(database, tmp_path, llm) as line:
         assert replies(await line.text(SECRET, "SMold")) == [f"user: {SECRET}"]
         await hand_over(line)
-        form = sms_form(line.number, "hello", "SMnew")
+        form = sms_form(line.number, "hello", "SMnew", AccountSid=NEW_ACCOUNT)
         answer = replies(await line.post("/twilio/sms", form, NEW_TOKEN))
         new_owners = await messages_of(line, NEW_OWNER)
         old_owners = await messages_of(line, DEMO_USER)
@@ -81,7 +81,8 @@ async def test_the_new_owners_sent_texts_and_their_statuses_stay_its_own(
             body = {"fromPhoneNumberId": number["id"], "to": DEMO_CALLER, "body": "Welcome!"}
             sent = data(await http.post("/messages", json=body), 201)
             status = {"MessageSid": sent["message_sid"], "MessageStatus": "delivered",
-                      "From": line.number, "To": DEMO_CALLER}  # fmt: skip
+                      "From": line.number, "To": DEMO_CALLER,
+                      "AccountSid": NEW_ACCOUNT}  # fmt: skip
             assert (await line.post("/twilio/sms-status", status, NEW_TOKEN)).status_code == 204
             (conversation,) = data(await http.get("/conversations"))
         old_owners = await messages_of(line, DEMO_USER)
