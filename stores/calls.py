@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,6 +32,10 @@ _CREATE_ATTEMPTS = 3
 
 class CallNotFound(LookupError):
     """No call has this `call_sid`."""
+
+
+class ForeignCall(PermissionError):
+    """The call with this `call_sid` belongs to another owner, or is on another number."""
 
 
 class TranscriptEntry(BaseModel):
@@ -78,6 +83,20 @@ class Call(CallSummary):
     transcript: list[TranscriptEntry]
 
 
+@dataclass(frozen=True)
+class CallLine:
+    """One of our numbers and its owner: what a Twilio webhook was signed for, and so the only
+    calls it may touch."""
+
+    user_id: str
+    number: str  # E.164
+
+    def carries(self, call: CallCreate) -> bool:
+        """Whether `call` is the owner's and goes through this number: dialled (an incoming
+        call) or calling (a call placed from it)."""
+        return call.userId == self.user_id and self.number in (call.to_number, call.from_number)
+
+
 class _InOrder:
     """Per-key FIFO turns: `asyncio.Lock` wakes its waiters in the order they arrived."""
 
@@ -110,10 +129,13 @@ class CallStore:
         self._owned = OwnedCollection(self._collection, Call, soft_delete=False)
 
     async def create(self, data: CallCreate) -> Call:
-        """Record an accepted call, or return the call already recorded with this `call_sid`.
+        """Record an accepted call, or return the call already recorded with this `call_sid`
+        for the same owner and number.
 
         Twilio retries webhooks, so a repeated create is not an error: `$setOnInsert` with
-        `upsert` against the unique `call_sid` index writes the first one only.
+        `upsert` against the unique `call_sid` index writes the first one only. A recorded call
+        of another owner or number is not returned: ForeignCall is raised, and that call is
+        left as it is (the upsert never changes an existing document).
         """
         now = utc_now()
         fields = data.model_dump(exclude={"call_sid"})
@@ -124,7 +146,7 @@ class CallStore:
             if document is None:
                 document = await self._collection.find_one(query)
             if document is not None:
-                return from_document(Call, document)
+                return _same_call(from_document(Call, document), data)
         raise RuntimeError(f"call {data.call_sid} was neither inserted nor found")
 
     async def _upsert(self, query: dict[str, Any], fields: dict[str, Any]) -> Any:
@@ -195,14 +217,22 @@ class CallStore:
         )
         return result.modified_count == 1
 
-    async def finalize(self, call_sid: str, *, ended_at: datetime, reason: str) -> bool:
+    async def finalize(
+        self, call_sid: str, *, ended_at: datetime, reason: str, line: CallLine | None = None
+    ) -> bool:
         """Mark the call completed. True for the one caller that ended it, False otherwise.
 
         The update filters on `status: "active"`, so of concurrent callers (stream stop,
         disconnect, Twilio's status callback) exactly one wins. Unknown calls give False.
+        Given the `line` a webhook was signed for, a call not on it raises ForeignCall and is
+        left as it is (a call's owner and numbers never change, so reading them once is enough).
         """
         call = await self.get(call_sid)
-        if call is None or call.status != "active":
+        if call is None:
+            return False
+        if line is not None and not line.carries(call):
+            raise ForeignCall(call_sid)
+        if call.status != "active":
             return False
         ended_at = as_utc(ended_at)
         ended = {
@@ -232,3 +262,10 @@ class CallStore:
             return None
         entries = [TranscriptEntry.model_validate(item) for item in document["transcript"]]
         return document["status"], entries
+
+
+def _same_call(recorded: Call, data: CallCreate) -> Call:
+    """`recorded`, when `data` is a retry of it (same owner, same number dialled)."""
+    if (recorded.userId, recorded.to_number) != (data.userId, data.to_number):
+        raise ForeignCall(data.call_sid)
+    return recorded

@@ -1,8 +1,10 @@
 """Twilio's HTTP webhooks for calls: the incoming-call answer and the call-status callback.
 
-Every request must be signed for one of our numbers (`voice_server.webhook_signature`). The
-incoming-call answer must be fast (Twilio waits 15 s at most): no provider is
-called here; the greeting render only starts, in the background.
+Every request must be signed for one of our numbers (`voice_server.webhook_signature`), and
+touches only calls on that number: a CallSid is just a form field, which any customer's token
+can sign, so a call of another number named in it is refused (403) and left alone. The
+incoming-call answer must be fast (Twilio waits 15 s at most): no provider is called here; the
+greeting render only starts, in the background.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from stores.calls import CallCreate
+from stores.calls import Call, CallCreate, CallLine, ForeignCall
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
@@ -24,7 +26,7 @@ from voice_server.providers.registry import UnknownModel
 from voice_server.services import Services
 from voice_server.session import FALLBACK_TEXT
 from voice_server.twilio_text import twiml_response
-from voice_server.webhook_signature import verified_form
+from voice_server.webhook_signature import refuse, verified_form
 
 log = get_logger(__name__)
 
@@ -46,16 +48,16 @@ async def incoming_call(request: Request) -> Response:
         CALLS.labels(outcome="unknown-number").inc()
         return twiml_response(_apology())
     if not number.isActive:
-        return await _turn_away(services, number, params, "number-inactive")
+        return await _turn_away(request, number, params, "number-inactive")
     agent = await services.agents.find_for_incoming_call(number.phoneNumber)
     if agent is None:
-        return await _turn_away(services, number, params, "no-active-agent")
+        return await _turn_away(request, number, params, "no-active-agent")
     try:
         providers = services.providers.for_agent(agent)
     except UnknownModel as error:
         log.error("agent names a model no provider serves", agent_id=agent.id, error=str(error))
-        return await _turn_away(services, number, params, "provider-unavailable", agent.id)
-    await services.calls.create(_call_record(params, number, agent.id))
+        return await _turn_away(request, number, params, "provider-unavailable", agent.id)
+    await _record(request, number, params, agent.id)
     services.greetings.prepare(agent, providers.tts)
     services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
     log.info("call accepted", agent_id=agent.id, to=number.phoneNumber)
@@ -71,22 +73,27 @@ async def incoming_call(request: Request) -> Response:
 
 
 async def _turn_away(
-    services: Services, number: PhoneNumber, params: dict[str, str], reason: str, agent_id: str = ""
+    request: Request, number: PhoneNumber, params: dict[str, str], reason: str, agent_id: str = ""
 ) -> Response:
     """Apologise and hang up; the owner still sees the missed call, ended with `reason`."""
+    call = await _record(request, number, params, agent_id)
     log.warning("call turned away", reason=reason, to=number.phoneNumber)
     CALLS.labels(outcome=reason).inc()
-    call = await services.calls.create(_call_record(params, number, agent_id))
+    services: Services = request.state.services
     await services.calls.finalize(call.call_sid, ended_at=datetime.now(UTC), reason=reason)
     return twiml_response(_apology())
 
 
-def _call_record(params: dict[str, str], number: PhoneNumber, agent_id: str) -> CallCreate:
+async def _record(
+    request: Request, number: PhoneNumber, params: dict[str, str], agent_id: str
+) -> Call:
+    """The call record (the same one again for Twilio's retries); 403 for a CallSid already
+    recorded on another number."""
     caller = params.get("From", "")
     # Withheld or non-numeric caller IDs ("anonymous") are kept as Twilio sent them.
     with contextlib.suppress(InvalidPhoneNumber):
         caller = normalize_phone_number(caller)
-    return CallCreate(
+    record = CallCreate(
         call_sid=params["CallSid"],
         from_number=caller,
         to_number=number.phoneNumber,
@@ -95,6 +102,11 @@ def _call_record(params: dict[str, str], number: PhoneNumber, agent_id: str) -> 
         session_id=uuid4().hex,
         start_time=datetime.now(UTC),
     )
+    services: Services = request.state.services
+    try:
+        return await services.calls.create(record)
+    except ForeignCall:
+        raise _foreign_call(request, number) from None
 
 
 def _apology() -> VoiceResponse:
@@ -104,14 +116,35 @@ def _apology() -> VoiceResponse:
     return response
 
 
+def _foreign_call(request: Request, number: PhoneNumber | None) -> HTTPException:
+    """The 403 for a webhook naming a call that is not on its number (logged, with the
+    CallSid bound by the caller)."""
+    number_id = {} if number is None else {"number_id": number.id}
+    return refuse(request, "the CallSid is a call of another number", **number_id)
+
+
 async def call_status(request: Request) -> Response:
-    """POST /twilio/status: a terminal call status ends the call record (if nothing did yet)."""
+    """POST /twilio/status: a terminal call status ends the call record (if nothing did yet),
+    when that call is on the number the callback was signed for; 403 for anyone else's."""
     services: Services = request.state.services
-    params, _ = await verified_form(request, "To")
+    # Our number is `To` on a call to us and `From` on a call we placed (Direction outbound-*).
+    direction = str((await request.form()).get("Direction", ""))
+    ours = "From" if direction.startswith("outbound") else "To"
+    params, number = await verified_form(request, ours)
     status, call_sid = params.get("CallStatus", ""), params.get("CallSid", "")
-    if call_sid and status in TERMINAL_CALL_STATUSES:
+    bind_call(call_sid=call_sid)
+    if not call_sid or status not in TERMINAL_CALL_STATUSES:
+        return Response(status_code=204)
+    if number is None:  # no call of ours is on an unregistered number
+        if await services.calls.get(call_sid) is not None:
+            raise _foreign_call(request, None)
+        return Response(status_code=204)
+    line = CallLine(number.userId, number.phoneNumber)
+    try:
         ended = await services.calls.finalize(
-            call_sid, ended_at=datetime.now(UTC), reason=f"twilio-{status}"
+            call_sid, ended_at=datetime.now(UTC), reason=f"twilio-{status}", line=line
         )
-        log.info("call status received", call_sid=call_sid, status=status, finalized=ended)
+    except ForeignCall:
+        raise _foreign_call(request, number) from None
+    log.info("call status received", status=status, finalized=ended)
     return Response(status_code=204)

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from stores.calls import CallNotFound, CallStore, TranscriptEntry
+from stores.calls import CallLine, CallNotFound, CallStore, ForeignCall, TranscriptEntry
 from tests.stores.factories import START, call
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -32,6 +32,19 @@ async def test_concurrent_creates_make_one_call(database: Db) -> None:
     calls = await asyncio.gather(*(store.create(call("CA1")) for _ in range(10)))
     assert len({created.id for created in calls}) == 1
     assert await database["calls"].count_documents({}) == 1
+
+
+@pytest.mark.parametrize(
+    "other", [{"userId": "user-2"}, {"to_number": "+15551234568"}], ids=["owner", "number"]
+)
+async def test_a_call_sid_of_another_owner_or_number_is_not_handed_out(
+    database: Db, other: dict[str, str]
+) -> None:
+    store = CallStore(database)
+    first = await store.create(call("CA1"))
+    with pytest.raises(ForeignCall):
+        await store.create(call("CA1", session_id="theirs", **other))
+    assert await store.get("CA1") == first
 
 
 async def test_get_unknown(database: Db) -> None:
@@ -98,6 +111,20 @@ async def test_concurrent_finalize_wins_once(database: Db) -> None:
         *(store.finalize("CA1", ended_at=ended, reason=f"r{i}") for i in range(10))
     )
     assert results.count(True) == 1
+
+
+async def test_finalize_for_a_line_ends_only_its_own_calls(database: Db) -> None:
+    store = CallStore(database)
+    first = await store.create(call("CA1"))
+    # call(): user-1's, from +15557654321 to +15551234567
+    for line in (CallLine("user-2", "+15551234567"), CallLine("user-1", "+15550000000")):
+        with pytest.raises(ForeignCall):
+            await store.finalize("CA1", ended_at=START, reason="x", line=line)
+    assert await store.get("CA1") == first
+    line = CallLine("user-1", "+15551234567")
+    assert await store.finalize("CA1", ended_at=START, reason="twilio", line=line) is True
+    with pytest.raises(ForeignCall):  # also once it has ended
+        await store.finalize("CA1", ended_at=START, reason="x", line=CallLine("user-2", "+1"))
 
 
 async def test_finalize_unknown_call(database: Db) -> None:
