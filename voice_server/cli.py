@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--to", required=True, help="the number to call")
     simulate.add_argument("--from", dest="caller", default="+15550100199")
     simulate.add_argument("--auth-token", required=True, help="the number's Twilio auth token")
+    simulate.add_argument(
+        "--account-sid", default=Line.account_sid, help="the number's Twilio account SID"
+    )
     simulate.add_argument("--say", action="append", required=True, help="one caller turn")
     simulate.set_defaults(run=_simulate)
     return parser
@@ -209,7 +212,11 @@ def _api_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     line = Line(
-        base_url=settings.base_url, auth_token=args.auth_token, caller=args.caller, dialled=args.to
+        base_url=settings.base_url,
+        auth_token=args.auth_token,
+        caller=args.caller,
+        dialled=args.to,
+        account_sid=args.account_sid,
     )
     result = asyncio.run(place_call(line, CallerScript(turns=args.say), on_event=print))
     for turn in result.turns:
