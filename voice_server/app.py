@@ -32,7 +32,7 @@ from voice_server.preparation import GreetingCache
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.secret_key import secret_box
-from voice_server.security import StreamTokens
+from voice_server.security import PendingStreams, StreamTokens
 from voice_server.services import Services
 from voice_server.settings import Settings
 from voice_server.sms import incoming_sms, message_status
@@ -71,6 +71,7 @@ def create_app(
             tokens=StreamTokens(
                 settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_seconds
             ),
+            pending_streams=PendingStreams(settings.max_pending_streams),
             greetings=greetings,
             call_log=CallLog(db, CallStore(db), CallLogOptions()),
             event_tokens=EventTokens(settings.stream_token_secret.get_secret_value()),

@@ -1,4 +1,5 @@
-"""Who may talk to us: Twilio webhook signatures and the short-lived media-stream tokens.
+"""Who may talk to us: Twilio webhook signatures, the short-lived media-stream tokens, and the
+bounded room for media streams that have not proved anything yet.
 
 Stream tokens bind a media stream to the call our voice webhook accepted: the webhook (whose
 Twilio signature was checked) mints `call_sid.expiry.mac`, hands it to Twilio as a TwiML
@@ -12,7 +13,8 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 from twilio.request_validator import RequestValidator
 
@@ -67,3 +69,34 @@ class StreamTokens:
     def _mac(self, call_sid: str, expiry: int) -> str:
         digest = hmac.new(self._key, f"{call_sid}.{expiry}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class PendingStreamsFull(Exception):
+    """Every place for a media stream waiting for its `start` is taken."""
+
+
+class PendingStreams:
+    """The media streams of this process that are open but have not presented a valid `start`.
+
+    Anyone can open a WebSocket, and until its `start` carries a valid token a stream is
+    anonymous; bounding how many may wait keeps idle or hostile sockets from crowding out calls.
+    Twilio sends `start` right after the socket opens, so a real call holds a place for
+    milliseconds.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.limit = limit
+        self._waiting = 0
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Hold one place while the block runs; raise `PendingStreamsFull` if none is free."""
+        if self._waiting >= self.limit:
+            raise PendingStreamsFull(f"too many streams waiting for start (limit {self.limit})")
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1

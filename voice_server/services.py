@@ -15,7 +15,7 @@ from voice_server.calllog import CallLog
 from voice_server.event_tokens import EventTokens
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry
-from voice_server.security import StreamTokens
+from voice_server.security import PendingStreams, StreamTokens
 from voice_server.settings import Settings
 from voice_server.twilio_rest import TwilioMessaging
 
@@ -32,6 +32,7 @@ class Services:
     api_keys: ApiKeyStore
     providers: ProviderRegistry
     tokens: StreamTokens
+    pending_streams: PendingStreams
     greetings: GreetingCache
     call_log: CallLog
     event_tokens: EventTokens

@@ -60,6 +60,20 @@ class Settings(BaseSettings):
         description="Signs media-stream tokens; set the same value on every server instance.",
     )
     stream_token_ttl_seconds: float = Field(default=60.0, gt=0, le=600)
+    stream_start_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a media stream may take to present a valid `start` (Twilio sends "
+        "it within a second); a stream that has not is closed with 1008.",
+    )
+    max_pending_streams: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Media streams per process that may wait for their `start` at once; more "
+        "are refused at once with 1013 (try again later), so idle sockets cannot crowd out calls.",
+    )
     secrets_key: SecretStr | None = Field(
         default=None,
         description="Fernet key sealing numbers' Twilio auth tokens at rest; required with "

@@ -2,12 +2,16 @@
 
 Protocol errors in single frames are logged and the frame is dropped (a live call survives one
 corrupt frame); a stream that cannot prove it belongs to a call we accepted is closed with 1008
-before any provider is opened. Whatever happens in the session, the call record is finalised,
-exactly once, when the stream ends.
+before any provider is opened. Until it has proved that, a stream is anonymous: it must present
+a valid `start` within `STREAM_START_TIMEOUT_SECONDS`, and only `MAX_PENDING_STREAMS` of them
+may wait at once (more are closed with 1013). A peer that goes away before its `start` is one
+INFO line. Whatever happens in the session, the call record is finalised, exactly once, when the
+stream ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -20,57 +24,102 @@ from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import database_retrying
-from voice_server.security import StreamTokenError
+from voice_server.security import PendingStreamsFull, StreamTokenError
 from voice_server.services import Services
 from voice_server.session import FALLBACK_TEXT, CallContext, CallSession
 
 log = get_logger(__name__)
 
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013  # RFC 6455 §7.4.1, IANA registry: the server is too busy for this one
 MAX_BAD_FRAMES = 50  # past this many malformed frames the peer is not Twilio: hang up
+# Sending on a socket whose peer is gone: Starlette raises WebSocketDisconnect (for uvicorn's
+# ClientDisconnected), RuntimeError once a close was sent, and the transport may raise OSError.
+_GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
 
 class StreamRefused(Exception):
-    """The stream does not belong to a call we accepted."""
+    """The stream does not belong to a call we accepted, or may not wait for one now."""
+
+    def __init__(self, reason: str, code: int = POLICY_VIOLATION) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class _PeerGone(Exception):
+    """The peer went away before its stream started."""
 
 
 async def media_stream(websocket: WebSocket) -> None:
     services: Services = websocket.state.services
-    await websocket.accept()
     inbound = _Inbound(websocket)
-    events = inbound.events()
     try:
-        start = await _expect_start(events)
-        bind_call(call_sid=start.call_sid, stream_sid=start.stream_sid)
-        services.tokens.redeem(start.custom_parameters.get("token", ""), start.call_sid)
+        start = await _admit(websocket, services, inbound)
         session = await _open_session(services, websocket, start)
+    except _PeerGone:
+        log.info("media stream closed before start", code=inbound.peer_close_code)
+        return
     except (ProtocolError, StreamTokenError, StreamRefused) as error:
         log.warning("media stream refused", reason=str(error))
-        await websocket.close(code=POLICY_VIOLATION, reason=str(error)[:120])
+        await _close(websocket, getattr(error, "code", POLICY_VIOLATION), str(error))
         return
     log.info("media stream started")
     reason = "server-error"
     ACTIVE_CALLS.inc()
     try:
-        reason = inbound.refusal or await session.run(events)
+        reason = inbound.refusal or await session.run(inbound.events)
     except Exception:
         log.exception("call session failed")
     finally:
         ACTIVE_CALLS.dec()
+        if inbound.peer_close_code is not None:
+            log.info("media stream closed by peer", code=inbound.peer_close_code)
         reason = inbound.refusal or reason
         await _finalize(services.calls, start.call_sid, reason)
         code = POLICY_VIOLATION if inbound.refusal else 1000
-        with suppress(WebSocketDisconnect, RuntimeError, OSError):  # already closed by the peer
-            await websocket.close(code=code, reason=inbound.refusal or "")
+        await _close(websocket, code, inbound.refusal or "")
 
 
-async def _expect_start(events: AsyncIterator[Event]) -> Start:
-    async for event in events:
+async def _admit(websocket: WebSocket, services: Services, inbound: _Inbound) -> Start:
+    """Accept the socket and take its `start`, holding one of the places for streams that have
+    not proved anything yet, until the start's token is redeemed or the deadline passes."""
+    timeout = services.settings.stream_start_timeout_seconds
+    try:
+        with services.pending_streams.place():
+            await _accept(websocket)
+            async with asyncio.timeout(timeout):
+                start = await _expect_start(inbound)
+            bind_call(call_sid=start.call_sid, stream_sid=start.stream_sid)
+            services.tokens.redeem(start.custom_parameters.get("token", ""), start.call_sid)
+            return start
+    except PendingStreamsFull as error:
+        await _accept(websocket)
+        raise StreamRefused(str(error), TRY_AGAIN_LATER) from None
+    except TimeoutError:
+        raise StreamRefused(f"no start within {timeout:g} s") from None
+
+
+async def _accept(websocket: WebSocket) -> None:
+    try:
+        await websocket.accept()
+    except _GONE as error:
+        raise _PeerGone from error
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with suppress(*_GONE):  # already closed by the peer
+        await websocket.close(code=code, reason=reason[:120])
+
+
+async def _expect_start(inbound: _Inbound) -> Start:
+    async for event in inbound.events:
         if isinstance(event, Start):
             return event
         if not isinstance(event, Connected):
             raise ProtocolError(f"{type(event).__name__.lower()} event before start")
-    raise ProtocolError("stream closed before start")
+    if inbound.refusal is not None:
+        raise StreamRefused(inbound.refusal)
+    raise _PeerGone
 
 
 async def _open_session(services: Services, websocket: WebSocket, start: Start) -> CallSession:
@@ -102,7 +151,7 @@ def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
             return
         try:
             await websocket.send_text(text)
-        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+        except _GONE as error:
             closed = True
             log.info("stream closed while sending; dropping outbound audio", error=repr(error))
 
@@ -111,13 +160,16 @@ def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
 
 class _Inbound:
     """The stream's frames, parsed; malformed ones are logged and skipped, and a peer that
-    sends nothing but garbage is refused (`refusal` then says why)."""
+    sends nothing but garbage is refused (`refusal` then says why). `peer_close_code` is set
+    when the peer closed the stream."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
         self.refusal: str | None = None
+        self.peer_close_code: int | None = None
+        self.events = self._events()
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def _events(self) -> AsyncIterator[Event]:
         bad_frames = 0
         while True:
             try:
@@ -125,7 +177,7 @@ class _Inbound:
             except (WebSocketDisconnect, RuntimeError):
                 return
             if message["type"] == "websocket.disconnect":
-                log.info("media stream closed by peer", code=message.get("code"))
+                self.peer_close_code = message.get("code", 1005)
                 return
             try:
                 yield parse_event(message.get("text") or message.get("bytes") or b"")

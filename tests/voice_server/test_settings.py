@@ -20,6 +20,8 @@ _VARIABLES = (
     "OPENAI_BASE_URL",
     "STREAM_TOKEN_SECRET",
     "STREAM_TOKEN_TTL_SECONDS",
+    "STREAM_START_TIMEOUT_SECONDS",
+    "MAX_PENDING_STREAMS",
     "LOG_LEVEL",
     "LOG_FORMAT",
 )
@@ -44,6 +46,8 @@ def test_defaults_work_with_nothing_set() -> None:
     assert settings.log_level == "INFO"
     assert settings.log_format == "json"
     assert settings.stream_token_ttl_seconds == 60.0
+    assert settings.stream_start_timeout_seconds == 5.0
+    assert settings.max_pending_streams == 100
     assert len(settings.stream_token_secret.get_secret_value()) >= 32
 
 
@@ -68,6 +72,10 @@ def test_each_process_gets_its_own_random_secret_by_default() -> None:
         ("PORT", "-1"),
         ("PORT", "eighty"),
         ("STREAM_TOKEN_TTL_SECONDS", "0"),
+        ("STREAM_START_TIMEOUT_SECONDS", "0"),
+        ("STREAM_START_TIMEOUT_SECONDS", "3600"),
+        ("MAX_PENDING_STREAMS", "0"),
+        ("MAX_PENDING_STREAMS", "many"),
     ],
 )
 def test_bad_value_raises_settings_error_naming_the_variable(
