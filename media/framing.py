@@ -2,6 +2,7 @@
 
 Outbound audio should go to Twilio in whole 20 ms frames (multiples of 160 μ-law bytes):
 tiny, frame-misaligned messages are reported to stutter (twilio.md "Buffering, pacing and marks").
+Inbound, the VAD takes exactly 20 ms at a time, whatever size Twilio's payloads have.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ class Framer:
     def push(self, data: bytes) -> list[bytes]:
         """Add `data`; return every whole frame now available, in order."""
         buffer = self._buffer
-        buffer += data
         size = self._frame_bytes
+        if not buffer and len(data) == size:
+            return [data]  # the usual case: a whole frame, passed on without a copy
+        buffer += data
         whole = len(buffer) - len(buffer) % size
         if whole == 0:
             return []

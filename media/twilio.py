@@ -17,6 +17,9 @@ from typing import Any, TypeAlias
 
 MAX_FRAME_CHARS = 64 * 1024
 """Inbound frames longer than this are refused before JSON parsing (a media frame is ~300)."""
+MAX_MEDIA_PAYLOAD_BYTES = 8000
+"""One second of 8 kHz μ-law. Twilio sends 160 bytes (20 ms) per `media` message; a payload
+over a second is no phone line's, and is refused rather than fed to the call."""
 
 _ENCODING = "audio/x-mulaw"
 _SAMPLE_RATE = 8000
@@ -52,7 +55,7 @@ class Media:
     chunk: int
     timestamp: int
     payload: bytes
-    """Decoded μ-law bytes (usually 160 = 20 ms)."""
+    """Decoded μ-law bytes: usually 160 (20 ms), any size up to `MAX_MEDIA_PAYLOAD_BYTES`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +172,16 @@ def _parse_start(msg: dict[str, Any]) -> Start:
 
 def _parse_media(msg: dict[str, Any]) -> Media:
     media = _obj(msg, "media")
+    payload = _b64(_str(media, "payload", "media."), "media.payload")
+    if (size := len(payload)) > MAX_MEDIA_PAYLOAD_BYTES:
+        raise ProtocolError(
+            f"media.payload of {size} bytes exceeds {MAX_MEDIA_PAYLOAD_BYTES} (1 s of audio)"
+        )
     return Media(
         track=_str(media, "track", "media."),
         chunk=_int(media, "chunk", "media."),
         timestamp=_int(media, "timestamp", "media."),
-        payload=_b64(_str(media, "payload", "media."), "media.payload"),
+        payload=payload,
     )
 
 

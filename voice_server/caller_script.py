@@ -45,6 +45,17 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Burst:
+    """`frames` media messages of `frame_bytes` bytes of silence sent all at once, as a line
+    delivers its backlog after a stall (Twilio's frames are 160 bytes; other sizes are odd)."""
+
+    frames: int = 1
+    frame_bytes: int = FRAME_BYTES
+    when: When = "now"
+    delay_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class Press:
     digits: str
     when: When = "after-agent"
@@ -66,7 +77,7 @@ class AwaitHangUp:
     delay_ms: float = 0.0
 
 
-Step = Say | Noise | Pause | Press | HangUp | AwaitHangUp
+Step = Say | Noise | Pause | Burst | Press | HangUp | AwaitHangUp
 
 
 @dataclass(frozen=True)

@@ -166,11 +166,7 @@ class Player:
         if delay > 0:
             await asyncio.sleep(delay)
         self._next_tick += 0.020
-        self._chunk += 1
-        media = protocol.build_inbound_media(
-            self._seq(), self._stream_sid, self._chunk, self._chunk * 20, caller_frame
-        )
-        await self._send(media)
+        await self._send_media(caller_frame)
         self.result.caller_audio += caller_frame
         played = await self._play(FRAME_BYTES)
         self.result.agent_audio += played.ljust(FRAME_BYTES, ULAW_SILENCE)
@@ -178,6 +174,22 @@ class Player:
             self._playing_since = self._playing_since or time.monotonic()
         else:
             self._playing_since = None
+
+    async def burst(self, frames: int, frame_bytes: int) -> None:
+        """Send `frames` media messages of `frame_bytes` bytes of silence at once, without
+        waiting for their ticks (nor playing the agent's audio meanwhile)."""
+        payload = ULAW_SILENCE * frame_bytes
+        for _ in range(frames):
+            await self._send_media(payload)
+        self._next_tick = max(self._next_tick, time.monotonic())  # no catching up afterwards
+
+    async def _send_media(self, payload: bytes) -> None:
+        self._chunk += 1
+        await self._send(
+            protocol.build_inbound_media(
+                self._seq(), self._stream_sid, self._chunk, self._chunk * 20, payload
+            )
+        )
 
     async def _play(self, wanted: int) -> bytes:
         played = bytearray()

@@ -4,6 +4,7 @@ A call is a nursery: one TaskGroup holds the inbound reader, the transcript writ
 speech-to-text listener, the supervisor and the current agent response; nothing outlives the
 call. The inbound path (one call per 20 ms frame) does only codec, VAD and endpointing
 arithmetic and hands audio to the STT session; it never waits on the database or a provider.
+Payloads of other sizes than Twilio's 20 ms are re-framed first.
 
 Turn-taking: the caller's turn ends on the agent's endpointing silence, and the answer starts on
 the STT's final transcript. Speech over the agent (once it lasts `minSpeechMs`) stops the agent
@@ -22,6 +23,7 @@ from typing import Any
 
 from media.codec import ulaw_to_pcm16
 from media.dtmf import KeySequence
+from media.framing import Framer
 from media.supervision import Action, SupervisionOptions, Supervisor
 from media.turns import (
     Endpointer,
@@ -104,6 +106,7 @@ class CallSession:
             history=self._history,
             on_progress=self._progress,
         )
+        self._framer = Framer()
         self._vad = VoiceActivityDetector()
         self._endpointer = Endpointer(
             EndpointingOptions(
@@ -156,7 +159,8 @@ class CallSession:
     async def _receive(self, events: AsyncIterator[Event]) -> None:
         async for event in events:
             if isinstance(event, Media):
-                self._on_audio(event.payload)
+                for frame in self._framer.push(event.payload):
+                    self._on_audio(frame)
             elif isinstance(event, Mark):
                 self._voice.on_echo(event.name)
             elif isinstance(event, Dtmf):

@@ -23,6 +23,7 @@ from media.codec import ulaw_to_pcm16
 from media.wav import wav_bytes
 from voice_server.caller_script import (
     AwaitHangUp,
+    Burst,
     CallerScript,
     HangUp,
     Noise,
@@ -186,17 +187,29 @@ async def _perform(
     if isinstance(step, Noise):
         on_event(f"caller coughs ({step.ms:.0f} ms)")
         return await player.send_audio(audio[step], overlapping=True)
-    if isinstance(step, Pause):
-        await player.send_audio(audio[step], overlapping=False)
-        return None
     if isinstance(step, Press):
         on_event(f"caller presses {step.digits}")
         await player.press(step.digits)
         return time.monotonic()
-    if isinstance(step, HangUp):
+    await _perform_quietly(player, step, audio, on_event)
+    return None
+
+
+async def _perform_quietly(
+    player: Player,
+    step: Pause | Burst | HangUp | AwaitHangUp,
+    audio: dict[Step, bytes],
+    on_event: Callable[[str], None],
+) -> None:
+    """Do a step that is not the caller making a sound."""
+    if isinstance(step, Pause):
+        await player.send_audio(audio[step], overlapping=False)
+    elif isinstance(step, Burst):
+        on_event(f"the line sends {step.frames} frames of {step.frame_bytes} bytes at once")
+        await player.burst(step.frames, step.frame_bytes)
+    elif isinstance(step, HangUp):
         on_event("caller hangs up")
         await player.stop()
-        return None
-    on_event("caller waits for the agent to hang up")
-    await player.wait_for_hang_up(step.timeout_s)
-    return None
+    else:
+        on_event("caller waits for the agent to hang up")
+        await player.wait_for_hang_up(step.timeout_s)

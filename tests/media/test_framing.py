@@ -17,6 +17,15 @@ def test_whole_frames_and_remainder() -> None:
     assert framer.flush() is None
 
 
+def test_a_whole_frame_with_nothing_pending_passes_as_it_is() -> None:
+    framer = Framer()
+    frame = bytes(range(FRAME_BYTES))
+    assert framer.push(frame)[0] is frame
+    framer.push(b"x")
+    assert framer.push(frame) == [b"x" + frame[:-1]]
+    assert framer.pending == 1
+
+
 def test_flush_with_custom_pad_and_empty() -> None:
     framer = Framer(4)
     assert framer.flush() is None

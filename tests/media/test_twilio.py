@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from media.twilio import (
     MAX_FRAME_CHARS,
+    MAX_MEDIA_PAYLOAD_BYTES,
     Clear,
     Connected,
     Dtmf,
@@ -207,6 +208,19 @@ def test_parse_outbound_refuses_what_twilio_refuses(frame: str, message: str) ->
 def test_parse_outbound_refuses_binary() -> None:
     with pytest.raises(ProtocolError, match="binary"):
         parse_outbound(b"{}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, 1, 159, 161, MAX_MEDIA_PAYLOAD_BYTES])
+def test_media_payloads_of_any_size_up_to_a_second_parse(size: int) -> None:
+    event = parse_event(build_inbound_media(1, "MZ", 1, 20, b"\xff" * size))
+    assert isinstance(event, Media)
+    assert len(event.payload) == size
+
+
+def test_a_media_payload_over_a_second_is_refused() -> None:
+    frame = build_inbound_media(1, "MZ", 1, 20, b"\xff" * (MAX_MEDIA_PAYLOAD_BYTES + 1))
+    with pytest.raises(ProtocolError, match=r"media\.payload of 8001 bytes exceeds 8000"):
+        parse_event(frame)
 
 
 # --- property tests: parse(build(x)) == x ---------------------------------------------------
