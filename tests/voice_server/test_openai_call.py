@@ -3,6 +3,7 @@ the real server, the real `openai` client, the caller simulator playing Twilio."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.calls import Call, CallStore
+from tests.voice_server.conftest import logged
 from tests.voice_server.fakes import frame_texts, recognise
 from tests.voice_server.openai_fakes import (
     FakeOpenAiHttp,
@@ -23,7 +25,7 @@ from tests.voice_server.openai_fakes import (
     serve_realtime,
     text_deltas,
 )
-from voice_server.caller_script import CallerScript, Say, Step, render_steps
+from voice_server.caller_script import Burst, CallerScript, Say, Step, render_steps
 from voice_server.demo import serve_in_background
 from voice_server.secret_key import secret_box
 from voice_server.seed import seed_demo
@@ -161,3 +163,21 @@ async def test_a_dropped_transcription_socket_is_survived(database: Db, settings
     assert len(openai.realtime.paths) >= 2, "the transcription session was opened again"
     assert stored.status == "completed"
     assert result.connected
+
+
+async def test_a_burst_of_audio_is_bounded_and_recognition_goes_on(
+    database: Db, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    steps = (Burst(5000, when="after-agent"), Say(QUESTION, when="now"))
+    async with openai_line(database, settings, steps) as (openai, line, script):
+        result, stored = await call(line, script, database)
+
+    assert result.turns[0].reply_latency_ms is not None
+    assert [(e.role, e.text) for e in stored.transcript[1:]] == [
+        ("user", QUESTION),
+        ("assistant", ANSWER),
+    ]
+    assert len(openai.realtime.paths) == 1, "the transcription session was never reopened"
+    dropping = logged(caplog, "dropping caller audio")
+    assert [entry["level"] for entry in dropping] == ["warning"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -19,6 +19,7 @@ from pocketsphinx import Decoder
 from media.codec import ulaw_to_pcm16
 from media.resample import Resampler
 from media.wav import WavError, parse_wav_header
+from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import (
     LlmRequest,
     LlmUsage,
@@ -37,7 +38,7 @@ TTS_MODEL = "espeak-ng"
 _DECODER_RATE = 16_000  # the bundled acoustic model is trained on 16 kHz audio
 _PREROLL_FRAMES = 15  # 300 ms kept before the VAD's speech onset, which fires late by design
 _BATCH_FRAMES = 10  # decode in 200 ms batches: one thread hop per batch, not per frame
-_END = object()
+_BACKLOG_MS = 5000  # audio waiting for the decoder; more is dropped until it catches up
 
 
 class PocketSphinxSpeechToText:
@@ -69,7 +70,7 @@ class _PocketSphinxSession:
         self._preroll: deque[bytes] = deque(maxlen=_PREROLL_FRAMES)
         self._batch: list[bytes] = []
         self._in_utterance = False
-        self._work: asyncio.Queue[bytes | object] = asyncio.Queue()
+        self._work = AudioBacklog(_BACKLOG_MS, recogniser=STT_MODEL)
         self._results = SttResults()
 
     def push_audio(self, ulaw: bytes) -> None:
@@ -89,28 +90,27 @@ class _PocketSphinxSession:
     def speech_ended(self) -> None:
         self._flush_batch()
         self._in_utterance = False
-        self._work.put_nowait(_END)
+        self._work.put_end()
 
     def results(self) -> AsyncIterator[SttResult]:
         return self._results.stream()
 
     def _flush_batch(self) -> None:
         if self._batch:
-            self._work.put_nowait(b"".join(self._batch))
+            self._work.put_audio(b"".join(self._batch))
             self._batch = []
 
     async def decode_forever(self) -> None:
         resampler: Resampler | None = None
         while True:
-            item = await self._work.get()
+            item = await self._work.take()
             try:
-                if item is _END:
+                if item is None:
                     tail = resampler.flush() if resampler else b""
                     text = await asyncio.to_thread(self._finish, tail, resampler is not None)
                     self._results.put(SttResult(text=text, final=True))
                     resampler = None
                     continue
-                assert isinstance(item, bytes)
                 if resampler is None:
                     resampler = Resampler(8000, _DECODER_RATE)
                     await asyncio.to_thread(self._decoder.start_utt)

@@ -3,9 +3,10 @@ HTTP fallback for models without streaming.
 
 Realtime (docs/openai.md §4a): one WebSocket opened with `intent=transcription`, configured for
 `audio/pcmu`, so Twilio's μ-law frames go in unchanged (base64, as `input_audio_buffer.append`
-wants). `push_audio` only queues; one task sends the backlog, another turns server events into
-`SttResult`s. With `server_vad` the server endpoints the caller itself; models that need
-`turn_detection: null` (gpt-realtime-whisper) are committed on the call's own endpointing.
+wants). `push_audio` only queues, in a bounded `AudioBacklog` (audio beyond it is dropped and
+the session goes on); one task sends the backlog, another turns server events into `SttResult`s.
+With `server_vad` the server endpoints the caller itself; models that need `turn_detection: null`
+(gpt-realtime-whisper) are committed on the call's own endpointing.
 WebSocket failures are not SDK exceptions (§3): `websockets` errors and `OSError` are mapped too.
 
 HTTP (§4b): the call's VAD delimits an utterance, which is posted as an 8 kHz PCM16 WAV to
@@ -37,6 +38,7 @@ from websockets.exceptions import WebSocketException
 from media.codec import ulaw_to_pcm16
 from media.wav import wav_bytes
 from voice_server.log import get_logger
+from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
 from voice_server.providers.openai_clients import provider_error
 
@@ -67,7 +69,7 @@ class RealtimeSttConfig:
     vad: ServerVad | None = ServerVad()
     noise_reduction: Literal["near_field", "far_field"] | None = "near_field"
     connect_timeout_s: float = 3.0
-    max_backlog_frames: int = 250  # 5 s of 20 ms frames waiting for the socket
+    backlog_ms: int = 5000  # audio waiting for the socket; more is dropped until it catches up
 
 
 class OpenAiRealtimeSpeechToText:
@@ -82,7 +84,8 @@ class OpenAiRealtimeSpeechToText:
         manual = self._config.vad is None or options.model in MANUAL_COMMIT_MODELS
         async with AsyncExitStack() as stack:
             connection = await self._connect(stack, options, manual)
-            session = RealtimeSttSession(connection, manual, self._config.max_backlog_frames)
+            backlog = AudioBacklog(self._config.backlog_ms, recogniser=PROVIDER)
+            session = RealtimeSttSession(connection, manual, backlog)
             tasks = [
                 asyncio.create_task(session.send_audio(), name="stt-send"),
                 asyncio.create_task(session.receive_events(), name="stt-receive"),
@@ -143,11 +146,11 @@ class RealtimeSttSession:
     """
 
     def __init__(
-        self, connection: AsyncRealtimeConnection, manual_commit: bool, max_backlog_frames: int
+        self, connection: AsyncRealtimeConnection, manual_commit: bool, backlog: AudioBacklog
     ) -> None:
         self._connection = connection
         self._manual_commit = manual_commit
-        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(max_backlog_frames)  # None: commit
+        self._backlog = backlog  # an utterance end asks for a commit
         self._results = SttResults()
         self._partials: dict[str, str] = {}
         self._uncommitted = False
@@ -156,14 +159,15 @@ class RealtimeSttSession:
         self.speech_stopped_at: float | None = None
 
     def push_audio(self, ulaw: bytes) -> None:
-        self._enqueue(ulaw)
+        if not self._failed:
+            self._backlog.put_audio(ulaw)
 
     def speech_started(self) -> None:
         """Nothing to do: the server hears the start itself, in the audio already sent."""
 
     def speech_ended(self) -> None:
-        if self._manual_commit:
-            self._enqueue(None)
+        if self._manual_commit and not self._failed:
+            self._backlog.put_end()
 
     def results(self) -> AsyncIterator[SttResult]:
         return self._results.stream()
@@ -186,27 +190,16 @@ class RealtimeSttSession:
         else:
             self._fail(ProviderError("the server ended the session", provider=PROVIDER))
 
-    def _enqueue(self, item: bytes | None) -> None:
-        if self._failed:
-            return
-        try:
-            self._audio.put_nowait(item)
-        except asyncio.QueueFull:
-            message = "audio backlog: the transcription socket is not keeping up"
-            self._fail(ProviderError(message, provider=PROVIDER, retryable=True))
-
     async def _send_backlog(self) -> None:
-        items = [await self._audio.get()]
-        while items[-1] is not None and not self._audio.empty():
-            items.append(self._audio.get_nowait())
-        if audio := b"".join(item for item in items if item is not None):
+        audio = await self._backlog.take()
+        if audio is None:
+            await self._commit()
+        elif audio:
             # Built by hand: the SDK's per-event request transform cost a quarter of the
             # server's CPU at 200 calls (50 appends per second per call).
             encoded = base64.b64encode(audio).decode("ascii")
             await self._connection.send_raw(_APPEND_PREFIX + encoded + _APPEND_SUFFIX)
             self._uncommitted = True
-        if items[-1] is None:
-            await self._commit()
 
     async def _commit(self) -> None:
         if not self._uncommitted:  # committing an empty buffer is an error (§4a)
