@@ -61,7 +61,8 @@ async def media_stream(websocket: WebSocket) -> None:
         return
     except (ProtocolError, StreamTokenError, StreamRefused) as error:
         log.warning("media stream refused", reason=str(error))
-        await _close(websocket, getattr(error, "code", POLICY_VIOLATION), str(error))
+        code = error.code if isinstance(error, StreamRefused) else POLICY_VIOLATION
+        await _close(websocket, code, str(error))
         return
     log.info("media stream started")
     reason = "server-error"
