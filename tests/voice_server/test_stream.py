@@ -8,9 +8,11 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio import client
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from media import twilio as protocol
@@ -21,6 +23,13 @@ from tests.voice_server.test_voice_webhooks import call_form, post_signed
 from voice_server.demo import serve_in_background
 from voice_server.phone_line import inbound_start
 from voice_server.simulator import CallerScript, Line, new_call_sid, place_call
+
+
+def connect(url: str, **options: Any) -> client.connect:
+    """A client that keeps reading what it does not consume, as Twilio does. With websockets'
+    default bounded queue an unread backlog of agent audio stops it reading, so it never sees
+    the server's reply to its close and gives up only after its 10 s close timeout."""
+    return client.connect(url, max_queue=None, **options)
 
 
 async def accept_call(server: Server, call_sid: str) -> tuple[str, dict[str, str]]:

@@ -8,11 +8,17 @@ import logging
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from media import twilio as protocol
 from tests.voice_server.conftest import Server, logged
-from tests.voice_server.test_stream import accept_call, closed_code, first_agent_media, start_frame
+from tests.voice_server.test_stream import (
+    accept_call,
+    closed_code,
+    connect,
+    first_agent_media,
+    start_frame,
+)
 from voice_server.demo import serve_in_background
 from voice_server.settings import Settings
 from voice_server.simulator import new_call_sid
