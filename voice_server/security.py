@@ -9,14 +9,13 @@ before expiry, once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from twilio.request_validator import RequestValidator
+
+from voice_server.signed_tokens import SignedTokens, TokenRefused
 
 
 class StreamTokenError(Exception):
@@ -40,35 +39,25 @@ class StreamTokens:
     """Mints and checks stream tokens; remembers used ones until they would have expired."""
 
     def __init__(self, secret: str, ttl_seconds: float) -> None:
-        self._key = secret.encode()
-        self._ttl = ttl_seconds
+        self._signed = SignedTokens(secret, "media streams", "stream token", ttl_seconds)
         self._used: dict[str, float] = {}
 
     def mint(self, call_sid: str, now: float | None = None) -> str:
-        expiry = int((now if now is not None else time.time()) + self._ttl)
-        return f"{call_sid}.{expiry}.{self._mac(call_sid, expiry)}"
+        return self._signed.mint(call_sid, now if now is not None else time.time())[0]
 
     def redeem(self, token: str, call_sid: str, now: float | None = None) -> None:
         """Accept `token` for `call_sid` once; raise StreamTokenError saying why otherwise."""
         now = now if now is not None else time.time()
-        parts = token.split(".")
-        if not token.isascii() or len(parts) != 3 or not parts[1].isdecimal():
-            raise StreamTokenError("malformed stream token")
-        token_call, expiry, mac = parts[0], int(parts[1]), parts[2]
-        if not hmac.compare_digest(mac, self._mac(token_call, expiry)):
-            raise StreamTokenError("stream token signature is wrong")
+        try:
+            token_call = self._signed.open(token, now)
+        except TokenRefused as refused:
+            raise StreamTokenError(str(refused)) from None
         if token_call != call_sid:
             raise StreamTokenError("stream token was issued for another call")
-        if now > expiry:
-            raise StreamTokenError("stream token has expired")
         self._used = {sid: exp for sid, exp in self._used.items() if exp >= now}
         if call_sid in self._used:
             raise StreamTokenError("stream token was already used")
-        self._used[call_sid] = expiry
-
-    def _mac(self, call_sid: str, expiry: int) -> str:
-        digest = hmac.new(self._key, f"{call_sid}.{expiry}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        self._used[call_sid] = now + self._signed.ttl_seconds
 
 
 class PendingStreamsFull(Exception):
