@@ -60,10 +60,18 @@ class ApiKeyStore:
         await self._collection.insert_one(document)
         return IssuedKey(from_document(ApiKey, document), secret)
 
-    async def user_for(self, secret: str) -> str | None:
-        """The `userId` a live key belongs to; None for an unknown or revoked key."""
+    async def live_key(self, secret: str) -> ApiKey | None:
+        """The live key whose secret this is; None for an unknown or revoked one."""
         query = {"keyHash": _digest(secret), "revoked_at": None}
-        document = await self._collection.find_one(query, {"userId": 1})
+        document = await self._collection.find_one(query, {"keyHash": 0})
+        return None if document is None else from_document(ApiKey, document)
+
+    async def live_user(self, key_id: str) -> str | None:
+        """The `userId` of the live key with this id; None if it is revoked or unknown."""
+        oid = object_id(key_id)
+        if oid is None:
+            return None
+        document = await self._collection.find_one({"_id": oid, "revoked_at": None}, {"userId": 1})
         return None if document is None else str(document["userId"])
 
     async def revoke(self, key_id: str) -> bool:

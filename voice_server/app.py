@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -23,10 +24,12 @@ from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
+from voice_server.access_log import AccessLog
 from voice_server.api import NO_ROUTE_HANDLERS, api_mount
+from voice_server.body_limits import BodyLimits
 from voice_server.calllog import CallLog, CallLogOptions
 from voice_server.calllog_http import calllog_routes
-from voice_server.event_tokens import EventTokens
+from voice_server.event_tokens import EventTokens, LiveKeys
 from voice_server.metrics import metrics
 from voice_server.preparation import GreetingCache
 from voice_server.provider_setup import build_providers
@@ -74,7 +77,10 @@ def create_app(
             pending_streams=PendingStreams(settings.max_pending_streams),
             greetings=greetings,
             call_log=CallLog(db, CallStore(db), CallLogOptions()),
-            event_tokens=EventTokens(settings.stream_token_secret.get_secret_value()),
+            event_tokens=EventTokens(
+                settings.stream_token_secret.get_secret_value(), settings.event_token_ttl_seconds
+            ),
+            live_keys=LiveKeys(ApiKeyStore(db), settings.api_key_recheck_seconds),
             twilio=TwilioMessaging(settings.twilio_api_base_url),
         )
         try:
@@ -98,7 +104,20 @@ def create_app(
         *calllog_routes(),  # before /api, whose mount would take the event-stream paths
         api_mount(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=NO_ROUTE_HANDLERS)
+    middleware = [
+        Middleware(AccessLog),
+        Middleware(
+            BodyLimits,
+            webhook_max=settings.webhook_body_max_bytes,
+            other_max=settings.api_body_max_bytes,
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers=NO_ROUTE_HANDLERS,
+    )
 
 
 async def health(request: Request) -> Response:

@@ -21,6 +21,7 @@ from voice_server.demo import run_demo
 from voice_server.log import configure_logging, get_logger
 from voice_server.secret_key import secret_box
 from voice_server.seed import DEMO_NUMBER, seed_demo
+from voice_server.serving import uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulator import CallerScript, Line, place_call
 
@@ -131,16 +132,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 3
         app = create_app(settings.model_copy(update={"mongodb_uri": uri}))
-        uvicorn.run(
+        config = uvicorn_config(
             app,
             host=settings.host,
             port=settings.port,
-            log_config=None,
-            ws="websockets-sansio",
             loop="uvloop",
             proxy_headers=True,
             timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
         )
+        uvicorn.Server(config).run()
     return 0
 
 

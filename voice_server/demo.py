@@ -23,6 +23,7 @@ from voice_server.app import create_app
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.secret_key import secret_box
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
+from voice_server.serving import uvicorn_config
 from voice_server.settings import Settings
 from voice_server.simulator import CallerScript, CallResult, Line, new_call_sid, place_call
 
@@ -65,11 +66,9 @@ async def serve_in_background(
         port = sock.getsockname()[1]
         base_url = f"http://127.0.0.1:{port}"
         app_settings = settings.model_copy(update={"public_base_url": base_url, "port": port})
-        config = uvicorn.Config(
+        config = uvicorn_config(
             create_app(app_settings, database=db, providers=providers),
-            log_config=None,
-            log_level="warning",
-            ws="websockets-sansio",
+            log_level="warning",  # uvicorn's own lines only: start-up and shut-down
             lifespan="on",
         )
         server = uvicorn.Server(config)

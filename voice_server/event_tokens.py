@@ -1,48 +1,57 @@
 """Event-stream tokens: what a browser's `EventSource` presents instead of an API key.
 
-`EventSource` cannot send an `Authorization` header, and an API key in a URL ends up in access
-logs, proxies and browser history. So an authenticated `POST /api/event-tokens` mints a token
-`base64(userId).expiry.mac` (HMAC-SHA256 under a key derived from the server's stream-token
-secret), good only for reading that user's event streams, and only until it expires.
+`EventSource` cannot send an `Authorization` header, and an API key in a URL ends up in logs,
+proxies and browser history. So an authenticated `POST /api/event-tokens` mints a signed token
+(`voice_server.signed_tokens`) that names the API key it was minted with. It opens the key's
+user's event streams until it expires, a minute later by default: long enough to open a stream,
+too short to be worth stealing, since the call-log page mints a new one for every (re)connect.
+
+A token is only as good as its key: `LiveKeys` says whether the key is still live, reading it at
+most once per `recheck_seconds` per key, so a revoked key's tokens are refused at connect, and
+open streams that re-check as often end, within seconds of the revocation.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import time
 
-_PURPOSE = b"call-log event streams"
+from stores.api_keys import ApiKeyStore
+from voice_server.signed_tokens import SignedTokens, TokenRefused
 
 
 class EventTokens:
-    def __init__(self, secret: str, ttl_seconds: float = 600.0) -> None:
-        self._key = hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
-        self.ttl_seconds = ttl_seconds
+    def __init__(self, secret: str, ttl_seconds: float) -> None:
+        self._signed = SignedTokens(secret, "call-log event streams", "event token", ttl_seconds)
 
-    def mint(self, user_id: str, now: float | None = None) -> tuple[str, int]:
-        """The token and its expiry (Unix seconds)."""
-        expiry = int((time.time() if now is None else now) + self.ttl_seconds)
-        user = base64.urlsafe_b64encode(user_id.encode()).rstrip(b"=").decode()
-        return f"{user}.{expiry}.{self._mac(user, expiry)}", expiry
+    def mint(self, key_id: str, now: float | None = None) -> tuple[str, int]:
+        """A token for the API key `key_id`, and its expiry (Unix seconds)."""
+        return self._signed.mint(key_id, time.time() if now is None else now)
 
-    def user_for(self, token: str, now: float | None = None) -> str | None:
-        """The `userId` of a valid, unexpired token; None for anything else."""
-        parts = token.split(".")
-        if not token.isascii() or len(parts) != 3 or not parts[1].isdecimal():
-            return None
-        user, expiry, mac = parts[0], int(parts[1]), parts[2]
-        if not hmac.compare_digest(mac, self._mac(user, expiry)):
-            return None
-        if (time.time() if now is None else now) > expiry:
-            return None
+    def key_for(self, token: str, now: float | None = None) -> str | None:
+        """The API key id of a genuine, unexpired token; None for anything else."""
         try:
-            return base64.urlsafe_b64decode(user + "=" * (-len(user) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError):
+            return self._signed.open(token, time.time() if now is None else now)
+        except TokenRefused:
             return None
 
-    def _mac(self, user: str, expiry: int) -> str:
-        digest = hmac.new(self._key, f"{user}.{expiry}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+class LiveKeys:
+    """Whose live API key an id is, as read at most once per `recheck_seconds` per key."""
+
+    def __init__(self, keys: ApiKeyStore, recheck_seconds: float) -> None:
+        self._keys = keys
+        self.recheck_seconds = recheck_seconds
+        self._read: dict[str, tuple[float, str | None]] = {}  # key id → (read at, user or None)
+
+    async def user_of(self, key_id: str) -> str | None:
+        """The `userId` of the key, None once it is revoked (or was never there)."""
+        now = time.monotonic()
+        known = self._read.get(key_id)
+        if known is not None and now - known[0] < self.recheck_seconds:
+            return known[1]
+        user = await self._keys.live_user(key_id)
+        fresh = {
+            key: read for key, read in self._read.items() if now - read[0] < self.recheck_seconds
+        }
+        self._read = fresh | {key_id: (now, user)}
+        return user

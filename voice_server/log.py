@@ -1,19 +1,36 @@
 """Structured logging: JSON (or readable console) lines, with the call bound to every line.
 
 A call session binds `call_sid` and `stream_sid` once through contextvars; everything it logs,
-and everything its tasks log, carries them. Nothing is logged per audio frame.
+and everything its tasks log, carries them. Nothing is logged per audio frame. No line holds a
+URL's query values: they can be credentials (the call log's event-stream tokens are), so every
+line, ours and the libraries' (uvicorn's WebSocket lines, httpx's requests), has them replaced.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 get_logger = structlog.stdlib.get_logger
 bind_call = structlog.contextvars.bind_contextvars
+
+# `?name=value` / `&name=value` in a URL: the value, up to the next separator, is dropped.
+_QUERY_VALUE = re.compile(r"([?&][^=&#\s\"'<>]*)=[^&#\s\"'<>]*")
+
+
+def redact_query_values(
+    logger: object, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: every query value in a string of the line becomes `…`."""
+    for field, value in event.items():
+        if isinstance(value, str) and "=" in value:
+            event[field] = _QUERY_VALUE.sub(r"\1=…", value)
+    return event
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -23,6 +40,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_query_values,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()

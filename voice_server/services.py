@@ -12,7 +12,7 @@ from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
 from voice_server.calllog import CallLog
-from voice_server.event_tokens import EventTokens
+from voice_server.event_tokens import EventTokens, LiveKeys
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security import PendingStreams, StreamTokens
@@ -36,4 +36,5 @@ class Services:
     greetings: GreetingCache
     call_log: CallLog
     event_tokens: EventTokens
+    live_keys: LiveKeys
     twilio: TwilioMessaging

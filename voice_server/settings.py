@@ -74,6 +74,28 @@ class Settings(BaseSettings):
         description="Media streams per process that may wait for their `start` at once; more "
         "are refused at once with 1013 (try again later), so idle sockets cannot crowd out calls.",
     )
+    event_token_ttl_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="How long a call-log event-stream token opens streams (the page mints a "
+        "new one for every connect).",
+    )
+    event_stream_max_seconds: float = Field(
+        default=300.0, gt=0, le=3600, description="How long one event stream stays open."
+    )
+    api_key_recheck_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often open event streams re-check that their API key is not revoked.",
+    )
+    webhook_body_max_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="The largest body a /twilio/ webhook may send."
+    )
+    api_body_max_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="The largest body any other request may send."
+    )
     secrets_key: SecretStr | None = Field(
         default=None,
         description="Fernet key sealing numbers' Twilio auth tokens at rest; required with "

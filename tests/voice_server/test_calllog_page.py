@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, Response, async_playwright, expect
 
 from stores.api_keys import ApiKeyStore
 from stores.calls import CallStore, TranscriptEntry
 from tests.stores.factories import call
 from tests.voice_server.conftest import Server
 from voice_server.seed import DEMO_USER
+from voice_server.settings import Settings
 from voice_server.simulator import CallerScript, Line, place_call
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,6 +36,18 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WAIT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian chromium")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Event streams that close after a second and tokens that expire after one: the page
+    reconnects all the time, each time with a token of its own."""
+    return Settings(
+        data_dir=tmp_path,
+        log_format="console",
+        event_token_ttl_seconds=1,
+        event_stream_max_seconds=1,
+    )
 
 
 @pytest.fixture
@@ -99,3 +112,24 @@ async def test_interrupted_turns_and_latency_figures_are_marked(server: Server, 
     await expect(entry.locator(".metrics")).to_have_text("llm_first_token 412 msfirst_audio 655 ms")
     await calls.finalize("CA1", ended_at=datetime.now(UTC), reason="stop")
     await expect(page.locator("#call-status")).to_have_text("completed")
+
+
+async def test_the_page_reconnects_with_a_new_token_each_time(server: Server, page: Page) -> None:
+    calls = CallStore(server.db)
+    created = await calls.create(call("CA1", userId=DEMO_USER, start_time=datetime.now(UTC)))
+    opened: list[Response] = []
+    page.on("response", lambda r: opened.append(r) if "/api/events/calls/" in r.url else None)
+    await page.goto(f"{server.base_url}/calllog#call={created.id}")
+    await expect(page.locator("#call-status")).to_have_text("active")
+    async with asyncio.timeout(WAIT_MS / 1000):
+        while len(opened) < 4:  # three reconnects, each after the last token expired
+            await page.wait_for_event("response")
+    await calls.append_transcript(
+        "CA1", TranscriptEntry(role="user", text="still here?", timestamp=datetime.now(UTC))
+    )
+    await expect(page.locator("#transcript .entry .text")).to_have_text(["still here?"])
+    # Every reconnect was accepted, the later ones after the first token had expired.
+    assert {response.status for response in opened} == {200}
+    expiries = [int(response.url.partition("token=")[2].split(".")[1]) for response in opened]
+    assert expiries == sorted(expiries)
+    assert expiries[-1] > expiries[0]

@@ -3,19 +3,32 @@ are appended, the end, resuming after `Last-Event-ID`, the active-calls list, an
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
-from stores.api_keys import ApiKeyStore
+from stores.api_keys import ApiKeyStore, IssuedKey
 from stores.calls import Call, CallStore, TranscriptEntry
 from tests.stores.factories import call
 from tests.voice_server.conftest import Server
 from tests.voice_server.event_stream import Event, read_events
+from voice_server.event_tokens import EventTokens
 from voice_server.seed import DEMO_USER
+from voice_server.settings import Settings
+
+RECHECK_S = 0.05
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Open streams re-check their API key every 50 ms, so a revocation shows in milliseconds."""
+    return Settings(data_dir=tmp_path, log_format="console", api_key_recheck_seconds=RECHECK_S)
 
 
 def said(text: str) -> TranscriptEntry:
@@ -23,12 +36,21 @@ def said(text: str) -> TranscriptEntry:
 
 
 @pytest.fixture
-async def token(server: Server) -> str:
-    key = await ApiKeyStore(server.db).create(DEMO_USER)
+async def key(server: Server) -> IssuedKey:
+    return await ApiKeyStore(server.db).create(DEMO_USER)
+
+
+@pytest.fixture
+async def token(server: Server, key: IssuedKey) -> str:
+    return await mint(server, key)
+
+
+async def mint(server: Server, key: IssuedKey) -> str:
     headers = {"Authorization": f"Bearer {key.secret}"}
     async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
         minted = await http.post("/api/event-tokens")
     assert minted.status_code == 201, minted.text
+    assert minted.json()["data"]["expires_at"] <= time.time() + 60
     value: str = minted.json()["data"]["token"]
     return value
 
@@ -109,3 +131,34 @@ async def test_streams_refuse_bad_tokens_and_other_users_calls(server: Server, t
             headers={"Last-Event-ID": "x"},
         )
         assert bad_resume.status_code == 422
+
+
+async def test_an_open_stream_ends_soon_after_its_key_is_revoked(
+    server: Server, key: IssuedKey, token: str
+) -> None:
+    other_key = await ApiKeyStore(server.db).create(DEMO_USER)  # the user keeps a live key
+    other_token = await mint(server, other_key)
+    async with (
+        events(server, "/api/events/calls", token) as revoked_stream,
+        events(server, "/api/events/calls", other_token) as live_stream,
+    ):
+        assert (await anext(revoked_stream)).data == []
+        assert (await anext(live_stream)).data == []
+        assert await ApiKeyStore(server.db).revoke(key.key.id)
+        async with asyncio.timeout(50 * RECHECK_S):
+            assert [event async for event in revoked_stream] == []
+        _, created = await live_call(server)
+        assert [c["id"] for c in (await anext(live_stream)).data] == [created.id]
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        refused = await http.get("/api/events/calls", params={"token": token})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_event_token"
+
+
+def test_a_token_names_its_key_and_lasts_a_minute() -> None:
+    tokens = EventTokens("s" * 32, ttl_seconds=60)
+    token, expiry = tokens.mint("65f0c0ffee0000000000abcd", now=1000.0)
+    assert expiry == 1060
+    assert tokens.key_for(token, now=1060.0) == "65f0c0ffee0000000000abcd"
+    assert tokens.key_for(token, now=1061.0) is None
+    assert EventTokens("t" * 32, ttl_seconds=60).key_for(token, now=1000.0) is None

@@ -93,7 +93,7 @@ async def read_transcript(call: ApiRequest) -> TranscriptUpdate:
 
 
 async def mint_event_token(call: ApiRequest) -> EventToken:
-    token, expires_at = call.services.event_tokens.mint(call.user_id)
+    token, expires_at = call.services.event_tokens.mint(call.key_id)
     return EventToken(token=token, expires_at=expires_at)
 
 

@@ -3,6 +3,9 @@ are both made, so the two cannot drift apart; and the edge where requests become
 
 The edge authenticates the bearer key, validates the body and the query against the declared
 models, runs the handler scoped to the key's `userId`, and maps every `ApiError` to the envelope.
+A body nested deeper than `MAX_NESTING` is refused (422) before it is parsed, and the database's
+refusal of a document made from the input is the client's error (409 / 413 / 422), not a 500.
+(How large a body may be is `voice_server.body_limits`' business, before any route reads it.)
 """
 
 from __future__ import annotations
@@ -12,18 +15,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, WriteError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from stores.api_keys import ApiKey
 from stores.owned import MAX_PAGE, Listing, ListQuery
-from voice_server.api.envelope import ApiError, failure, invalid, invalid_input, success
+from voice_server.api.envelope import ApiError, conflict, failure, invalid, invalid_input, success
+from voice_server.api.json_depth import MAX_NESTING, nesting_exceeds
 from voice_server.log import get_logger
 from voice_server.services import Services
 
 log = get_logger(__name__)
 MAX_OFFSET = 100_000
+# BSONObjectTooLarge, and "Resulting document after update is larger than …".
+_TOO_LARGE_CODES = frozenset({10334, 17419})
 
 
 class Paging(BaseModel):
@@ -52,6 +61,7 @@ class ApiRequest:
 
     services: Services
     user_id: str
+    key_id: str  # the API key the request came with
     doc_id: str
     body: Any
     listing: ListQuery
@@ -93,16 +103,20 @@ class Operation:
 
     async def _answer(self, request: Request) -> Response:
         services: Services = request.state.services
-        user_id = await authenticate(services, request)
+        key = await authenticate(services, request)
         call = ApiRequest(
             services=services,
-            user_id=user_id,
+            user_id=key.userId,
+            key_id=key.id,
             doc_id=request.path_params.get("id", ""),
             body=await self._body(request),
             listing=self._listing(request),
             query=self._query(request),
         )
-        result = await self.handler(call)
+        try:
+            result = await self.handler(call)
+        except (DocumentTooLarge, InvalidDocument, WriteError) as error:
+            raise storage_refusal(error) from None
         if isinstance(result, Listing):
             page = Pagination(
                 limit=call.listing.limit, offset=call.listing.offset, hasMore=result.has_more
@@ -118,8 +132,11 @@ class Operation:
     async def _body(self, request: Request) -> Any:
         if self.body is None:
             return None
+        text = await request.body()
+        if nesting_exceeds(text, MAX_NESTING):
+            raise invalid("body", f"nests deeper than {MAX_NESTING} levels")
         try:
-            raw = json.loads(await request.body(), parse_constant=_no_constant)
+            raw = json.loads(text, parse_constant=_no_constant)
             # Lone surrogates ("\\ud800") are valid JSON but cannot be stored as UTF-8.
             json.dumps(raw, ensure_ascii=False).encode()
         except (ValueError, UnicodeError):
@@ -167,13 +184,27 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def authenticate(services: Services, request: Request) -> str:
-    """The `userId` of the request's `Authorization: Bearer` key; ApiError 401 otherwise."""
+async def authenticate(services: Services, request: Request) -> ApiKey:
+    """The live API key of the request's `Authorization: Bearer`; ApiError 401 otherwise."""
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiError(401, "unauthorized", "send an API key as `Authorization: Bearer <key>`")
-    user_id = await services.api_keys.user_for(secret.strip())
-    if user_id is None:
+    key = await services.api_keys.live_key(secret.strip())
+    if key is None:
         log.warning("API key refused", path=request.url.path)
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
-    return user_id
+    return key
+
+
+def storage_refusal(error: DocumentTooLarge | InvalidDocument | WriteError) -> ApiError:
+    """What the database's refusal of a document made from the request tells the client: the
+    write failed because of the input, so it is the client's to fix (never a 500)."""
+    log.warning("the database refused the request's document", error=type(error).__name__)
+    if isinstance(error, DuplicateKeyError):
+        return conflict("a document with these values already exists")
+    too_large = isinstance(error, DocumentTooLarge) or (
+        isinstance(error, WriteError) and error.code in _TOO_LARGE_CODES
+    )
+    if too_large:
+        return ApiError(413, "too_large", "the document would be larger than the database takes")
+    return ApiError(422, "not_storable", "the database cannot store this input")

@@ -1,12 +1,15 @@
 // The call-log page: the calls list, and one call's transcript growing live.
 // The API key stays in sessionStorage (this tab only) and travels only in Authorization
-// headers; the event streams get a short-lived token from POST /api/event-tokens instead,
-// because EventSource cannot send headers. No build step: plain browser JavaScript.
+// headers; the event streams get a token from POST /api/event-tokens instead, because
+// EventSource cannot send headers. A token lives about a minute, so a stream is never left to
+// EventSource's own reconnect (which would present the old token): when it drops, the page
+// closes it, mints a new token and opens it again. No build step: plain browser JavaScript.
 "use strict";
 
 const KEY = "voiceServerApiKey";
 const $ = (selector) => document.querySelector(selector);
 const state = { calls: [], selected: null, callStream: null, listStream: null };
+const RECONNECT_MS = 1000;
 
 function apiKey() {
   return sessionStorage.getItem(KEY);
@@ -80,19 +83,29 @@ function renderCalls() {
   $("#calls tbody").replaceChildren(...rows);
 }
 
+// Calls `open` again after a pause once `stream` drops, unless another stream took its place.
+function reopenOnDrop(stream, current, open) {
+  stream.onerror = () => {
+    stream.close();
+    setTimeout(() => {
+      if (current() === stream) open().catch((error) => show(error.message));
+    }, RECONNECT_MS);
+  };
+}
+
 async function followActiveCalls() {
   state.listStream?.close();
-  state.listStream = await eventStream("/calls");
-  state.listStream.addEventListener("calls", () => loadCalls().catch((error) => show(error.message)));
-  state.listStream.onerror = () => {
-    if (state.listStream.readyState === EventSource.CLOSED) setTimeout(followActiveCalls, 2000);
-  };
+  const stream = await eventStream("/calls");
+  state.listStream = stream;
+  stream.addEventListener("calls", () => loadCalls().catch((error) => show(error.message)));
+  reopenOnDrop(stream, () => state.listStream, followActiveCalls);
 }
 
 // One call: its summary, then its transcript entries as the event stream delivers them.
 
 async function openCall(id) {
   state.callStream?.close();
+  state.callStream = null;
   const { transcript, ...call } = await api(`/calls/${encodeURIComponent(id)}`);
   state.selected = { ...call, next: 0 };
   location.hash = `call=${id}`;
@@ -115,12 +128,7 @@ async function followCall() {
     renderCallHead();
     loadCalls().catch((error) => show(error.message));
   });
-  stream.onerror = () => {
-    // A refused reconnect (e.g. the token expired) closes the stream: mint a new token.
-    if (stream.readyState === EventSource.CLOSED && state.callStream === stream) {
-      setTimeout(() => state.callStream === stream && followCall(), 2000);
-    }
-  };
+  reopenOnDrop(stream, () => state.callStream, followCall);
 }
 
 function renderCallHead() {
@@ -163,6 +171,7 @@ function forgetKey() {
   sessionStorage.removeItem(KEY);
   state.callStream?.close();
   state.listStream?.close();
+  state.callStream = state.listStream = null;
   start();
 }
 
@@ -190,6 +199,13 @@ $("#key-form").addEventListener("submit", (event) => {
   start();
 });
 $("#forget-key").addEventListener("click", forgetKey);
+// A link or the address bar naming another call (a same-page navigation: no reload) opens it.
+window.addEventListener("hashchange", () => {
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("call");
+  if (apiKey() && wanted && wanted !== state.selected?.id) {
+    openCall(wanted).catch((error) => show(error.message));
+  }
+});
 setInterval(() => {
   for (const row of document.querySelectorAll("#calls tbody tr")) {
     const call = state.calls.find((known) => known.id === row.dataset.id);
