@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 
 
 class TokenRefused(Exception):
@@ -27,7 +28,7 @@ class SignedTokens:
         """The token for `payload` (ASCII, no "."), and its expiry in Unix seconds."""
         if not payload.isascii() or "." in payload:
             raise ValueError(f"a {self._name} payload must be ASCII without '.'")
-        expiry = int(now + self.ttl_seconds)
+        expiry = math.ceil(now + self.ttl_seconds)  # rounded up: a token lives the full TTL
         return f"{payload}.{expiry}.{self._mac(payload, expiry)}", expiry
 
     def open(self, token: str, now: float) -> str:
