@@ -10,6 +10,7 @@ greeting render only starts, in the background.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -32,6 +33,9 @@ log = get_logger(__name__)
 
 APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# Twilio's call SIDs: "CA" and 32 hex digits. Anything else did not come from Twilio, and is
+# refused before it reaches a call record, a stream token or the TwiML we answer.
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
 async def incoming_call(request: Request) -> Response:
@@ -39,8 +43,9 @@ async def incoming_call(request: Request) -> Response:
     services: Services = request.state.services
     params, number = await verified_form(request, "To")
     call_sid = params.get("CallSid", "")
-    if not call_sid:
-        raise HTTPException(status_code=400, detail="CallSid is missing")
+    if not CALL_SID.fullmatch(call_sid):
+        log.warning("voice webhook without a Twilio CallSid", chars=len(call_sid))
+        raise HTTPException(status_code=400, detail="CallSid is missing or not a Twilio call SID")
     bind_call(call_sid=call_sid)
     caller, dialled = params.get("From", ""), params.get("To", "")
     if number is None:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.voice_server.conftest import Server
+from stores.calls import CallStore
+from tests.voice_server.conftest import Server, logged
 from tests.voice_server.sms_line import Db, EchoingLanguageModel, as_user, open_sms_line
 from tests.voice_server.test_sms import replies
 from tests.voice_server.test_sms_outbound import number_id
@@ -51,18 +52,18 @@ async def test_an_sms_reply_is_well_formed_whatever_the_body(
     assert answer == ["user: ab"]
 
 
-@pytest.mark.parametrize("char", FORM_UNSAFE)
-async def test_the_voice_answer_is_well_formed_whatever_the_call_sid(
-    server: Server, char: str
+@pytest.mark.parametrize(
+    "call_sid", [f"CA{char}" + "d" * 31 for char in FORM_UNSAFE] + ["", "CA1", "CA" + "d." * 16]
+)
+async def test_a_call_sid_twilio_would_never_send_is_refused(
+    server: Server, call_sid: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    call_sid = f"CA{char}" + "d" * 31
     response = await post_signed(server, "/twilio/voice", call_form(server.line.number, call_sid))
 
-    assert response.status_code == 200
-    stream = ET.fromstring(response.text).find("./Connect/Stream")
-    assert stream is not None
-    parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
-    assert parameters["call_sid"] == "CA" + "d" * 31
+    assert response.status_code == 400
+    assert "not a Twilio call SID" in response.text
+    assert logged(caplog, "voice webhook without a Twilio CallSid")
+    assert await CallStore(server.db).get(call_sid) is None
 
 
 async def test_a_reply_sent_through_the_rest_api_is_stripped(database: Db, tmp_path: Path) -> None:
