@@ -13,9 +13,10 @@ the API views read the new shape only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
+from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict
 from pymongo.errors import DuplicateKeyError
@@ -103,6 +104,12 @@ def old_shape_split(document: Mapping[str, Any]) -> dict[str, list[dict[str, Any
         fields = {key: value for key, value in message.items() if key != "user_number"}
         by_user.setdefault(message.get("user_number", ""), []).append(fields)
     return by_user
+
+
+def current_conversation_id(history: Sequence[Message]) -> str:
+    """The id a new message joins: a `conversation_id` spans messages less than 24 hours
+    apart (the LLM's memory, `HISTORY`), so a quiet day starts a new one."""
+    return history[-1].conversation_id if history else uuid4().hex
 
 
 def _in_order(messages: Iterable[AnyMessage]) -> list[AnyMessage]:

@@ -26,22 +26,23 @@ from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
 from voice_server.access_log import AccessLog
 from voice_server.api import NO_ROUTE_HANDLERS, api_mount
+from voice_server.api.events import event_routes
 from voice_server.body_limits import BodyLimits
-from voice_server.calllog import CallLog, CallLogOptions
-from voice_server.calllog_http import calllog_routes
-from voice_server.event_tokens import EventTokens, LiveKeys
+from voice_server.calllog.event_tokens import EventTokens, LiveKeys
+from voice_server.calllog.page import page_routes
+from voice_server.calllog.watchers import CallLog, CallLogOptions
 from voice_server.metrics import metrics
 from voice_server.preparation import GreetingCache
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
-from voice_server.secret_key import secret_box
-from voice_server.security import PendingStreams, StreamTokens
+from voice_server.security.secret_key import secret_box
+from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.services import Services
 from voice_server.settings import Settings
-from voice_server.sms import incoming_sms, message_status
-from voice_server.stream import media_stream
-from voice_server.twilio_rest import TwilioMessaging
-from voice_server.voice_webhooks import call_status, incoming_call
+from voice_server.sms.webhooks import incoming_sms, message_status
+from voice_server.telephony.media_stream import media_stream
+from voice_server.telephony.voice_webhooks import call_status, incoming_call
+from voice_server.twilio_api.rest import TwilioMessaging
 
 
 def create_app(
@@ -101,7 +102,8 @@ def create_app(
         WebSocketRoute("/twilio/stream", media_stream),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        *calllog_routes(),  # before /api, whose mount would take the event-stream paths
+        *event_routes(),  # before /api, whose mount would take the event-stream paths
+        *page_routes(),
         api_mount(),
     ]
     middleware = [

@@ -17,13 +17,13 @@ from stores.api_keys import ApiKeyStore
 from stores.database import Database, connect, database_name
 from stores.embedded import EmbeddedDatabase
 from voice_server.app import create_app
-from voice_server.demo import run_demo
 from voice_server.log import configure_logging, get_logger
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_NUMBER, seed_demo
 from voice_server.serving import uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
-from voice_server.simulator import CallerScript, Line, place_call
+from voice_server.simulation.demo import run_demo
+from voice_server.simulation.simulator import CallerScript, Line, place_call
 
 log = get_logger(__name__)
 T = TypeVar("T")

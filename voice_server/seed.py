@@ -31,7 +31,7 @@ class DemoLine:
 async def seed_demo(db: Database, box: SecretBox, number: str = DEMO_NUMBER) -> DemoLine:
     """Make sure `number` is registered with an active incoming agent on the local models.
 
-    `box` must be the server's (see voice_server.secret_key): it seals the number's token.
+    `box` must be the server's (see voice_server.security.secret_key): it seals the number's token.
     """
     phone_numbers, agents = PhoneNumberStore(db, box), AgentStore(db)
     registered = await phone_numbers.find_registered(number)

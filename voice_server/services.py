@@ -11,13 +11,13 @@ from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
-from voice_server.calllog import CallLog
-from voice_server.event_tokens import EventTokens, LiveKeys
+from voice_server.calllog.event_tokens import EventTokens, LiveKeys
+from voice_server.calllog.watchers import CallLog
 from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry
-from voice_server.security import PendingStreams, StreamTokens
+from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.settings import Settings
-from voice_server.twilio_rest import TwilioMessaging
+from voice_server.twilio_api.rest import TwilioMessaging
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from bench_lib.loadgen import (
     phrase,
 )
 from media import twilio as protocol
-from voice_server.phone_line import inbound_start, incoming_call, stream_from_twiml
 from voice_server.providers.openai_stt import ServerVad
+from voice_server.simulation.phone_line import inbound_start, incoming_call, stream_from_twiml
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Hundreds of simulated Twilio calls at real-time pace, lean enough to leave the CPU to the
 server: the benchmark's load generator, run in a process of its own.
 
-Each call does what `voice_server.simulator` does (signed webhook, TwiML, the media stream at
-one 20 ms frame per tick, marks echoed once the audio before them has played, `clear`
+Each call does what `voice_server.simulation.simulator` does (signed webhook, TwiML, the media
+stream at one 20 ms frame per tick, marks echoed once the audio before them has played, `clear`
 honoured), but the caller's audio and its base64 are prepared once: a frame costs one string
 format and one send. Agent audio is counted, not decoded, and played in real time to find
 underruns: ticks where playback ran dry inside an utterance (more audio of the same utterance,
@@ -30,9 +30,9 @@ from media import twilio as protocol
 from media.codec import FRAME_BYTES, FRAME_MS, ULAW_SILENCE, ulaw_to_pcm16
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded
 from media.vad import VoiceActivityDetector
-from voice_server.caller_script import trim_silence
 from voice_server.providers.base import TtsRequest
 from voice_server.providers.local import TTS_MODEL, EspeakTextToSpeech
+from voice_server.simulation.caller_script import trim_silence
 from voice_server.speech_audio import render_ulaw
 
 FRAME_S = 0.020

@@ -12,7 +12,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.api_keys import ApiKeyStore, IssuedKey
-from voice_server.demo import serve_in_background
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
 Db = AsyncDatabase[dict[str, Any]]

@@ -10,7 +10,7 @@ import httpx
 
 from stores.api_keys import ApiKeyStore
 from tests.api.conftest import Api, Db, agent_body, client, error, make, number_body
-from voice_server.demo import serve_in_background
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
 MB = 1024 * 1024

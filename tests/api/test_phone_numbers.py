@@ -6,7 +6,7 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from tests.api.conftest import NUMBER, Api, data, error, failing_fields, make, number_body
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 
 
 async def test_create_read_and_the_token_never_comes_back(api: Api) -> None:

@@ -16,9 +16,9 @@ from stores.embedded import EmbeddedDatabase
 from stores.secrets import SecretBox
 from tests.api.conftest import client, data, make, number_body
 from voice_server.cli import main
-from voice_server.demo import serve_in_background
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import seed_demo
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
 

@@ -17,11 +17,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from stores.agents import AgentStore
 from stores.phone_numbers import PhoneNumberStore
 from tests.stores.factories import agent, phone_number
-from voice_server.demo import serve_in_background
 from voice_server.log import configure_logging
 from voice_server.providers import local
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import DemoLine, seed_demo
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
 

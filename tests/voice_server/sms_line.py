@@ -19,12 +19,12 @@ from twilio.request_validator import RequestValidator
 from stores.api_keys import ApiKeyStore
 from stores.messages import Message, MessageStore
 from tests.voice_server.twilio_fake import FakeTwilio, serve_fake_twilio
-from voice_server.demo import serve_in_background
 from voice_server.providers import local
 from voice_server.providers.base import LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import local_registry
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_CALLER, DEMO_USER, DemoLine, seed_demo
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
 Db = AsyncDatabase[dict[str, Any]]

@@ -6,7 +6,7 @@ import re
 
 from stores.calls import CallStore
 from tests.voice_server.conftest import Server
-from voice_server.simulator import CallerScript, Line, place_call
+from voice_server.simulation.simulator import CallerScript, Line, place_call
 
 
 async def test_spoken_question_is_answered_and_stored(server: Server) -> None:

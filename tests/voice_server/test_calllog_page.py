@@ -19,7 +19,7 @@ from tests.stores.factories import call
 from tests.voice_server.conftest import Server
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings
-from voice_server.simulator import CallerScript, Line, place_call
+from voice_server.simulation.simulator import CallerScript, Line, place_call
 
 CHROMIUM = "/usr/bin/chromium"
 # As root in a container, on a machine with no way out: no sandbox, no background requests.

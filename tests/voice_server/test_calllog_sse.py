@@ -18,7 +18,7 @@ from stores.calls import Call, CallStore, TranscriptEntry
 from tests.stores.factories import call
 from tests.voice_server.conftest import Server
 from tests.voice_server.event_stream import Event, read_events
-from voice_server.event_tokens import EventTokens
+from voice_server.calllog.event_tokens import EventTokens
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings
 

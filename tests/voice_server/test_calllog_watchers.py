@@ -11,7 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.calls import Call, CallStore, TranscriptEntry
 from tests.stores.factories import call
-from voice_server.calllog import CallFeed, CallLog, CallLogOptions
+from voice_server.calllog.watchers import CallFeed, CallLog, CallLogOptions
 
 FOLLOWERS = 20
 

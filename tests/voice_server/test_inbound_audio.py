@@ -9,8 +9,8 @@ import pytest
 
 from stores.calls import CallStore
 from tests.voice_server.conftest import Server, logged
-from voice_server.caller_script import Burst, CallerScript, Say
-from voice_server.simulator import Line, place_call
+from voice_server.simulation.caller_script import Burst, CallerScript, Say
+from voice_server.simulation.simulator import Line, place_call
 
 QUESTION = "Hello, what are your opening hours?"
 

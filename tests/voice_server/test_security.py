@@ -7,12 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from voice_server.security import (
-    StreamTokenError,
-    StreamTokens,
-    public_url,
-    twilio_signature_valid,
-)
+from voice_server.security.stream_tokens import StreamTokenError, StreamTokens
+from voice_server.security.webhook_signature import public_url, twilio_signature_valid
 
 SECRET = "k" * 32
 TTL = 60.0

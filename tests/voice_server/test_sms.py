@@ -20,7 +20,7 @@ from tests.voice_server.sms_line import (
     open_sms_line,
 )
 from voice_server.seed import DEMO_CALLER, DEMO_USER
-from voice_server.sms_reply import FALLBACK_TEXT
+from voice_server.sms.reply import FALLBACK_TEXT
 
 
 def replies(response: httpx.Response) -> list[str]:

@@ -17,7 +17,7 @@ from tests.voice_server.sms_line import (
     sms_form,
 )
 from tests.voice_server.test_sms import replies
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings
 

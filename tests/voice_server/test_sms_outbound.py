@@ -20,7 +20,7 @@ from tests.voice_server.sms_line import (
     open_sms_line,
     sms_form,
 )
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_CALLER, DEMO_USER
 from voice_server.settings import Settings
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_server.sms_reply import SMS_MAX_CHARS, fit_sms
+from voice_server.sms.reply import fit_sms
+from voice_server.twilio_api.rest import SMS_MAX_CHARS
 
 
 def test_a_short_reply_is_left_as_it_is() -> None:

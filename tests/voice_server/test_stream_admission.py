@@ -19,9 +19,9 @@ from tests.voice_server.test_stream import (
     first_agent_media,
     start_frame,
 )
-from voice_server.demo import serve_in_background
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
-from voice_server.simulator import new_call_sid
+from voice_server.simulation.simulator import new_call_sid
 
 START_TIMEOUT_S = 0.3
 PENDING_LIMIT = 5

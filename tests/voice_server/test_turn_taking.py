@@ -14,16 +14,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.calls import Call, CallStore
 from tests.voice_server.fakes import EchoingSpeechToText, HangingLanguageModel
-from voice_server.caller_script import render_steps
-from voice_server.conversations import CONVERSATIONS, Conversation
-from voice_server.demo import serve_in_background
 from voice_server.providers import local
 from voice_server.providers.base import LanguageModel
 from voice_server.providers.registry import ProviderRegistry
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import seed_demo
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
-from voice_server.simulator import CallResult, Line, place_call
+from voice_server.simulation.caller_script import render_steps
+from voice_server.simulation.scripted_calls import CONVERSATIONS, Conversation
+from voice_server.simulation.simulator import CallResult, Line, place_call
 
 Db = AsyncDatabase[dict[str, Any]]
 

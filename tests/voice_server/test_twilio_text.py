@@ -18,7 +18,7 @@ from tests.voice_server.sms_line import Db, EchoingLanguageModel, as_user, open_
 from tests.voice_server.test_sms import replies
 from tests.voice_server.test_sms_outbound import number_id
 from tests.voice_server.test_voice_webhooks import call_form, post_signed
-from voice_server.twilio_text import xml_safe
+from voice_server.twilio_api.twiml import xml_safe
 
 # What the issue found breaking the SMS answer, and the edges of what XML 1.0 allows.
 UNSAFE = ["\x01", "\x0b", "\x00", "\ufffe", "\x1f", "\uffff", "\ud800"]

@@ -14,8 +14,8 @@ from twilio.request_validator import RequestValidator
 from stores.calls import CallStore
 from stores.phone_numbers import PhoneNumberCreate, PhoneNumberStore
 from tests.voice_server.conftest import Server, logged
-from voice_server.demo import serve_in_background
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
 

@@ -10,7 +10,7 @@ from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from tests.voice_server.conftest import DEPLOYMENT_TOKEN, Server, Tenant, add_tenant
 from tests.voice_server.test_voice_webhooks import call_form, post_signed
 from tests.voice_server.webhook_calls import A_CALL, accepted_call, call_document, refusal
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 
 
 def form_of(tenant: Tenant, call_sid: str = A_CALL, **fields: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 `/calls/{id}/transcript?since=N` brings only the entries a poller has not seen, with the status.
 
 Read-only: calls are written by the voice webhooks and the media stream. `POST /event-tokens`
-mints the token the call log's event streams take (see `voice_server.calllog_http`).
+mints the token the call log's event streams take (see `voice_server.api.events`).
 """
 
 from __future__ import annotations

@@ -10,16 +10,19 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from stores.documents import utc_now
-from stores.messages import ConversationMessage, NewMessage
+from stores.messages import ConversationMessage, NewMessage, current_conversation_id
 from stores.owned import IdText
 from stores.phone_numbers import E164
 from voice_server.api.envelope import ApiError, invalid
 from voice_server.api.operations import ApiRequest, Operation
 from voice_server.api.references import number_by_id
 from voice_server.log import get_logger
-from voice_server.sms import current_conversation_id
-from voice_server.sms_reply import SMS_MAX_CHARS
-from voice_server.twilio_rest import SendFailed, number_credentials, status_callback_url
+from voice_server.twilio_api.rest import (
+    SMS_MAX_CHARS,
+    SendFailed,
+    number_credentials,
+    status_callback_url,
+)
 
 log = get_logger(__name__)
 TAG = "conversations"

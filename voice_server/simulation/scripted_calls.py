@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from voice_server.caller_script import (
+from voice_server.simulation.caller_script import (
     AwaitHangUp,
     CallerScript,
     HangUp,

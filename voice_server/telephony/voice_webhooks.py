@@ -1,6 +1,6 @@
 """Twilio's HTTP webhooks for calls: the incoming-call answer and the call-status callback.
 
-Every request must be signed for one of our numbers (`voice_server.webhook_signature`), and
+Every request must be signed for one of our numbers (`voice_server.security.webhook_signature`), and
 touches only calls on that number: a CallSid is just a form field, which any customer's token
 can sign, so a call of another number named in it is refused (403) and left alone. The
 incoming-call answer must be fast (Twilio waits 15 s at most): no provider is called here; the
@@ -24,10 +24,10 @@ from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phon
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
 from voice_server.providers.registry import UnknownModel
+from voice_server.security.webhook_signature import refuse, verified_form
 from voice_server.services import Services
 from voice_server.session import FALLBACK_TEXT
-from voice_server.twilio_text import twiml_response
-from voice_server.webhook_signature import refuse, verified_form
+from voice_server.twilio_api.twiml import twiml_response
 
 log = get_logger(__name__)
 

@@ -2,9 +2,10 @@
 
 `EventSource` cannot send an `Authorization` header, and an API key in a URL ends up in logs,
 proxies and browser history. So an authenticated `POST /api/event-tokens` mints a signed token
-(`voice_server.signed_tokens`) that names the API key it was minted with. It opens the key's
-user's event streams until it expires, a minute later by default: long enough to open a stream,
-too short to be worth stealing, since the call-log page mints a new one for every (re)connect.
+(`voice_server.security.signed_tokens`) that names the API key it was minted with. It opens the
+key's user's event streams until it expires, a minute later by default: long enough to open a
+stream, too short to be worth stealing, since the call-log page mints a new one for every
+(re)connect.
 
 A token is only as good as its key: `LiveKeys` says whether the key is still live, reading it at
 most once per `recheck_seconds` per key, so a revoked key's tokens are refused at connect, and
@@ -16,7 +17,7 @@ from __future__ import annotations
 import time
 
 from stores.api_keys import ApiKeyStore
-from voice_server.signed_tokens import SignedTokens, TokenRefused
+from voice_server.security.signed_tokens import SignedTokens, TokenRefused
 
 
 class EventTokens:

@@ -27,7 +27,9 @@ from stores.phone_numbers import PhoneNumber, PhoneNumberStore
 from stores.secrets import SecretUnreadable
 from voice_server.log import get_logger
 from voice_server.settings import Settings
-from voice_server.twilio_text import xml_safe
+from voice_server.twilio_api.twiml import xml_safe
+
+SMS_MAX_CHARS = 1600  # the longest outbound body Twilio takes (docs/twilio.md §7)
 
 log = get_logger(__name__)
 

@@ -24,7 +24,7 @@ from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import database_retrying
-from voice_server.security import PendingStreamsFull, StreamTokenError
+from voice_server.security.stream_tokens import PendingStreamsFull, StreamTokenError
 from voice_server.services import Services
 from voice_server.session import FALLBACK_TEXT, CallContext, CallSession
 

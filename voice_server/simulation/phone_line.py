@@ -14,8 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 from twilio.request_validator import RequestValidator
@@ -24,9 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from media import twilio as protocol
 from media.codec import FRAME_BYTES, ULAW_SILENCE, ulaw_to_pcm16
-
-if TYPE_CHECKING:
-    from voice_server.simulator import CallResult
+from media.wav import wav_bytes
 
 SILENT_FRAME = ULAW_SILENCE * FRAME_BYTES
 LOUD = 1000  # a frame with a sample above this counts as sound, not silence
@@ -39,6 +36,33 @@ class Interruption:
     onset: float  # monotonic time of the first loud frame sent
     clear_after_ms: float | None = None  # onset → Twilio `clear` received
     last_media_after_ms: float | None = None  # onset → the agent's last audio before the clear
+
+
+@dataclass
+class Turn:
+    said: str
+    reply_latency_ms: float | None = None  # caller's last speech frame → agent's first audio
+
+
+@dataclass
+class CallResult:
+    call_sid: str
+    twiml: str
+    connected: bool = False
+    turns: list[Turn] = field(default_factory=list)
+    interruptions: list[Interruption] = field(default_factory=list)
+    marks_echoed: int = 0
+    clears: int = 0
+    server_hung_up: bool = False
+    caller_audio: bytearray = field(default_factory=bytearray)  # μ-law, one frame per tick
+    agent_audio: bytearray = field(default_factory=bytearray)
+
+    def recording_wav(self) -> bytes:
+        """Both sides mixed into one 8 kHz mono WAV a person can listen to."""
+        caller = np.frombuffer(ulaw_to_pcm16(bytes(self.caller_audio)), dtype=np.int16)
+        agent = np.frombuffer(ulaw_to_pcm16(bytes(self.agent_audio)), dtype=np.int16)
+        mixed = (caller.astype(np.int32) + agent.astype(np.int32)).clip(-32768, 32767)
+        return wav_bytes(mixed.astype(np.int16).tobytes(), 8000)
 
 
 def incoming_call(

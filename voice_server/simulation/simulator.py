@@ -13,15 +13,12 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
-import numpy as np
 from websockets.asyncio.client import connect
 
-from media.codec import ulaw_to_pcm16
-from media.wav import wav_bytes
-from voice_server.caller_script import (
+from voice_server.simulation.caller_script import (
     AwaitHangUp,
     Burst,
     CallerScript,
@@ -33,9 +30,10 @@ from voice_server.caller_script import (
     Step,
     render_steps,
 )
-from voice_server.phone_line import (
-    Interruption,
+from voice_server.simulation.phone_line import (
+    CallResult,
     Player,
+    Turn,
     inbound_start,
     incoming_call,
     stream_from_twiml,
@@ -53,33 +51,6 @@ class Line:
     caller: str
     dialled: str
     account_sid: str = "AC" + "0" * 32
-
-
-@dataclass
-class Turn:
-    said: str
-    reply_latency_ms: float | None = None  # caller's last speech frame → agent's first audio
-
-
-@dataclass
-class CallResult:
-    call_sid: str
-    twiml: str
-    connected: bool = False
-    turns: list[Turn] = field(default_factory=list)
-    interruptions: list[Interruption] = field(default_factory=list)
-    marks_echoed: int = 0
-    clears: int = 0
-    server_hung_up: bool = False
-    caller_audio: bytearray = field(default_factory=bytearray)  # μ-law, one frame per tick
-    agent_audio: bytearray = field(default_factory=bytearray)
-
-    def recording_wav(self) -> bytes:
-        """Both sides mixed into one 8 kHz mono WAV a person can listen to."""
-        caller = np.frombuffer(ulaw_to_pcm16(bytes(self.caller_audio)), dtype=np.int16)
-        agent = np.frombuffer(ulaw_to_pcm16(bytes(self.agent_audio)), dtype=np.int16)
-        mixed = (caller.astype(np.int32) + agent.astype(np.int32)).clip(-32768, 32767)
-        return wav_bytes(mixed.astype(np.int16).tobytes(), 8000)
 
 
 def new_call_sid() -> str:

@@ -28,12 +28,16 @@ from voice_server.log import get_logger
 from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import UnknownModel
 from voice_server.services import Services
-from voice_server.twilio_rest import SendFailed, number_credentials, status_callback_url
+from voice_server.twilio_api.rest import (
+    SMS_MAX_CHARS,
+    SendFailed,
+    number_credentials,
+    status_callback_url,
+)
 
 log = get_logger(__name__)
 
 FALLBACK_TEXT = "Sorry, I cannot answer right now. Please try again a little later."
-SMS_MAX_CHARS = 1600  # the longest outbound body Twilio takes (docs/twilio.md §7)
 LLM_DEADLINE_S = 60.0  # a reply later than this is worth less than the fallback
 _SENTENCE_END = re.compile(r"""[.!?…]+["')\]]*(?=\s)""")
 

@@ -5,7 +5,7 @@ and LLM providers.
 An incoming message is stored in the `(userId, agent_id, user_number)` conversation of the
 number's owner (`agent_id` = the normalised `To`, `user_number` = the normalised `From`), then
 answered by the agent's LLM with the last 24 hours of that conversation (see
-`voice_server.sms_reply`). A number deleted by one user and registered by another starts afresh:
+`voice_server.sms.reply`). A number deleted by one user and registered by another starts afresh:
 the new owner's agent never sees the texts its predecessor exchanged on the number.
 
 **Which agent answers texts**: the agent the voice look-up would pick for a call to the number
@@ -32,9 +32,7 @@ Every answer is valid TwiML. Outcomes, each logged with the MessageSid bound:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from uuid import uuid4
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -44,14 +42,15 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from stores.agents import Agent
 from stores.documents import utc_now
-from stores.messages import Media, Message, NewMessage
+from stores.messages import Media, Message, NewMessage, current_conversation_id
 from stores.owned import ListQuery
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
 from voice_server.log import get_logger
+from voice_server.security.webhook_signature import verified_form
 from voice_server.services import Services
-from voice_server.sms_reply import SMS_MAX_CHARS, Exchange, answer
-from voice_server.twilio_text import twiml_response
-from voice_server.webhook_signature import verified_form
+from voice_server.sms.reply import Exchange, answer
+from voice_server.twilio_api.rest import SMS_MAX_CHARS
+from voice_server.twilio_api.twiml import twiml_response
 
 log = get_logger(__name__)
 
@@ -109,12 +108,6 @@ async def _store_and_reply(
         return None
     exchange = Exchange(number, user_number, conversation_id, inbound.message_sid)
     return await answer(services, exchange, agent, [*history, _as_message(inbound)])
-
-
-def current_conversation_id(history: Sequence[Message]) -> str:
-    """The id a new message joins: a `conversation_id` spans messages less than 24 hours
-    apart (the LLM's memory), so a quiet day starts a new one."""
-    return history[-1].conversation_id if history else uuid4().hex
 
 
 def _inbound(

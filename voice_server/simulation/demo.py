@@ -8,24 +8,24 @@ and writes the call's audio (both sides) to a WAV file.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-
-import uvicorn
 
 from stores import migrations
 from stores.calls import CallStore
 from stores.database import Database, connect, database_name
 from stores.embedded import EmbeddedDatabase
-from voice_server.app import create_app
-from voice_server.providers.registry import ProviderRegistry
-from voice_server.secret_key import secret_box
+from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
-from voice_server.serving import uvicorn_config
+from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
-from voice_server.simulator import CallerScript, CallResult, Line, new_call_sid, place_call
+from voice_server.simulation.simulator import (
+    CallerScript,
+    CallResult,
+    Line,
+    new_call_sid,
+    place_call,
+)
 
 DEMO_TURNS = (
     "Hello, what are your opening hours?",
@@ -54,35 +54,6 @@ async def _demo(settings: Settings, uri: str, wav_path: Path, turns: tuple[str, 
     print(f"\nrecording of both sides: {wav_path} ({len(result.caller_audio) / 8000:.1f} s)")
     print(f"turns answered: {answered}/{len(result.turns)}")
     return 0 if result.connected and answered == len(result.turns) else 1
-
-
-@asynccontextmanager
-async def serve_in_background(
-    settings: Settings, db: Database, providers: ProviderRegistry | None = None
-) -> AsyncIterator[str]:
-    """The real app under uvicorn on a free loopback port, for as long as the block runs."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        base_url = f"http://127.0.0.1:{port}"
-        app_settings = settings.model_copy(update={"public_base_url": base_url, "port": port})
-        config = uvicorn_config(
-            create_app(app_settings, database=db, providers=providers),
-            log_level="warning",  # uvicorn's own lines only: start-up and shut-down
-            lifespan="on",
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if serving.done():
-                    await serving
-                    raise RuntimeError("the server stopped during start-up")
-                await asyncio.sleep(0.01)  # uvicorn offers no start-up event to wait on
-            yield base_url
-        finally:
-            server.should_exit = True
-            await serving
 
 
 async def _call_and_watch(

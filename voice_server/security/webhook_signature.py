@@ -15,14 +15,15 @@ reason (never a token).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from twilio.request_validator import RequestValidator
 
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
 from stores.secrets import SecretUnreadable
 from voice_server.log import get_logger
-from voice_server.security import public_url, twilio_signature_valid
 from voice_server.services import Services
 
 log = get_logger(__name__)
@@ -85,3 +86,16 @@ def refuse(request: Request, reason: str, **context: str) -> HTTPException:
     """Log why a webhook is refused; the 403 to raise, saying the same."""
     log.warning("webhook refused", path=request.url.path, reason=reason, **context)
     return HTTPException(status_code=403, detail=f"Forbidden: {reason}")
+
+
+def twilio_signature_valid(
+    url: str, params: Mapping[str, str], signature: str, auth_tokens: Iterable[str]
+) -> bool:
+    """Whether `signature` is Twilio's signature of `url` + `params` under any of the tokens
+    (several during an auth-token rotation, or a number's own token and the deployment's)."""
+    return any(RequestValidator(token).validate(url, params, signature) for token in auth_tokens)
+
+
+def public_url(base_url: str, path: str, query: str) -> str:
+    """The URL exactly as Twilio requested it: our public base plus the raw path and query."""
+    return f"{base_url}{path}" + (f"?{query}" if query else "")

@@ -1,5 +1,5 @@
-"""The call log over HTTP: Server-Sent Events for one call's transcript and for the list of
-active calls, and the call-log page (static files, no build step).
+"""The call log's live side of the API: Server-Sent Events for one call's transcript and for the
+list of active calls, fed by the shared watchers of `voice_server.calllog`.
 
 Streams (`text/event-stream`, authenticated by `?token=` from `POST /api/event-tokens`):
 
@@ -19,38 +19,29 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Coroutine
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
 
 from voice_server.api.envelope import ApiError, failure, invalid, not_found
-from voice_server.calllog import CallLog
+from voice_server.calllog.watchers import CallLog
 from voice_server.log import get_logger
 from voice_server.services import Services
 
 log = get_logger(__name__)
-STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
 RETRY_MS = 2000
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def calllog_routes() -> list[BaseRoute]:
+def event_routes() -> list[BaseRoute]:
     """Mount these before `/api`, whose mount would take the event paths."""
     return [
         Route("/api/events/calls", active_calls_events, methods=["GET"]),
         Route("/api/events/calls/{id}", call_events, methods=["GET"]),
-        Route("/calllog", calllog_page, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-
-
-async def calllog_page(request: Request) -> Response:
-    return FileResponse(STATIC / "calllog.html", headers={"Cache-Control": "no-cache"})
 
 
 async def call_events(request: Request) -> Response:

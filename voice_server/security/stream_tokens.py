@@ -1,5 +1,5 @@
-"""Who may talk to us: Twilio webhook signatures, the short-lived media-stream tokens, and the
-bounded room for media streams that have not proved anything yet.
+"""Who may open a media stream: the short-lived media-stream tokens, and the bounded room for
+media streams that have not proved anything yet.
 
 Stream tokens bind a media stream to the call our voice webhook accepted: the webhook (whose
 Twilio signature was checked) mints `call_sid.expiry.mac`, hands it to Twilio as a TwiML
@@ -10,29 +10,14 @@ before expiry, once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from twilio.request_validator import RequestValidator
-
-from voice_server.signed_tokens import SignedTokens, TokenRefused
+from voice_server.security.signed_tokens import SignedTokens, TokenRefused
 
 
 class StreamTokenError(Exception):
     """The media stream's token is missing, forged, expired, reused or for another call."""
-
-
-def twilio_signature_valid(
-    url: str, params: Mapping[str, str], signature: str, auth_tokens: Iterable[str]
-) -> bool:
-    """Whether `signature` is Twilio's signature of `url` + `params` under any of the tokens
-    (several during an auth-token rotation, or a number's own token and the deployment's)."""
-    return any(RequestValidator(token).validate(url, params, signature) for token in auth_tokens)
-
-
-def public_url(base_url: str, path: str, query: str) -> str:
-    """The URL exactly as Twilio requested it: our public base plus the raw path and query."""
-    return f"{base_url}{path}" + (f"?{query}" if query else "")
 
 
 class StreamTokens:
