@@ -1,4 +1,10 @@
-"""What the routes share for the life of the app: settings, stores, providers and caches."""
+"""What the routes share for the life of the app: settings, stores, providers and caches.
+
+One container on purpose: everything in it is opened once by the app's lifespan
+(`voice_server.app.create_app`), closed with it, and reaches a route as `request.state.services`,
+Starlette's one seam for lifespan state. It holds no behaviour of its own; each edge takes the
+few members it needs, and tests inject a different database or providers through `create_app`.
+"""
 
 from __future__ import annotations
 

@@ -19,17 +19,21 @@ class AgentFilters(BaseModel):
     active: bool | None = None
 
 
-async def create(call: ApiRequest) -> Agent:
-    body: AgentFields = call.body
-    await number_by_value(call.services, call.user_id, body.phoneNumber, "body.phoneNumber")
-    return await call.services.agents.create(AgentCreate(**body.model_dump(), userId=call.user_id))
+async def create(request: ApiRequest) -> Agent:
+    body: AgentFields = request.body
+    await number_by_value(request.services, request.user_id, body.phoneNumber, "body.phoneNumber")
+    return await request.services.agents.create(
+        AgentCreate(**body.model_dump(), userId=request.user_id)
+    )
 
 
-async def update(call: ApiRequest) -> Agent | None:
-    change: AgentUpdate = call.body
+async def update(request: ApiRequest) -> Agent | None:
+    change: AgentUpdate = request.body
     if change.phoneNumber is not None:
-        await number_by_value(call.services, call.user_id, change.phoneNumber, "body.phoneNumber")
-    return await call.services.agents.update(call.user_id, call.doc_id, change)
+        await number_by_value(
+            request.services, request.user_id, change.phoneNumber, "body.phoneNumber"
+        )
+    return await request.services.agents.update(request.user_id, request.doc_id, change)
 
 
 RESOURCE = Resource(

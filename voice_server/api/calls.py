@@ -61,20 +61,20 @@ class EventToken(BaseModel):
     expires_at: int = Field(description="Unix seconds")
 
 
-async def list_calls(call: ApiRequest) -> Listing[CallSummary]:
-    return await call.services.calls.page(call.user_id, call.listing)
+async def list_calls(request: ApiRequest) -> Listing[CallSummary]:
+    return await request.services.calls.page(request.user_id, request.listing)
 
 
-async def read_call(call: ApiRequest) -> Call:
-    found = await call.services.calls.get_owned(call.user_id, call.doc_id)
+async def read_call(request: ApiRequest) -> Call:
+    found = await request.services.calls.get_owned(request.user_id, request.doc_id)
     if found is None:
         raise not_found("call")
     return found
 
 
-async def read_transcript(call: ApiRequest) -> TranscriptUpdate:
-    since: int = call.query.since
-    found = await call.services.calls.get_since(call.doc_id, since, call.user_id)
+async def read_transcript(request: ApiRequest) -> TranscriptUpdate:
+    since: int = request.query.since
+    found = await request.services.calls.get_since(request.doc_id, since, request.user_id)
     if found is None:
         raise not_found("call")
     entries = [
@@ -92,8 +92,8 @@ async def read_transcript(call: ApiRequest) -> TranscriptUpdate:
     )
 
 
-async def mint_event_token(call: ApiRequest) -> EventToken:
-    token, expires_at = call.services.event_tokens.mint(call.key_id)
+async def mint_event_token(request: ApiRequest) -> EventToken:
+    token, expires_at = request.services.event_tokens.mint(request.key_id)
     return EventToken(token=token, expires_at=expires_at)
 
 

@@ -32,22 +32,22 @@ class MessageFilters(BaseModel):
     conversation_id: str | None = None
 
 
-async def list_conversations(call: ApiRequest) -> Listing[Conversation]:
-    return await call.services.messages.conversations(call.user_id, call.listing)
+async def list_conversations(request: ApiRequest) -> Listing[Conversation]:
+    return await request.services.messages.conversations(request.user_id, request.listing)
 
 
-async def read_conversation(call: ApiRequest) -> Conversation:
-    found = await call.services.messages.get(call.user_id, call.doc_id)
+async def read_conversation(request: ApiRequest) -> Conversation:
+    found = await request.services.messages.get(request.user_id, request.doc_id)
     if found is None:
         raise not_found("conversation")
     return found
 
 
-async def list_messages(call: ApiRequest) -> Listing[ConversationMessage]:
+async def list_messages(request: ApiRequest) -> Listing[ConversationMessage]:
     """The caller's messages across conversations, paged newest (or oldest) first."""
-    query = call.listing
-    found = await call.services.messages.all_messages(
-        call.user_id, query.filters.get("conversation_id")
+    query = request.listing
+    found = await request.services.messages.all_messages(
+        request.user_id, query.filters.get("conversation_id")
     )
     if query.descending:
         found.reverse()

@@ -36,20 +36,20 @@ class OutboundSms(BaseModel):
     body: str = Field(min_length=1, max_length=SMS_MAX_CHARS)
 
 
-async def send_message(call: ApiRequest) -> ConversationMessage:
+async def send_message(request: ApiRequest) -> ConversationMessage:
     """Send, then store; a message Twilio refused is not stored (502 says why)."""
-    request: OutboundSms = call.body
-    services = call.services
+    sms: OutboundSms = request.body
+    services = request.services
     field = "body.fromPhoneNumberId"
-    number = await number_by_id(services, call.user_id, request.fromPhoneNumberId, field)
+    number = await number_by_id(services, request.user_id, sms.fromPhoneNumberId, field)
     if not number.isActive:
         raise invalid(field, "the phone number is not active")
     try:
         sent = await services.twilio.send(
             number_credentials(services.phone_numbers, number),
             from_=number.phoneNumber,
-            to=request.to,
-            body=request.body,
+            to=sms.to,
+            body=sms.body,
             status_callback=status_callback_url(services.settings),
         )
     except SendFailed as error:
@@ -57,20 +57,20 @@ async def send_message(call: ApiRequest) -> ConversationMessage:
         raise ApiError(502, "twilio_error", str(error)) from None
     now = utc_now()
     history = await services.messages.last_24h_messages(
-        call.user_id, number.phoneNumber, request.to, now
+        request.user_id, number.phoneNumber, sms.to, now
     )
     message = NewMessage(
         agent_id=number.phoneNumber,
-        user_number=request.to,
-        userId=call.user_id,
+        user_number=sms.to,
+        userId=request.user_id,
         message_sid=sent.sid,
-        body=request.body,
+        body=sms.body,
         conversation_id=current_conversation_id(history),
         timestamp=now,
         status=sent.status,
     )
     await services.messages.create_outbound_message(message)
-    log.info("outbound SMS sent", message_sid=sent.sid, to=request.to)
+    log.info("outbound SMS sent", message_sid=sent.sid, to=sms.to)
     fields = message.model_dump(exclude={"agent_id", "userId"})
     return ConversationMessage(
         **fields, agent_number=number.phoneNumber, direction="outbound", role="assistant"

@@ -104,7 +104,7 @@ class Operation:
     async def _answer(self, request: Request) -> Response:
         services: Services = request.state.services
         key = await authenticate(services, request)
-        call = ApiRequest(
+        api_request = ApiRequest(
             services=services,
             user_id=key.userId,
             key_id=key.id,
@@ -114,12 +114,14 @@ class Operation:
             query=self._query(request),
         )
         try:
-            result = await self.handler(call)
+            result = await self.handler(api_request)
         except (DocumentTooLarge, InvalidDocument, WriteError) as error:
             raise storage_refusal(error) from None
         if isinstance(result, Listing):
             page = Pagination(
-                limit=call.listing.limit, offset=call.listing.offset, hasMore=result.has_more
+                limit=api_request.listing.limit,
+                offset=api_request.listing.offset,
+                hasMore=result.has_more,
             )
             items = [self._shown(item) for item in result.items]
             return success(data=items, pagination=page.model_dump())

@@ -36,30 +36,30 @@ class PhoneNumberFilters(BaseModel):
     isActive: bool | None = None
 
 
-async def create(call: ApiRequest) -> PhoneNumber:
-    body: PhoneNumberFields = call.body
+async def create(request: ApiRequest) -> PhoneNumber:
+    body: PhoneNumberFields = request.body
     try:
-        return await call.services.phone_numbers.create(
-            PhoneNumberCreate(**body.model_dump(), userId=call.user_id)
+        return await request.services.phone_numbers.create(
+            PhoneNumberCreate(**body.model_dump(), userId=request.user_id)
         )
     except DuplicateKeyError:
-        raise await _taken(call, body.phoneNumber) from None
+        raise await _taken(request, body.phoneNumber) from None
 
 
-async def update(call: ApiRequest) -> PhoneNumber | None:
-    change: PhoneNumberUpdate = call.body
+async def update(request: ApiRequest) -> PhoneNumber | None:
+    change: PhoneNumberUpdate = request.body
     try:
-        return await call.services.phone_numbers.update(call.user_id, call.doc_id, change)
+        return await request.services.phone_numbers.update(request.user_id, request.doc_id, change)
     except DuplicateKeyError:
-        raise await _taken(call, change.phoneNumber) from None
+        raise await _taken(request, change.phoneNumber) from None
 
 
-async def _taken(call: ApiRequest, phone_number: str | None) -> ApiError:
+async def _taken(request: ApiRequest, phone_number: str | None) -> ApiError:
     """The refusal of a number with a live registration: the caller's own, or not available
     (also when the holder let it go in the meantime: the caller may simply try again)."""
-    numbers = call.services.phone_numbers
+    numbers = request.services.phone_numbers
     holder = None if phone_number is None else await numbers.find_registered(phone_number)
-    if holder is not None and holder.userId == call.user_id:
+    if holder is not None and holder.userId == request.user_id:
         log.info("phone number refused: the caller registered it already", number_id=holder.id)
         return conflict(YOURS)
     held_by = None if holder is None else holder.id

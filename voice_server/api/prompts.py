@@ -18,19 +18,21 @@ class PromptFilters(BaseModel):
     category: str | None = None
 
 
-async def create(call: ApiRequest) -> Prompt:
-    body: PromptFields = call.body
-    await number_by_id(call.services, call.user_id, body.phoneNumberId, "body.phoneNumberId")
-    return await call.services.prompts.create(
-        PromptCreate(**body.model_dump(), userId=call.user_id)
+async def create(request: ApiRequest) -> Prompt:
+    body: PromptFields = request.body
+    await number_by_id(request.services, request.user_id, body.phoneNumberId, "body.phoneNumberId")
+    return await request.services.prompts.create(
+        PromptCreate(**body.model_dump(), userId=request.user_id)
     )
 
 
-async def update(call: ApiRequest) -> Prompt | None:
-    change: PromptUpdate = call.body
+async def update(request: ApiRequest) -> Prompt | None:
+    change: PromptUpdate = request.body
     if change.phoneNumberId is not None:
-        await number_by_id(call.services, call.user_id, change.phoneNumberId, "body.phoneNumberId")
-    return await call.services.prompts.update(call.user_id, call.doc_id, change)
+        await number_by_id(
+            request.services, request.user_id, change.phoneNumberId, "body.phoneNumberId"
+        )
+    return await request.services.prompts.update(request.user_id, request.doc_id, change)
 
 
 RESOURCE = Resource(

@@ -61,24 +61,24 @@ class Resource:
                       Deleted, errors=(404,)),
         ]  # fmt: skip
 
-    async def _page(self, call: ApiRequest) -> Listing[Any]:
-        return await self.page(call.services, call.user_id, call.listing)
+    async def _page(self, request: ApiRequest) -> Listing[Any]:
+        return await self.page(request.services, request.user_id, request.listing)
 
-    async def _get(self, call: ApiRequest) -> BaseModel:
-        found = await self.get(call.services, call.user_id, call.doc_id)
+    async def _get(self, request: ApiRequest) -> BaseModel:
+        found = await self.get(request.services, request.user_id, request.doc_id)
         if found is None:
             raise not_found(self.what)
         return found
 
-    async def _update(self, call: ApiRequest) -> BaseModel:
-        if await self.get(call.services, call.user_id, call.doc_id) is None:
+    async def _update(self, request: ApiRequest) -> BaseModel:
+        if await self.get(request.services, request.user_id, request.doc_id) is None:
             raise not_found(self.what)
-        updated = await self.update(call)
+        updated = await self.update(request)
         if updated is None:  # deleted between the two
             raise not_found(self.what)
         return updated
 
-    async def _delete(self, call: ApiRequest) -> BaseModel:
-        if not await self.delete(call.services, call.user_id, call.doc_id):
+    async def _delete(self, request: ApiRequest) -> BaseModel:
+        if not await self.delete(request.services, request.user_id, request.doc_id):
             raise not_found(self.what)
-        return Deleted(id=call.doc_id, deleted=True)
+        return Deleted(id=request.doc_id, deleted=True)

@@ -31,9 +31,9 @@ class ScheduledCallFilters(BaseModel):
     callType: Literal["ai", "normal"] | None = None
 
 
-async def _prompt_content(call: ApiRequest, fields: ScheduledCallFields) -> str | None:
+async def _prompt_content(request: ApiRequest, fields: ScheduledCallFields) -> str | None:
     """Check the references; the text of the prompt (a fresh snapshot), if one is named."""
-    services, user = call.services, call.user_id
+    services, user = request.services, request.user_id
     await number_by_id(services, user, fields.fromPhoneNumberId, "body.fromPhoneNumberId")
     if fields.promptId is None:
         return None
@@ -43,17 +43,17 @@ async def _prompt_content(call: ApiRequest, fields: ScheduledCallFields) -> str 
     return prompt.content
 
 
-async def create(call: ApiRequest) -> ScheduledCall:
-    body: ScheduledCallFields = call.body
-    content = await _prompt_content(call, body)
-    data = ScheduledCallCreate(**body.model_dump(), userId=call.user_id, promptContent=content)
-    return await call.services.scheduled_calls.create(data)
+async def create(request: ApiRequest) -> ScheduledCall:
+    body: ScheduledCallFields = request.body
+    content = await _prompt_content(request, body)
+    data = ScheduledCallCreate(**body.model_dump(), userId=request.user_id, promptContent=content)
+    return await request.services.scheduled_calls.create(data)
 
 
-async def update(call: ApiRequest) -> ScheduledCall | None:
+async def update(request: ApiRequest) -> ScheduledCall | None:
     """Merge the change into the stored call and check the result as a whole."""
-    change: ScheduledCallUpdate = call.body
-    current = await call.services.scheduled_calls.get(call.user_id, call.doc_id)
+    change: ScheduledCallUpdate = request.body
+    current = await request.services.scheduled_calls.get(request.user_id, request.doc_id)
     if current is None:
         raise not_found("scheduled call")
     merged = current.model_dump(include=set(ScheduledCallFields.model_fields))
@@ -61,12 +61,12 @@ async def update(call: ApiRequest) -> ScheduledCall | None:
         fields = ScheduledCallFields.model_validate(merged | change.model_dump(exclude_none=True))
     except ValidationError as error:
         raise invalid_input(error, "body") from None
-    content = await _prompt_content(call, fields)
+    content = await _prompt_content(request, fields)
     if fields.promptId == current.promptId:
         content = current.promptContent  # the snapshot stays until the prompt changes
     try:
-        return await call.services.scheduled_calls.update(
-            call.user_id, call.doc_id, fields, content
+        return await request.services.scheduled_calls.update(
+            request.user_id, request.doc_id, fields, content
         )
     except NotPending:
         raise conflict(f"the call is {current.status} and can no longer be changed") from None
