@@ -16,9 +16,14 @@ from datetime import UTC, datetime
 from stores.agents import Agent
 from voice_server.providers.openai_clients import OpenAiEndpoint
 from voice_server.providers.openai_llm import ChatOptions
-from voice_server.providers.openai_registry import ModelNotice, check_agent_models, openai_defaults
-from voice_server.providers.registry import ProviderRegistry, local_registry
+from voice_server.providers.openai_registry import ModelNotice, check_models, openai_defaults
+from voice_server.providers.registry import ModelChoice, ProviderRegistry, local_registry
 from voice_server.settings import Settings
+
+
+def agent_models(agent: Agent) -> ModelChoice:
+    """The agent's model names, as the provider registry takes them."""
+    return ModelChoice(stt=agent.sttModel, llm=agent.inferenceModel, tts=agent.ttsModel)
 
 
 async def _nothing() -> None:
@@ -50,9 +55,9 @@ def build_providers(
     local_names = {*registry.stt, *registry.llm, *registry.tts}
     compatible_llm = llm_endpoint is not None
 
-    def check(agent: Agent) -> list[ModelNotice]:
-        served = local_names | ({agent.inferenceModel} if compatible_llm else set())
-        return check_agent_models(agent, today=datetime.now(UTC).date(), served_elsewhere=served)
+    def check(models: ModelChoice) -> list[ModelNotice]:
+        served = local_names | ({models.llm} if compatible_llm else set())
+        return check_models(models, today=datetime.now(UTC).date(), served_elsewhere=served)
 
     registry = dataclasses.replace(
         registry,

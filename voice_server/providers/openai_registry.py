@@ -6,7 +6,7 @@ goes to a Realtime transcription session for models that stream, and to per-utte
 the rest (whisper-1, and whatever a compatible server names its models).
 
 `KNOWN_MODELS` joins the model literals of the installed SDK with the announced shutdown dates
-of docs/openai.md §11; `check_agent_models()` turns an agent's model names into notices to show
+of docs/openai.md §11; `check_models()` turns an agent's model names into notices to show
 at start-up, on agent save and in the call log, instead of a failure mid-call.
 """
 
@@ -23,7 +23,6 @@ import httpx2
 from openai.types import AudioModel, ChatModel
 from openai.types.audio import SpeechModel
 
-from stores.agents import Agent
 from voice_server.providers.base import SpeechToText, SttOptions, SttSession
 from voice_server.providers.openai_clients import LiveTuning, OpenAiClients, OpenAiEndpoint
 from voice_server.providers.openai_llm import ChatOptions, OpenAiLanguageModel
@@ -32,6 +31,7 @@ from voice_server.providers.openai_stt import (
     OpenAiUtteranceSpeechToText,
 )
 from voice_server.providers.openai_tts import OpenAiTextToSpeech
+from voice_server.providers.registry import ModelChoice
 
 # Transcription models a Realtime session streams (§4a); whisper-1 sends its text in one piece,
 # so it is served per utterance over HTTP.
@@ -184,16 +184,12 @@ def check_model(field: str, model: str, *, today: date) -> ModelNotice | None:
     return ModelNotice(field, model, message, False)
 
 
-def check_agent_models(
-    agent: Agent, *, today: date, served_elsewhere: Container[str] = frozenset()
+def check_models(
+    models: ModelChoice, *, today: date, served_elsewhere: Container[str] = frozenset()
 ) -> list[ModelNotice]:
-    """Notices for the agent's models that go to OpenAI; names in `served_elsewhere` (local
-    providers, a compatible LLM server) are not OpenAI's to judge."""
-    names = {
-        "sttModel": agent.sttModel,
-        "inferenceModel": agent.inferenceModel,
-        "ttsModel": agent.ttsModel,
-    }
+    """Notices for the models that go to OpenAI; names in `served_elsewhere` (local providers,
+    a compatible LLM server) are not OpenAI's to judge."""
+    names = {"sttModel": models.stt, "inferenceModel": models.llm, "ttsModel": models.tts}
     return [
         notice
         for field, model in names.items()

@@ -1,4 +1,5 @@
-"""Pick each call's providers from its agent's `sttModel` / `inferenceModel` / `ttsModel`.
+"""Pick each call's providers from three model names: an agent's `sttModel` / `inferenceModel` /
+`ttsModel`, given as a `ModelChoice` (plain values: the registry knows nothing of stores).
 
 Local models are registered by exact name. Any other name goes to the default provider of its
 kind (the OpenAI ones in production); without a default, the name is unknown and the call is
@@ -11,12 +12,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stores.agents import Agent
 from voice_server.log import get_logger
 from voice_server.providers import local
 from voice_server.providers.base import LanguageModel, SpeechToText, TextToSpeech
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """The model names one agent uses for each seam."""
+
+    stt: str
+    llm: str
+    tts: str
 
 
 class UnknownModel(LookupError):
@@ -48,25 +57,25 @@ class ProviderRegistry:
     default_stt: SpeechToText | None = None
     default_llm: LanguageModel | None = None
     default_tts: TextToSpeech | None = None
-    model_check: Callable[[Agent], Sequence[ModelNotice]] | None = None
+    model_check: Callable[[ModelChoice], Sequence[ModelNotice]] | None = None
 
-    def for_agent(self, agent: Agent) -> CallProviders:
-        """The agent's three providers. Raises UnknownModel naming every model nobody serves,
-        or that the model check says cannot work; other notices are logged."""
-        stt = self.stt.get(agent.sttModel) or self.default_stt
-        llm = self.llm.get(agent.inferenceModel) or self.default_llm
-        tts = self.tts.get(agent.ttsModel) or self.default_tts
+    def for_models(self, models: ModelChoice) -> CallProviders:
+        """The providers of the three models. Raises UnknownModel naming every model nobody
+        serves, or that the model check says cannot work; other notices are logged."""
+        stt = self.stt.get(models.stt) or self.default_stt
+        llm = self.llm.get(models.llm) or self.default_llm
+        tts = self.tts.get(models.tts) or self.default_tts
         found = {
-            "sttModel": (agent.sttModel, stt is not None),
-            "inferenceModel": (agent.inferenceModel, llm is not None),
-            "ttsModel": (agent.ttsModel, tts is not None),
+            "sttModel": (models.stt, stt is not None),
+            "inferenceModel": (models.llm, llm is not None),
+            "ttsModel": (models.tts, tts is not None),
         }
         problems = [f"no provider for {f}={m!r}" for f, (m, ok) in found.items() if not ok]
-        for notice in self.model_check(agent) if self.model_check else ():
+        for notice in self.model_check(models) if self.model_check else ():
             if notice.blocking:
                 problems.append(notice.message)
             else:
-                log.warning("agent model notice", agent_id=agent.id, notice=notice.message)
+                log.warning("model notice", notice=notice.message)
         if problems or stt is None or llm is None or tts is None:
             raise UnknownModel("; ".join(problems))
         return CallProviders(stt=stt, llm=llm, tts=tts)

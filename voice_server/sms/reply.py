@@ -25,6 +25,7 @@ from stores.documents import utc_now
 from stores.messages import Message, NewMessage
 from stores.phone_numbers import PhoneNumber
 from voice_server.log import get_logger
+from voice_server.provider_setup import agent_models
 from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import UnknownModel
 from voice_server.services import Services
@@ -85,7 +86,7 @@ def as_chat(message: Message) -> ChatMessage:
 async def compose(services: Services, agent: Agent, history: Sequence[Message]) -> Reply:
     """The agent's reply to `history` (oldest first, the new message last); never raises."""
     try:
-        llm = services.providers.for_agent(agent).llm
+        llm = services.providers.for_models(agent_models(agent)).llm
     except UnknownModel as error:
         log.error("the agent names a model no provider serves", error=str(error))
         return Reply(FALLBACK_TEXT)

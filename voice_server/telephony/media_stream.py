@@ -22,6 +22,7 @@ from media.twilio import Connected, Event, ProtocolError, Start, parse_event
 from stores.calls import CallStore
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
+from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import database_retrying
 from voice_server.security.stream_tokens import PendingStreamsFull, StreamTokenError
@@ -133,7 +134,7 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
     if agent is None:
         raise StreamRefused("the call's agent no longer exists")
     try:
-        providers = services.providers.for_agent(agent)
+        providers = services.providers.for_models(agent_models(agent))
     except UnknownModel as error:
         raise StreamRefused(str(error)) from error
     greeting = services.greetings.prepare(agent, providers.tts)

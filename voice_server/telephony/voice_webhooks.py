@@ -23,6 +23,7 @@ from stores.calls import Call, CallCreate, CallLine, ForeignCall
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
+from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
 from voice_server.security.webhook_signature import refuse, verified_form
 from voice_server.services import Services
@@ -58,7 +59,7 @@ async def incoming_call(request: Request) -> Response:
     if agent is None:
         return await _turn_away(request, number, params, "no-active-agent")
     try:
-        providers = services.providers.for_agent(agent)
+        providers = services.providers.for_models(agent_models(agent))
     except UnknownModel as error:
         log.error("agent names a model no provider serves", agent_id=agent.id, error=str(error))
         return await _turn_away(request, number, params, "provider-unavailable", agent.id)
