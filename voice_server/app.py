@@ -85,7 +85,7 @@ def create_app(
             twilio=TwilioMessaging(settings.twilio_api_base_url),
         )
         try:
-            async with services.call_log.running():
+            async with services.call_log.running(), services.twilio.running():
                 yield {"services": services}
         finally:
             await services.twilio.aclose()

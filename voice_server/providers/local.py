@@ -11,7 +11,7 @@ import asyncio
 import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pocketsphinx import Decoder
@@ -30,6 +30,7 @@ from voice_server.providers.base import (
     ToolCall,
     TtsRequest,
 )
+from voice_server.providers.workers import running
 
 STT_MODEL = "pocketsphinx"
 LLM_MODEL = "stand-in"
@@ -51,13 +52,8 @@ class PocketSphinxSpeechToText:
         except RuntimeError as error:
             raise ProviderError(str(error), provider=STT_MODEL) from error
         session = _PocketSphinxSession(decoder)
-        worker = asyncio.create_task(session.decode_forever(), name="pocketsphinx")
-        try:
+        async with running(session.decode_forever()):
             yield session
-        finally:
-            worker.cancel()
-            with suppress(asyncio.CancelledError):
-                await worker
 
 
 def _new_decoder() -> Any:

@@ -4,7 +4,8 @@ HTTP fallback for models without streaming.
 Realtime (docs/openai.md §4a): one WebSocket opened with `intent=transcription`, configured for
 `audio/pcmu`, so Twilio's μ-law frames go in unchanged (base64, as `input_audio_buffer.append`
 wants). `push_audio` only queues, in a bounded `AudioBacklog` (audio beyond it is dropped and
-the session goes on); one task sends the backlog, another turns server events into `SttResult`s.
+the session goes on); one task sends the backlog, another turns server events into `SttResult`s,
+both in the session's own TaskGroup (`workers.running`).
 With `server_vad` the server endpoints the caller itself; models that need `turn_detection: null`
 (gpt-realtime-whisper) are committed on the call's own endpointing.
 WebSocket failures are not SDK exceptions (§3): `websockets` errors and `OSError` are mapped too.
@@ -20,7 +21,7 @@ import base64
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +42,7 @@ from voice_server.log import get_logger
 from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
 from voice_server.providers.openai_clients import provider_error
+from voice_server.providers.workers import running
 
 log = get_logger(__name__)
 
@@ -86,18 +88,8 @@ class OpenAiRealtimeSpeechToText:
             connection = await self._connect(stack, options, manual)
             backlog = AudioBacklog(self._config.backlog_ms, recogniser=PROVIDER)
             session = RealtimeSttSession(connection, manual, backlog)
-            tasks = [
-                asyncio.create_task(session.send_audio(), name="stt-send"),
-                asyncio.create_task(session.receive_events(), name="stt-receive"),
-            ]
-            try:
+            async with running(session.send_audio(), session.receive_events()):
                 yield session
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with suppress(asyncio.CancelledError):
-                        await task
 
     async def _connect(
         self, stack: AsyncExitStack, options: SttOptions, manual: bool
@@ -245,13 +237,8 @@ class OpenAiUtteranceSpeechToText:
     @asynccontextmanager
     async def open_session(self, options: SttOptions) -> AsyncIterator[UtteranceSttSession]:
         session = UtteranceSttSession(self._client, options, self._preroll_frames)
-        worker = asyncio.create_task(session.transcribe_forever(), name="stt-http")
-        try:
+        async with running(session.transcribe_forever()):
             yield session
-        finally:
-            worker.cancel()
-            with suppress(asyncio.CancelledError):
-                await worker
 
 
 class UtteranceSttSession:

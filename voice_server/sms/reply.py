@@ -129,22 +129,31 @@ async def answer(
 ) -> str | None:
     """The reply's text when it is ready within the budget, to answer inline; None when it
     will be sent through the REST API once ready."""
-    pending = asyncio.create_task(compose(services, agent, history))
-    done, _ = await asyncio.wait({pending}, timeout=services.settings.sms_reply_budget_seconds)
-    if pending in done:
-        reply = pending.result()
-        await _store(services, exchange, reply, f"{exchange.inbound_sid}.reply", None)
-        log.info("SMS answered inline", reply_chars=len(reply.text), model=reply.model)
-        return reply.text
-    log.info("the LLM is slower than the budget; the reply will go through the REST API")
-    services.twilio.later(_send_when_ready(services, exchange, pending))
-    return None
+    inline: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    services.twilio.later(_reply(services, exchange, agent, history, inline))
+    try:
+        reply = await asyncio.wait_for(inline, services.settings.sms_reply_budget_seconds)
+    except TimeoutError:
+        log.info("the LLM is slower than the budget; the reply will go through the REST API")
+        return None
+    await _store(services, exchange, reply, f"{exchange.inbound_sid}.reply", None)
+    log.info("SMS answered inline", reply_chars=len(reply.text), model=reply.model)
+    return reply.text
 
 
-async def _send_when_ready(
-    services: Services, exchange: Exchange, pending: asyncio.Task[Reply]
+async def _reply(
+    services: Services,
+    exchange: Exchange,
+    agent: Agent,
+    history: Sequence[Message],
+    inline: asyncio.Future[Reply],
 ) -> None:
-    reply = await pending
+    """Compose the reply, in the app's late-work TaskGroup; hand it to the webhook while it
+    waits, else (its budget spent: `wait_for` cancelled `inline`) send it through the REST API."""
+    reply = await compose(services, agent, history)
+    if not inline.done():  # no await between this check and the hand-over: no race
+        inline.set_result(reply)
+        return
     sid, status = f"{exchange.inbound_sid}.reply", "failed"
     try:
         sent = await services.twilio.send(

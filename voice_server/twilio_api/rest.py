@@ -2,8 +2,9 @@
 
 One aiohttp session serves the whole app, behind twilio's `AsyncHttpClient` seam; a
 `twilio.rest.Client` is made per send, as it only holds the account's credentials. Sends that
-finish after their webhook has answered (a slow LLM) run as tasks held here, so shutting the
-app down waits for them briefly instead of dropping them silently.
+finish after their webhook has answered (a slow LLM) run in a TaskGroup that `running()` holds
+for the app's lifespan, so shutting the app down waits for them briefly instead of dropping them
+silently, and none outlives the app.
 
 Every failure (Twilio refusing the message, the network, a timeout) surfaces as `SendFailed`.
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,12 +113,20 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio is 
         await self._session.close()
 
 
+async def _logged(work: Coroutine[Any, Any, None]) -> None:
+    try:
+        await work
+    except Exception as error:  # one late send's failure must not cancel the others' TaskGroup
+        log.error("late SMS work failed", error=repr(error), exc_info=error)
+
+
 class TwilioMessaging:
     """Sends SMS; `api_base_url` replaces https://api.twilio.com (a local stand-in in tests)."""
 
     def __init__(self, api_base_url: str | None) -> None:
         self._http = _AiohttpTwilioClient(REQUEST_TIMEOUT_S)
         self._api_base_url = api_base_url
+        self._group: asyncio.TaskGroup | None = None
         self._later: set[asyncio.Task[None]] = set()
 
     async def send(
@@ -142,23 +152,35 @@ class TwilioMessaging:
             raise SendFailed(f"Twilio could not be reached: {error!r}") from error
         return SentSms(sid=str(message.sid), status=str(message.status or "queued"))
 
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Own the late sends for the life of the block (the app's lifespan), in one TaskGroup.
+        Leaving it gives pending sends `SHUTDOWN_GRACE_S` to finish, then cancels the rest."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            try:
+                yield
+            finally:
+                self._group = None
+                await self._finish_late_work()
+
     def later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` after the current request has been answered; `aclose` waits for it."""
-        task = asyncio.create_task(work)
+        """Run `work` in `running()`'s TaskGroup, past the current request's answer. Raises
+        RuntimeError outside `running()` (the app is not serving)."""
+        if self._group is None:
+            work.close()
+            raise RuntimeError("late SMS work needs TwilioMessaging.running()")
+        task = self._group.create_task(_logged(work))
         self._later.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._later.discard)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._later.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("late SMS work failed", error=repr(error), exc_info=error)
-
-    async def aclose(self) -> None:
-        """Give pending sends a moment to finish, cancel the rest, close the HTTP session."""
+    async def _finish_late_work(self) -> None:
         if self._later:
             _, pending = await asyncio.wait(self._later, timeout=SHUTDOWN_GRACE_S)
             for task in pending:
                 log.warning("late SMS reply cancelled at shutdown", task=task.get_name())
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
         await self._http.close()
