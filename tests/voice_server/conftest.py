@@ -19,10 +19,13 @@ from stores.phone_numbers import PhoneNumberStore
 from tests.stores.factories import agent, phone_number
 from voice_server.log import configure_logging
 from voice_server.providers import local
+from voice_server.providers.openai_registry import OpenAiProviders, openai_defaults
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import DemoLine, seed_demo
 from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
+
+from .openai_fakes import TUNING, FakeOpenAiHttp, FakeRealtime, serve_http, serve_realtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,3 +123,30 @@ def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]
         for record in caplog.records
         if isinstance(record.msg, dict) and event in str(record.msg.get("event", ""))
     ]
+
+
+@pytest.fixture
+async def http_fake() -> AsyncIterator[FakeOpenAiHttp]:
+    async with serve_http(FakeOpenAiHttp()) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def realtime_fake() -> AsyncIterator[FakeRealtime]:
+    async with serve_realtime(FakeRealtime()) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def openai_providers(
+    http_fake: FakeOpenAiHttp, realtime_fake: FakeRealtime
+) -> AsyncIterator[OpenAiProviders]:
+    """The OpenAI providers, the real client pointed at the stand-ins (no network, no key)."""
+    defaults = openai_defaults(
+        "test-key",
+        f"{http_fake.base_url}/v1",
+        websocket_base_url=realtime_fake.websocket_base_url,
+        tuning=TUNING,
+    )
+    yield defaults
+    await defaults.aclose()

@@ -75,9 +75,11 @@ class HangingLanguageModel:
     """Never answers (a provider stream that hangs), until cancelled."""
 
     def __init__(self) -> None:
+        self.started = asyncio.Event()
         self.cancelled = asyncio.Event()
 
     async def stream(self, request: LlmRequest, usage: LlmUsage) -> AsyncGenerator[str, None]:
+        self.started.set()
         try:
             await asyncio.Event().wait()
         finally:

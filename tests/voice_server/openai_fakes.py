@@ -2,8 +2,9 @@
 
 `FakeOpenAiHttp` is a Starlette app under uvicorn on a loopback port: `/v1/chat/completions` as
 SSE chunks, `/v1/audio/speech` as streamed PCM, `/v1/audio/transcriptions` as JSON. Delays are
-settable, `failures` makes the next requests fail (a status with headers, or a hang until the
-client gives up), every request is recorded, and a stream the client abandoned is noticed.
+settable, `stall_after` stops a stream midway for good, `failures` makes the next requests fail
+(a status with headers, or a hang until the client gives up), every request is recorded, and a
+stream the client abandoned is noticed.
 
 `FakeRealtime` is a `websockets` server for `/v1/realtime?intent=transcription`: it answers
 `session.update`, and turns appended audio into one utterance per `utterance_bytes` (server VAD
@@ -38,6 +39,9 @@ from websockets.exceptions import ConnectionClosed
 from media.codec import FRAME_BYTES, FRAME_MS, ulaw_to_pcm16
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStarted
 from media.vad import VoiceActivityDetector
+from voice_server.providers.openai_clients import LiveTuning
+
+TUNING = LiveTuning(total_s=5, connect_s=1, read_s=0.5, max_retries=1)  # clients of the fakes
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class FakeOpenAiHttp:
         self.speech_chunk_bytes = 4097  # odd sizes, as the real service sends
         self.transcripts: deque[str] = deque()
         self.delay_s = 0.0  # before each streamed piece
+        self.stall_after: int | None = None  # pieces sent before the stream stalls for good
         self.abandoned = asyncio.Event()  # a client closed a stream before its end
         self.abandoned_streams: list[str] = []  # which kinds ("chat", "speech") were abandoned
         self.app = Starlette(
@@ -167,7 +172,9 @@ class FakeOpenAiHttp:
         """Starlette cancels this when the client disconnects (ASGI spec 2.3 under uvicorn)."""
         finished = False
         try:
-            for piece in pieces:
+            for sent, piece in enumerate(pieces):
+                if sent == self.stall_after:
+                    await asyncio.Event().wait()  # until the client goes away
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)  # the stand-in's scripted latency
                 yield piece
