@@ -28,11 +28,11 @@ from voice_server.access_log import AccessLog
 from voice_server.api import NO_ROUTE_HANDLERS, api_mount
 from voice_server.api.events import event_routes
 from voice_server.body_limits import BodyLimits
+from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.page import page_routes
 from voice_server.calllog.watchers import CallLog, CallLogOptions
 from voice_server.metrics import metrics
-from voice_server.preparation import GreetingCache
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.secret_key import secret_box

@@ -17,6 +17,7 @@ from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
 from stores.scheduled_calls import ScheduledCallStore
+from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.watchers import CallLog
 from voice_server.preparation import GreetingCache

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from voice_server.speech_audio import render_ulaw
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -30,10 +31,10 @@ from media import twilio as protocol
 from media.codec import FRAME_BYTES, FRAME_MS, ULAW_SILENCE, ulaw_to_pcm16
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded
 from media.vad import VoiceActivityDetector
+from voice_server.call.speech_audio import render_ulaw
 from voice_server.providers.base import TtsRequest
 from voice_server.providers.local import TTS_MODEL, EspeakTextToSpeech
 from voice_server.simulation.caller_script import trim_silence
-from voice_server.speech_audio import render_ulaw
 
 FRAME_S = 0.020
 QUESTION = "What are your opening hours?"

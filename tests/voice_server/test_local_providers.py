@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 import numpy as np
 import pytest
 
+from voice_server.call.speech_audio import render_ulaw
 from voice_server.providers.base import (
     ChatMessage,
     LlmRequest,
@@ -23,7 +24,6 @@ from voice_server.providers.local import (
     PocketSphinxSpeechToText,
     StandInLanguageModel,
 )
-from voice_server.speech_audio import render_ulaw
 
 SENTENCE = "Hello, I would like to book a table for two people tomorrow evening."
 

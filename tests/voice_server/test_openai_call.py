@@ -25,10 +25,10 @@ from tests.voice_server.openai_fakes import (
     serve_realtime,
     text_deltas,
 )
+from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import seed_demo
 from voice_server.serving import serve_in_background
-from voice_server.session import FALLBACK_TEXT
 from voice_server.settings import Settings
 from voice_server.simulation.caller_script import Burst, CallerScript, Say, Step, render_steps
 from voice_server.simulation.simulator import CallResult, Line, place_call

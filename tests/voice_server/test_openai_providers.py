@@ -20,6 +20,7 @@ import httpx2
 import pytest
 
 from media.codec import FRAME_BYTES
+from voice_server.call.speech_audio import ulaw_frames
 from voice_server.providers.base import (
     ChatMessage,
     LlmRequest,
@@ -45,7 +46,6 @@ from voice_server.providers.openai_registry import (
 )
 from voice_server.providers.openai_stt import RealtimeSttSession
 from voice_server.providers.openai_tts import OpenAiTextToSpeech
-from voice_server.speech_audio import ulaw_frames
 
 from .openai_fakes import (
     HANG,

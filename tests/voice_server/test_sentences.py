@@ -7,7 +7,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_server.sentences import SentenceSplitter
+from voice_server.call.sentences import SentenceSplitter
 
 PARAGRAPH = (
     "Hello there! Our opening hours are 9.30 to 5.30 on weekdays. "

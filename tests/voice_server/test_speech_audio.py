@@ -10,8 +10,8 @@ from itertools import cycle
 import numpy as np
 
 from media.codec import ulaw_to_pcm16
+from voice_server.call.speech_audio import render_ulaw, ulaw_frames
 from voice_server.providers.base import TtsRequest
-from voice_server.speech_audio import render_ulaw, ulaw_frames
 
 REQUEST = TtsRequest(model="fake", voice="fake", text="Hello.")
 ODD_SIZES = (1, 333, 4097, 7, 1001, 2, 59)

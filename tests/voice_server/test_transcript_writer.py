@@ -13,7 +13,7 @@ from pymongo.errors import AutoReconnect
 from stores.calls import CallStore, TranscriptEntry
 from tests.stores.factories import START, call
 from tests.voice_server.conftest import logged
-from voice_server.transcript import TranscriptWriter
+from voice_server.call.transcript import TranscriptWriter
 
 Db = AsyncDatabase[dict[str, Any]]
 

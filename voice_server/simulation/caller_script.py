@@ -14,9 +14,9 @@ from typing import Literal
 import numpy as np
 
 from media.codec import FRAME_BYTES, ULAW_SILENCE, pcm16_to_ulaw, ulaw_to_pcm16
+from voice_server.call.speech_audio import render_ulaw
 from voice_server.providers.base import TtsRequest
 from voice_server.providers.local import TTS_MODEL, EspeakTextToSpeech
-from voice_server.speech_audio import render_ulaw
 
 When = Literal["after-agent", "during-agent", "now"]
 

@@ -20,6 +20,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from media.twilio import Connected, Event, ProtocolError, Start, parse_event
 from stores.calls import CallStore
+from voice_server.call.end_reasons import EndReason
+from voice_server.call.phrases import FALLBACK_TEXT
+from voice_server.call.session import CallContext, CallSession
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
 from voice_server.provider_setup import agent_models
@@ -27,7 +30,6 @@ from voice_server.providers.registry import UnknownModel
 from voice_server.retry import database_retrying
 from voice_server.security.stream_tokens import PendingStreamsFull, StreamTokenError
 from voice_server.services import Services
-from voice_server.session import FALLBACK_TEXT, CallContext, CallSession
 
 log = get_logger(__name__)
 
@@ -66,7 +68,7 @@ async def media_stream(websocket: WebSocket) -> None:
         await _close(websocket, code, str(error))
         return
     log.info("media stream started")
-    reason = "server-error"
+    reason: EndReason = EndReason.SERVER_ERROR
     ACTIVE_CALLS.inc()
     try:
         reason = inbound.refusal or await session.run(inbound.events)
@@ -167,7 +169,7 @@ class _Inbound:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self.refusal: str | None = None
+        self.refusal: EndReason | None = None
         self.peer_close_code: int | None = None
         self.events = self._events()
 
@@ -191,11 +193,11 @@ class _Inbound:
                 )
                 if bad_frames >= MAX_BAD_FRAMES:
                     log.error("too many malformed frames: hanging up the stream")
-                    self.refusal = "too-many-malformed-frames"
+                    self.refusal = EndReason.MALFORMED_FRAMES
                     return
 
 
-async def _finalize(calls: CallStore, call_sid: str, reason: str) -> None:
+async def _finalize(calls: CallStore, call_sid: str, reason: EndReason) -> None:
     try:
         async for attempt in database_retrying("call finalisation"):
             with attempt:

@@ -21,13 +21,14 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from stores.calls import Call, CallCreate, CallLine, ForeignCall
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
+from voice_server.call.end_reasons import EndReason
+from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
 from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
 from voice_server.security.webhook_signature import refuse, verified_form
 from voice_server.services import Services
-from voice_server.session import FALLBACK_TEXT
 from voice_server.twilio_api.twiml import twiml_response
 
 log = get_logger(__name__)
@@ -54,15 +55,15 @@ async def incoming_call(request: Request) -> Response:
         CALLS.labels(outcome="unknown-number").inc()
         return twiml_response(_apology())
     if not number.isActive:
-        return await _turn_away(request, number, params, "number-inactive")
+        return await _turn_away(request, number, params, EndReason.NUMBER_INACTIVE)
     agent = await services.agents.find_for_incoming_call(number.phoneNumber)
     if agent is None:
-        return await _turn_away(request, number, params, "no-active-agent")
+        return await _turn_away(request, number, params, EndReason.NO_ACTIVE_AGENT)
     try:
         providers = services.providers.for_models(agent_models(agent))
     except UnknownModel as error:
         log.error("agent names a model no provider serves", agent_id=agent.id, error=str(error))
-        return await _turn_away(request, number, params, "provider-unavailable", agent.id)
+        return await _turn_away(request, number, params, EndReason.PROVIDER_UNAVAILABLE, agent.id)
     await _record(request, number, params, agent.id)
     services.greetings.prepare(agent, providers.tts)
     services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
@@ -79,7 +80,11 @@ async def incoming_call(request: Request) -> Response:
 
 
 async def _turn_away(
-    request: Request, number: PhoneNumber, params: dict[str, str], reason: str, agent_id: str = ""
+    request: Request,
+    number: PhoneNumber,
+    params: dict[str, str],
+    reason: EndReason,
+    agent_id: str = "",
 ) -> Response:
     """Apologise and hang up; the owner still sees the missed call, ended with `reason`."""
     call = await _record(request, number, params, agent_id)
@@ -148,7 +153,10 @@ async def call_status(request: Request) -> Response:
     line = CallLine(number.userId, number.phoneNumber)
     try:
         ended = await services.calls.finalize(
-            call_sid, ended_at=datetime.now(UTC), reason=f"twilio-{status}", line=line
+            call_sid,
+            ended_at=datetime.now(UTC),
+            reason=EndReason.from_twilio_status(status),
+            line=line,
         )
     except ForeignCall:
         raise _foreign_call(request, number) from None

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from stores.agents import Agent
+from voice_server.call.speech_audio import render_ulaw
 from voice_server.log import get_logger
 from voice_server.providers.base import ProviderError, TextToSpeech, TtsRequest
-from voice_server.speech_audio import render_ulaw
 
 log = get_logger(__name__)
 

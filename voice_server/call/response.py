@@ -13,7 +13,9 @@ from collections.abc import Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 
-from voice_server.outbound import CHUNK_BYTES, Outbound
+from voice_server.call.outbound import CHUNK_BYTES, Outbound
+from voice_server.call.sentences import SentenceSplitter
+from voice_server.call.speech_audio import ulaw_frames
 from voice_server.providers.base import (
     LanguageModel,
     LlmRequest,
@@ -21,8 +23,6 @@ from voice_server.providers.base import (
     TextToSpeech,
     TtsRequest,
 )
-from voice_server.sentences import SentenceSplitter
-from voice_server.speech_audio import ulaw_frames
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 
 from stores.agents import Agent
 from tests.stores.factories import agent
-from voice_server.preparation import GreetingCache
+from voice_server.call.greetings import GreetingCache
 from voice_server.providers.base import ProviderError, TtsRequest
 
 

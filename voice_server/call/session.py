@@ -36,10 +36,14 @@ from media.twilio import Dtmf, Event, Mark, Media, Stop
 from media.vad import VoiceActivityDetector
 from stores.agents import Agent
 from stores.calls import CallStore, TranscriptEntry
-from voice_server.agent_voice import AgentVoice
+from voice_server.call.agent_voice import AgentVoice
+from voice_server.call.end_reasons import EndReason
+from voice_server.call.greetings import greeting_text
+from voice_server.call.phrases import FALLBACK_TEXT, NOT_HEARD_TEXT, STT_GOODBYE_TEXT
+from voice_server.call.response import TurnTimer, Utterance, Voice
+from voice_server.call.transcript import TranscriptWriter
 from voice_server.log import get_logger
 from voice_server.metrics import BARGE_INS, TURN_LATENCY
-from voice_server.preparation import greeting_text
 from voice_server.providers.base import (
     ChatMessage,
     LlmRequest,
@@ -49,14 +53,9 @@ from voice_server.providers.base import (
     ToolSpec,
 )
 from voice_server.providers.registry import CallProviders
-from voice_server.response import TurnTimer, Utterance, Voice
-from voice_server.transcript import TranscriptWriter
 
 log = get_logger(__name__)
 
-FALLBACK_TEXT = "Sorry, I'm having trouble answering right now. Could you say that again?"
-NOT_HEARD_TEXT = "Sorry, I didn't catch that. Could you say it again?"
-STT_GOODBYE_TEXT = "Sorry, I can't hear you properly. Please call again later. Goodbye!"
 END_CALL = ToolSpec(
     name="end_call",
     description="End the phone call, after saying goodbye, when the conversation is over.",
@@ -124,12 +123,12 @@ class CallSession:
         self._keys = KeySequence(self._turns.dtmfInterDigitMs / 1000)
         self._stt: SttSession | None = None
         self._tasks: asyncio.TaskGroup | None = None
-        self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._interruption: _Interruption | None = None
         self._was_speaking = False
         self._last_voice = self._endpoint_at = self._last_final = self._speech_ms = 0.0
 
-    async def run(self, events: AsyncIterator[Event]) -> str:
+    async def run(self, events: AsyncIterator[Event]) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
@@ -150,7 +149,7 @@ class CallSession:
                 self._transcript.close()
         return reason
 
-    def _end(self, reason: str) -> None:
+    def _end(self, reason: EndReason) -> None:
         if not self._ended.done():
             self._ended.set_result(reason)
 
@@ -166,11 +165,11 @@ class CallSession:
             elif isinstance(event, Dtmf):
                 self._on_key(event.digit)
             elif isinstance(event, Stop):
-                self._end("caller-hung-up")
+                self._end(EndReason.CALLER_HUNG_UP)
                 return
             else:
                 log.warning("unexpected event during the call ignored", kind=type(event).__name__)
-        self._end("stream-closed")
+        self._end(EndReason.STREAM_CLOSED)
 
     def _on_audio(self, ulaw: bytes) -> None:
         now = time.monotonic()
@@ -221,7 +220,7 @@ class CallSession:
                 log.error("speech-to-text failed", error=str(error), attempt=attempt + 1)
                 if attempt == 0:
                     self._respond(self._say_fallback(self._voice.new_utterance()))
-        self._respond(self._say_goodbye("speech-to-text-failed", STT_GOODBYE_TEXT))
+        self._respond(self._say_goodbye(EndReason.SPEECH_TO_TEXT_FAILED, STT_GOODBYE_TEXT))
 
     async def _recognise(self) -> None:
         options = SttOptions(model=self._agent.sttModel)
@@ -359,16 +358,16 @@ class CallSession:
         self._voice.record_if_played(utterance)
         if any(call.name == END_CALL.name for call in usage.tool_calls):
             log.info("the agent ended the call")
-            await self._finish("agent-ended", utterance)
+            await self._finish(EndReason.AGENT_ENDED, utterance)
 
-    async def _finish(self, reason: str, goodbye: Utterance | None) -> None:
+    async def _finish(self, reason: EndReason, goodbye: Utterance | None) -> None:
         """End the call once `goodbye` has been heard to its end (or cut off)."""
         self._supervisor.ending()
         if goodbye is not None:
             await self._voice.played(goodbye)
         self._end(reason)
 
-    async def _say_goodbye(self, reason: str, text: str) -> None:
+    async def _say_goodbye(self, reason: EndReason, text: str) -> None:
         utterance = self._voice.new_utterance()
         await self._say(utterance, text)
         await self._finish(reason, utterance)
@@ -404,9 +403,9 @@ class CallSession:
         if action is Action.REPROMPT:
             self._respond(self._say(self._voice.new_utterance(), turns.repromptText))
         elif action is Action.SILENCE_GOODBYE:
-            self._respond(self._say_goodbye("caller-silent", turns.silenceGoodbyeText))
+            self._respond(self._say_goodbye(EndReason.CALLER_SILENT, turns.silenceGoodbyeText))
         elif action is Action.MAX_DURATION:
-            self._respond(self._say_goodbye("max-duration", turns.maxDurationGoodbyeText))
+            self._respond(self._say_goodbye(EndReason.MAX_DURATION, turns.maxDurationGoodbyeText))
         elif action is Action.TURN_STUCK:
             log.warning("the caller's turn ended but no transcript came")
             if self._interruption is not None:

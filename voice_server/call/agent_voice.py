@@ -16,10 +16,10 @@ from typing import Any
 
 from media.playout import Chunk
 from stores.calls import TranscriptEntry
-from voice_server.outbound import Outbound
+from voice_server.call.outbound import Outbound
+from voice_server.call.response import Responder, Utterance, Voice
+from voice_server.call.transcript import TranscriptWriter
 from voice_server.providers.base import ChatMessage, TextToSpeech
-from voice_server.response import Responder, Utterance, Voice
-from voice_server.transcript import TranscriptWriter
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
