@@ -19,9 +19,14 @@ class KeySequence:
 
     def check(self, now: float) -> str | None:
         """The sequence, once no key has come for the inter-digit time."""
-        if self._digits and now - self._last_at >= self._inter_digit_s:
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
             return self._take()
         return None
+
+    def next_deadline(self) -> float | None:
+        """When `check` will return the keys pressed so far, if no other key comes."""
+        return self._last_at + self._inter_digit_s if self._digits else None
 
     def _take(self) -> str:
         digits, self._digits = self._digits, ""

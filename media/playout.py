@@ -1,5 +1,8 @@
 """The mark ledger: what audio was sent, what the caller heard, and what a clear cut.
 
+`Playout` is the stream's ledger of chunks and their marks; `SpokenText` turns the marks of one
+utterance into the text the caller heard.
+
 Twilio plays outbound audio in order and echoes a `mark` once all audio queued before it has
 played; a `clear` drops the queue and makes Twilio echo every pending mark at once, and those
 echoes look exactly like played ones (twilio.md "Buffering, pacing and marks"; vellum-ai
@@ -98,3 +101,84 @@ class Playout:
         if utterance not in self._heard or utterance in self._cut_utterances:
             return False
         return all(chunk.utterance != utterance for chunk in self._outstanding.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Spot:
+    """Where a mark falls in its utterance: its sentence, and the sentence's audio up to it."""
+
+    sentence_start: int
+    sentence_end: int
+    audio_ms: float
+
+
+class SpokenText:
+    """One utterance's text as it is sent, sentence by sentence, and where each mark falls in it.
+
+    Whole sentences are heard once their last mark plays (`Playout.heard_text_end`). Within the
+    sentence playing when playback stopped, the heard part is estimated from the share of that
+    sentence's audio that played, cut back to a whole word.
+    """
+
+    __slots__ = (
+        "_last_played",
+        "_sentence_ms",
+        "_spots",
+        "_start",
+        "_start_audio_ms",
+        "floor",
+        "text",
+    )
+
+    def __init__(self, heard_before: str = "") -> None:
+        self.text = heard_before
+        self.floor = len(heard_before)
+        """Text heard before this utterance began (a resumed utterance's first part)."""
+        self._spots: dict[str, _Spot] = {}
+        self._sentence_ms: dict[int, float] = {}  # sentence start → its whole audio
+        self._start = 0
+        self._start_audio_ms = 0.0
+        self._last_played: str | None = None
+
+    def add_sentence(self, sentence: str) -> int:
+        """Append the sentence about to be sent; returns where it starts in `text`."""
+        self._start = len(self.text) + (1 if self.text else 0)
+        self.text = f"{self.text} {sentence}" if self.text else sentence
+        self._start_audio_ms = 0.0
+        return self._start
+
+    def chunk_sent(self, mark: str, audio_ms: float) -> None:
+        """`audio_ms` more of the latest sentence went out, followed by `mark`."""
+        self._start_audio_ms += audio_ms
+        self._spots[mark] = _Spot(self._start, len(self.text), self._start_audio_ms)
+
+    def sentence_sent(self, mark: str) -> None:
+        """The latest sentence is all sent; `mark` follows it."""
+        self._sentence_ms[self._start] = self._start_audio_ms
+        self._spots[mark] = _Spot(self._start, len(self.text), self._start_audio_ms)
+
+    @property
+    def marked(self) -> bool:
+        """Whether any mark was sent for this utterance."""
+        return bool(self._spots)
+
+    def played(self, mark: str) -> None:
+        """`mark` of this utterance really played (echoed, not cancelled by a clear)."""
+        if mark in self._spots:
+            self._last_played = mark
+
+    def heard(self, whole_sentences_end: int, *, complete: bool = False) -> str:
+        """The text the caller heard, given how far whole sentences were heard; all of it when
+        the utterance played to its end (`complete`)."""
+        if complete:
+            return self.text.strip()
+        end = max(self.floor, whole_sentences_end)
+        spot = self._spots.get(self._last_played) if self._last_played else None
+        total = self._sentence_ms.get(spot.sentence_start) if spot else None
+        if spot is not None and total:
+            share = min(1.0, spot.audio_ms / total)
+            estimate = spot.sentence_start + int((spot.sentence_end - spot.sentence_start) * share)
+            if estimate < spot.sentence_end:
+                estimate = self.text.rfind(" ", 0, estimate + 1)
+            end = max(end, estimate)
+        return self.text[:end].strip()

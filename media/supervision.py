@@ -1,7 +1,8 @@
 """The call's supervisor: silence re-prompts, the maximum duration, and the watchdog.
 
-Pure: the session reports facts with the time they happened and asks `check(now)` a few times a
-second; the answer is at most one action. No state can get stuck unnoticed: a turn the STT never
+Pure and on deadlines: the session reports facts with the time they happened, sleeps until
+`next_deadline()` (or until a new fact may have moved it earlier), then asks `check(now)`, whose
+answer is at most one action. No state can get stuck unnoticed: a turn the STT never
 finished, a response that stopped producing audio, or audio Twilio never confirmed playing are
 each reported once they have been stuck for `stuck_after_s`.
 """
@@ -37,7 +38,9 @@ class Supervisor:
         self._reprompts = 0
         self._turn_pending_since: float | None = None
         self._response_progress: float | None = None
+        self._busy_seen = float("-inf")
         self._playback_progress: float | None = None
+        self._playback_seen = float("-inf")
         self._playback_budget_s = 0.0
         self._ending = False
 
@@ -46,10 +49,14 @@ class Supervisor:
         self._idle_since = now
         self._response_progress = None
 
-    def agent_busy(self, now: float) -> None:
-        """A response started (or made progress: a token, a chunk of audio)."""
+    def agent_busy(self, at: float) -> None:
+        """A response started, or made progress (a token, a chunk of audio), at `at`. A report
+        no later than one already seen changes nothing, so progress may be reported late."""
+        if at <= self._busy_seen:
+            return
+        self._busy_seen = at
         self._idle_since = None
-        self._response_progress = now
+        self._response_progress = at
 
     def caller_speaking(self) -> None:
         self._idle_since = None
@@ -62,42 +69,69 @@ class Supervisor:
     def turn_started(self) -> None:
         self._turn_pending_since = None
 
-    def playback(self, now: float, outstanding_s: float) -> None:
-        """Audio was sent or a mark echoed; `outstanding_s` is still to be played."""
-        self._playback_progress = now if outstanding_s > 0 else None
-        self._playback_budget_s = outstanding_s
+    def playback(self, at: float, outstanding_s: float) -> None:
+        """Audio was last sent or a mark echoed at `at`; `outstanding_s` is still to be played.
+        Like `agent_busy`, a report of no new progress changes nothing (unless all played)."""
+        if outstanding_s <= 0:
+            self._playback_progress = None
+        elif at > self._playback_seen:
+            self._playback_progress = at
+            self._playback_budget_s = outstanding_s
+        self._playback_seen = max(self._playback_seen, at)
 
     def ending(self) -> None:
         """The call is being ended: only the watchdog keeps running."""
         self._ending = True
 
-    def check(self, now: float) -> Action | None:
-        return self._watchdog(now) or (None if self._ending else self._limits(now))
+    def next_deadline(self) -> float | None:
+        """When `check` will next have something to say, if no new fact comes first."""
+        return min((at for _, at in self._deadlines() if at is not None), default=None)
 
-    def _watchdog(self, now: float) -> Action | None:
-        stuck = self._options.stuck_after_s
-        if self._turn_pending_since is not None and now - self._turn_pending_since >= stuck:
-            self._turn_pending_since = None
-            return Action.TURN_STUCK
-        if self._response_progress is not None and now - self._response_progress >= stuck:
-            self._response_progress = None
-            return Action.RESPONSE_STUCK
-        playback = self._playback_progress
-        if playback is not None and now - playback >= self._playback_budget_s + stuck:
-            self._playback_progress = None
-            return Action.PLAYBACK_STUCK
+    def check(self, now: float) -> Action | None:
+        """The most urgent action due at `now`, if any (watchdog first)."""
+        for action, at in self._deadlines():
+            if at is not None and now >= at:
+                self._fired(action)
+                return action
         return None
 
-    def _limits(self, now: float) -> Action | None:
-        if now - self._started_at >= self._options.max_call_s:
+    def _deadlines(self) -> list[tuple[Action, float | None]]:
+        """Each rule's deadline, most urgent rule first."""
+        stuck = self._options.stuck_after_s
+        playback = self._playback_progress
+        deadlines = [
+            (Action.TURN_STUCK, _after(self._turn_pending_since, stuck)),
+            (Action.RESPONSE_STUCK, _after(self._response_progress, stuck)),
+            (Action.PLAYBACK_STUCK, _after(playback, self._playback_budget_s + stuck)),
+        ]
+        if self._ending:
+            return deadlines
+        silent = self._reprompts < self._options.max_reprompts
+        return [
+            *deadlines,
+            (Action.MAX_DURATION, self._started_at + self._options.max_call_s),
+            (
+                Action.REPROMPT if silent else Action.SILENCE_GOODBYE,
+                _after(self._idle_since, self._options.silence_reprompt_s),
+            ),
+        ]
+
+    def _fired(self, action: Action) -> None:
+        if action is Action.TURN_STUCK:
+            self._turn_pending_since = None
+        elif action is Action.RESPONSE_STUCK:
+            self._response_progress = None
+        elif action is Action.PLAYBACK_STUCK:
+            self._playback_progress = None
+        elif action is Action.MAX_DURATION:
             self._ending = True
-            return Action.MAX_DURATION
-        idle = self._idle_since
-        if idle is None or now - idle < self._options.silence_reprompt_s:
-            return None
-        self._idle_since = None
-        if self._reprompts < self._options.max_reprompts:
-            self._reprompts += 1
-            return Action.REPROMPT
-        self._ending = True
-        return Action.SILENCE_GOODBYE
+        else:
+            self._idle_since = None
+            if action is Action.REPROMPT:
+                self._reprompts += 1
+            else:
+                self._ending = True
+
+
+def _after(since: float | None, seconds: float) -> float | None:
+    return None if since is None else since + seconds

@@ -1,6 +1,6 @@
 import pytest
 
-from media.playout import Chunk, Playout
+from media.playout import Chunk, Playout, SpokenText
 
 
 def _send(playout: Playout, utterance: int, text_end: int, audio_ms: float = 200.0) -> Chunk:
@@ -89,3 +89,25 @@ def test_duplicate_names_are_refused() -> None:
     playout.clear()
     with pytest.raises(ValueError, match="already in use"):
         playout.sent(chunk)
+
+
+def test_spoken_text_whole_sentences_and_a_share_of_the_one_playing() -> None:
+    spoken = SpokenText()
+    spoken.add_sentence("One two.")
+    spoken.chunk_sent("m1", 100.0)
+    spoken.sentence_sent("m2")
+    start = spoken.add_sentence("Three four five six.")
+    spoken.chunk_sent("m3", 100.0)
+    spoken.chunk_sent("m4", 100.0)
+    spoken.sentence_sent("m5")
+    spoken.played("m3")  # half of the second sentence's audio played
+    assert spoken.heard(start) == "One two. Three four"
+    assert spoken.heard(start, complete=True) == "One two. Three four five six."
+
+
+def test_spoken_text_continuing_keeps_what_was_heard_before() -> None:
+    spoken = SpokenText("One two.")
+    assert spoken.heard(0) == "One two."
+    spoken.add_sentence("Three.")
+    assert spoken.text == "One two. Three."
+    assert not spoken.marked

@@ -23,15 +23,15 @@ class Outbound:
         self,
         send_text: Callable[[str], Awaitable[None]],
         stream_sid: str,
-        on_progress: Callable[[], None] = lambda: None,
         max_lead_ms: float = 2000.0,
     ) -> None:
-        """`on_progress` is called after each chunk sent and each mark echoed."""
         self._send = send_text
         self._stream_sid = stream_sid
-        self._on_progress = on_progress
         self._max_lead_ms = max_lead_ms
+        self._clock = asyncio.get_running_loop().time
         self.playout = Playout()
+        self.progress_at = self._clock()
+        """Loop time of the latest chunk sent or mark echoed."""
         self._echo = asyncio.Event()
 
     async def send_chunk(self, utterance: int, ulaw: bytes, text_end: int) -> str:
@@ -41,7 +41,7 @@ class Outbound:
         await self._wait_for_room()
         await self._send(build_media(self._stream_sid, ulaw))
         name = await self._mark(utterance, text_end, ulaw_duration_ms(len(ulaw)))
-        self._on_progress()
+        self.progress_at = self._clock()
         return name
 
     async def send_mark(self, utterance: int, text_end: int) -> str:
@@ -52,7 +52,7 @@ class Outbound:
         """A mark came back; the chunk if it really played (not cancelled by a clear)."""
         chunk = self.playout.echoed(name)
         self._echo.set()
-        self._on_progress()
+        self.progress_at = self._clock()
         return chunk
 
     async def clear(self) -> list[Chunk]:
