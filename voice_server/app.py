@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -32,7 +33,6 @@ from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.page import page_routes
 from voice_server.calllog.watchers import CallLog, CallLogOptions
-from voice_server.metrics import metrics
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.secret_key import secret_box
@@ -124,3 +124,8 @@ def create_app(
 
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: the process's counters (`voice_server.metrics`) for Prometheus."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""Process metrics for Prometheus, served at GET /metrics.
+"""Process metrics for Prometheus (served at GET /metrics by `voice_server.app`).
 
 Counted once per event that matters to an operator (a call, a turn, a dropped frame), never per
 audio frame.
@@ -6,9 +6,7 @@ audio frame.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import Counter, Gauge, Histogram
 
 CALLS = Counter("voice_calls_total", "Incoming calls answered, by outcome", ["outcome"])
 ACTIVE_CALLS = Gauge("voice_calls_active", "Media streams currently in a call")
@@ -23,7 +21,3 @@ TRANSCRIPT_LOSSES = Counter(
     "voice_transcript_entries_unstored_total",
     "Transcript entries that could not be stored after retrying (logged in full instead)",
 )
-
-
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -20,7 +20,6 @@ from stores.scheduled_calls import ScheduledCallStore
 from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.watchers import CallLog
-from voice_server.preparation import GreetingCache
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.settings import Settings

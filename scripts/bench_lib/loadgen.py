@@ -23,7 +23,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from voice_server.speech_audio import render_ulaw
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
