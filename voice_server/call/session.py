@@ -33,7 +33,7 @@ from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStart
 from media.twilio import Dtmf, Event, Mark, Media, Stop
 from media.vad import VoiceActivityDetector
 from stores.agents import Agent
-from stores.calls import CallStore, TranscriptEntry
+from stores.calls import TranscriptEntry
 from voice_server.call.barge_in import BargeIn
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.greetings import greeting_text
@@ -44,7 +44,7 @@ from voice_server.call.rendering import Renderer
 from voice_server.call.speaker import END_CALL, Outcome, Said, Speaker
 from voice_server.call.supervision import Supervision
 from voice_server.call.tasks import CallTasks, Work
-from voice_server.call.transcript import TranscriptWriter
+from voice_server.call.transcript import TranscriptStore, TranscriptWriter
 from voice_server.log import get_logger
 from voice_server.providers.base import (
     ChatMessage,
@@ -76,7 +76,7 @@ class CallSession:
         self,
         context: CallContext,
         providers: CallProviders,
-        calls: CallStore,
+        calls: TranscriptStore,
         send_text: Callable[[str], Awaitable[None]],
     ) -> None:
         self._context = context

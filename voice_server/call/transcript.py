@@ -9,10 +9,11 @@ logged in full, so it can still be recovered from the logs.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from pymongo.errors import PyMongoError
 
-from stores.calls import CallStore, TranscriptEntry
+from stores.calls import TranscriptEntry
 from voice_server.log import get_logger
 from voice_server.metrics import TRANSCRIPT_LOSSES
 from voice_server.retry import database_retrying
@@ -20,8 +21,14 @@ from voice_server.retry import database_retrying
 log = get_logger(__name__)
 
 
+class TranscriptStore(Protocol):
+    """Where a call's transcript is kept: `CallStore` (the only method a call needs of it)."""
+
+    async def append_transcript(self, call_sid: str, entry: TranscriptEntry) -> None: ...
+
+
 class TranscriptWriter:
-    def __init__(self, calls: CallStore, call_sid: str, retry_window_s: float = 60.0) -> None:
+    def __init__(self, calls: TranscriptStore, call_sid: str, retry_window_s: float = 60.0) -> None:
         self._calls = calls
         self._call_sid = call_sid
         self._retry_window_s = retry_window_s
