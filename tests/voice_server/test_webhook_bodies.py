@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.voice_server.conftest import Server, logged
-from tests.voice_server.test_voice_webhooks import call_form, post_signed
+from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
 
 WEBHOOKS = ["/twilio/voice", "/twilio/status", "/twilio/sms", "/twilio/sms-status"]
 FIELD = b"f=" + b"a" * 100_000  # one field, well past the 64 KB a webhook may send

@@ -16,8 +16,8 @@ import pytest
 from stores.api_keys import ApiKeyStore, IssuedKey
 from stores.calls import Call, CallStore, TranscriptEntry
 from tests.stores.factories import call
+from tests.voice_server.calllog.event_stream import Event, read_events
 from tests.voice_server.conftest import Server
-from tests.voice_server.event_stream import Event, read_events
 from voice_server.calllog.event_tokens import EventTokens
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings

@@ -9,14 +9,14 @@ import pytest
 from stores.agents import AgentStore, AgentUpdate
 from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from tests.voice_server.conftest import logged
-from tests.voice_server.sms_line import (
+from tests.voice_server.sms.sms_line import (
     DEPLOYMENT_TOKEN,
     Db,
     EchoingLanguageModel,
     open_sms_line,
     sms_form,
 )
-from tests.voice_server.test_sms import replies
+from tests.voice_server.sms.test_sms import replies
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings

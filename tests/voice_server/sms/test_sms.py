@@ -14,7 +14,7 @@ import pytest
 from stores.documents import utc_now
 from stores.messages import MessageStore, NewMessage
 from tests.voice_server.conftest import logged
-from tests.voice_server.sms_line import (
+from tests.voice_server.sms.sms_line import (
     Db,
     EchoingLanguageModel,
     open_sms_line,

@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection
 
 from media import twilio as protocol
 from tests.voice_server.conftest import Server, logged
-from tests.voice_server.test_stream import (
+from tests.voice_server.telephony.test_stream import (
     accept_call,
     closed_code,
     connect,

@@ -11,7 +11,7 @@ import pytest
 
 from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from tests.api.conftest import data, error, failing_fields
-from tests.voice_server.sms_line import (
+from tests.voice_server.sms.sms_line import (
     ACCOUNT_SID,
     Db,
     EchoingLanguageModel,

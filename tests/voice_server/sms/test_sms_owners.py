@@ -10,7 +10,7 @@ import pytest
 
 from tests.api.conftest import agent_body, data, make
 from tests.voice_server.conftest import logged
-from tests.voice_server.sms_line import (
+from tests.voice_server.sms.sms_line import (
     DEPLOYMENT_TOKEN,
     Db,
     EchoingLanguageModel,
@@ -19,7 +19,7 @@ from tests.voice_server.sms_line import (
     open_sms_line,
     sms_form,
 )
-from tests.voice_server.test_sms import replies
+from tests.voice_server.sms.test_sms import replies
 from voice_server.providers import local
 from voice_server.seed import DEMO_CALLER, DEMO_USER
 

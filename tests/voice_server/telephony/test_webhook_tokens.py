@@ -7,9 +7,9 @@ import pytest
 
 from stores.secrets import SecretBox
 from tests.voice_server.conftest import DEPLOYMENT_TOKEN, Server
-from tests.voice_server.sms_line import sms_form
-from tests.voice_server.test_voice_webhooks import call_form, post_signed
-from tests.voice_server.webhook_calls import A_CALL, accepted_call, call_document, refusal
+from tests.voice_server.sms.sms_line import sms_form
+from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
+from tests.voice_server.telephony.webhook_calls import A_CALL, accepted_call, call_document, refusal
 
 
 def deployment_signed_form(server: Server, path: str) -> dict[str, str]:

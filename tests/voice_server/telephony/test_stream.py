@@ -19,7 +19,7 @@ from media import twilio as protocol
 from media.codec import FRAME_BYTES, ULAW_SILENCE
 from stores.calls import CallStore
 from tests.voice_server.conftest import Server, logged
-from tests.voice_server.test_voice_webhooks import call_form, post_signed
+from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
 from voice_server.serving import serve_in_background
 from voice_server.simulation.phone_line import inbound_start
 from voice_server.simulation.simulator import CallerScript, Line, new_call_sid, place_call

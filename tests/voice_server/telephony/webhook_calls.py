@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.voice_server.conftest import DEPLOYMENT_TOKEN, TENANT_B, Server, logged
-from tests.voice_server.test_voice_webhooks import call_form, post_signed
+from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
 
 A_CALL = "CA" + "a" * 32
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from stores.calls import CallStore
 from tests.voice_server.conftest import Server, logged
-from tests.voice_server.sms_line import Db, EchoingLanguageModel, as_user, open_sms_line
-from tests.voice_server.test_sms import replies
-from tests.voice_server.test_sms_outbound import number_id
-from tests.voice_server.test_voice_webhooks import call_form, post_signed
+from tests.voice_server.sms.sms_line import Db, EchoingLanguageModel, as_user, open_sms_line
+from tests.voice_server.sms.test_sms import replies
+from tests.voice_server.sms.test_sms_outbound import number_id
+from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
 from voice_server.twilio_api.twiml import xml_safe
 
 # What the issue found breaking the SMS answer, and the edges of what XML 1.0 allows.

@@ -8,8 +8,8 @@ import pytest
 
 from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from tests.voice_server.conftest import DEPLOYMENT_TOKEN, Server, Tenant, add_tenant
-from tests.voice_server.test_voice_webhooks import call_form, post_signed
-from tests.voice_server.webhook_calls import A_CALL, accepted_call, call_document, refusal
+from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
+from tests.voice_server.telephony.webhook_calls import A_CALL, accepted_call, call_document, refusal
 from voice_server.security.secret_key import secret_box
 
 

@@ -20,6 +20,15 @@ import httpx2
 import pytest
 
 from media.codec import FRAME_BYTES
+from tests.voice_server.openai_fakes import (
+    HANG,
+    TUNING,
+    FakeOpenAiHttp,
+    FakeRealtime,
+    HttpFailure,
+    text_deltas,
+    tool_call_deltas,
+)
 from voice_server.call.speech_audio import ulaw_frames
 from voice_server.providers.base import (
     ChatMessage,
@@ -46,16 +55,6 @@ from voice_server.providers.openai_registry import (
 )
 from voice_server.providers.openai_stt import RealtimeSttSession
 from voice_server.providers.openai_tts import OpenAiTextToSpeech
-
-from .openai_fakes import (
-    HANG,
-    TUNING,
-    FakeOpenAiHttp,
-    FakeRealtime,
-    HttpFailure,
-    text_deltas,
-    tool_call_deltas,
-)
 
 QUICK_S = 3.0  # what "fails fast" means here: far below a 120 s Retry-After or a read timeout
 
