@@ -17,6 +17,10 @@ class KeySequence:
         self._last_at = now
         return None
 
+    def end(self) -> str | None:
+        """End the sequence now (the caller moved on): the keys pressed so far, if any."""
+        return self._take() or None
+
     def check(self, now: float) -> str | None:
         """The sequence, once no key has come for the inter-digit time."""
         deadline = self.next_deadline()

@@ -9,10 +9,16 @@ audio to the STT session; it never waits on the database or a provider. Payloads
 than Twilio's 20 ms are re-framed first.
 
 Turn-taking: the caller's turn ends on the agent's endpointing silence, and the answer starts on
-the STT's final transcript. Talking over the agent: speech over it (once it lasts `minSpeechMs`)
-cancels the response and clears Twilio's queue at once; when the words that follow turn out to
-be noise or a backchannel, the agent resumes where the caller stopped hearing it, otherwise the
-cut utterances are recorded as far as they were heard.
+the STT's final transcript. The agent never starts an answer while the caller is talking: a
+final transcript or a key sequence that comes mid-turn (a recogniser with its own endpointing,
+keys then speech) is recorded at once, and one answer to all of it starts when the turn ends.
+Speech ends a key sequence (the keys came first). A response that replaces another clears what
+the other left playing and records it, as far as it was heard, before saying anything.
+
+Talking over the agent: speech over it (once it lasts `minSpeechMs`) cancels the response and
+clears Twilio's queue at once; when the words that follow turn out to be noise or a backchannel,
+the agent resumes where the caller stopped hearing it, otherwise the cut utterances are recorded
+as far as they were heard.
 
 Supervision runs on deadlines (`voice_server.call.supervision`): re-prompts, key sequences, the
 time limit and the watchdog.
@@ -104,11 +110,12 @@ class CallSession:
         )
         self._supervision = Supervision(self._turns)
         self._clock = self._supervision.clock
-        self._tasks = CallTasks(self._supervision)
+        self._tasks = CallTasks(self._supervision, self._make_way)
         self._barge_in = BargeIn(self._turns, self._speaker, self._tasks, self._supervision)
         self._stt: SttSession | None = None
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._last_voice = self._endpoint_at = self._last_final = self._speech_ms = 0.0
+        self._held: TurnTimer | None = None  # an answer waiting for the caller's turn to end
 
     async def run(self, events: AsyncIterator[Event]) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
@@ -170,6 +177,8 @@ class CallSession:
         decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):
             self._supervision.rules.caller_speaking()
+            if digits := self._supervision.keys.end():
+                self._on_keys(digits)
             if self._stt is not None:
                 self._stt.speech_started()
             self._barge_in.speech_started(agent_speaking=self._speaking)
@@ -180,6 +189,8 @@ class CallSession:
             if self._last_final < decision.last_speech_at:
                 self._supervision.rules.turn_pending(now)
                 self._supervision.wake()
+            else:
+                self._release()
             if self._stt is not None:
                 self._stt.speech_ended()
 
@@ -195,7 +206,7 @@ class CallSession:
         spaced = " ".join(digits)
         self._history.append(ChatMessage("user", f"(The caller pressed the keys: {spaced})"))
         now = self._clock()
-        self._respond(self._answer(TurnTimer(last_speech=now, endpoint=now, final=now)))
+        self._answer_turn(TurnTimer(last_speech=now, endpoint=now, final=now))
 
     # -- turns -----------------------------------------------------------------------------
 
@@ -230,6 +241,7 @@ class CallSession:
             return
         if not text:
             log.info("caller spoke but no words were recognised")
+            self._release()
             return
         self._barge_in.settle()
         # The turn ended at our endpoint, or earlier if the recogniser endpointed first.
@@ -238,8 +250,22 @@ class CallSession:
         stt_ms = round((now - ended) * 1000, 1)
         self._transcript.add(_entry("user", text, metrics={"stt_final_ms": stt_ms}))
         self._history.append(ChatMessage("user", text))
+        self._answer_turn(timer)
+
+    def _answer_turn(self, timer: TurnTimer) -> None:
+        """Answer what the caller said or keyed in: now, or once their turn ends if they are
+        still talking (the answer then covers all of the turn)."""
+        if self._endpointer.in_speech:
+            self._held = timer
+            return
+        self._held = None
         # With barge-in off, an answer waits for the agent to finish what it is saying.
         self._respond(self._answer(timer), replace=self._turns.bargeIn)
+
+    def _release(self) -> None:
+        """The caller's turn is over with no more words to come: give the held answer."""
+        if self._held is not None and not self._endpointer.in_speech:
+            self._answer_turn(self._held)
 
     # -- answering and ending --------------------------------------------------------------
 
@@ -296,6 +322,8 @@ class CallSession:
             log.warning("the caller's turn ended but no transcript came")
             if self._barge_in.pending:
                 self._barge_in.resume()
+            elif self._held is not None:
+                self._release()
             elif self._speech_ms >= SURE_SPEECH_MS:  # not just a noise the recogniser ignored
                 self._respond(self._speaker.say(NOT_HEARD_TEXT))
         elif action is Action.RESPONSE_STUCK:
@@ -307,6 +335,12 @@ class CallSession:
 
     def _respond(self, work: Work, *, replace: bool = True) -> None:
         self._tasks.respond(work, replace=replace)
+
+    async def _make_way(self, cancelled: bool) -> None:
+        """Before a response that replaces another: stop and record what that one left, unless
+        a barge-in holds it (what was cut then waits for the caller's words, `BargeIn`)."""
+        if (cancelled or self._speaker.playing) and not self._barge_in.pending:
+            await self._speaker.make_way()
 
     async def _clear_stuck_playout(self) -> None:
         await self._tasks.stop_response()

@@ -167,6 +167,14 @@ class Speaker:
         cut = (u.number for u in self._utterances.values() if u.state is _State.CUT)
         return Interruption(tuple(cut))
 
+    async def make_way(self) -> None:
+        """A new response replaces the last one: stop what the last one left playing (Twilio's
+        queue is cleared) and record it as far as it was heard, before the new one says
+        anything. The response replaced must have finished or been cancelled."""
+        if self.playing:
+            self.settle(await self.interrupt())
+        self.close()  # what was cut before any of it was sent
+
     def settle(self, interruption: Interruption) -> None:
         """The interruption was meant: record the cut utterances as far as they were heard."""
         for number in interruption.cut:

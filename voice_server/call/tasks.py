@@ -3,13 +3,14 @@
 Every task of a call is created here, in the call's TaskGroup; none outlives the call. At most one
 response runs at a time: a new one cancels the current one (or, when the agent may not be
 interrupted, waits for it), and cancelling it closes its LLM and TTS streams through their
-`async with` blocks.
+`async with` blocks. A response that replaces another first runs `make_way`, so that nothing the
+replaced one sent plays under the new one (it is told whether a running response was cancelled).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -21,9 +22,12 @@ Work = Coroutine[Any, Any, object]
 class CallTasks:
     """`async with` it for the length of the call; leaving it waits for every task."""
 
-    def __init__(self, supervision: Supervision) -> None:
+    def __init__(
+        self, supervision: Supervision, make_way: Callable[[bool], Awaitable[None]]
+    ) -> None:
         self._group: asyncio.TaskGroup | None = None
         self._supervision = supervision
+        self._make_way = make_way
         self._response: asyncio.Task[object] | None = None
 
     async def __aenter__(self) -> CallTasks:
@@ -49,8 +53,9 @@ class CallTasks:
         return self._group.create_task(work, name=name)
 
     def respond(self, work: Work, *, replace: bool = True) -> None:
-        """Run `work` as the response: after cancelling the current one (`replace`), or after
-        it has finished (a queued answer, when the agent may not be interrupted)."""
+        """Run `work` as the response: after cancelling the current one and making way for the
+        new one (`replace`), or after it has finished (a queued answer, when the agent may not
+        be interrupted)."""
         self._supervision.responding()
         previous = self._response
         self._response = self.spawn(self._after(previous, work, replace), "response")
@@ -65,10 +70,13 @@ class CallTasks:
         self, previous: asyncio.Task[object] | None, work: Work, replace: bool
     ) -> None:
         try:
+            cancelled = replace and previous is not None and not previous.done()
             if previous is not None and not previous.done():
                 if replace:
                     previous.cancel()
                 await asyncio.wait([previous])
+            if replace:
+                await self._make_way(cancelled)
             await work
         finally:
             work.close()  # never started when cancelled while waiting for `previous`
