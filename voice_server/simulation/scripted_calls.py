@@ -1,5 +1,6 @@
 """The scripted conversation set: callers who pause, talk over the agent, cough, say "mm-hm",
-stay silent, press keys, hang up mid-answer, or say goodbye. The tests play each of them and
+stay silent, press keys (and then talk), hang up mid-answer, say goodbye, or reach the time limit
+while the agent answers. The tests play each of them and
 `scripts/conversations` measures them.
 """
 
@@ -51,6 +52,9 @@ CONVERSATIONS: dict[str, Conversation] = {
         {"silenceRepromptMs": 1500, "maxReprompts": 2},
     ),
     "presses-keys": Conversation(CallerScript(steps=(Press("42#"),))),
+    "keys-then-speech": Conversation(
+        CallerScript(steps=(Press("42"), Say(QUESTION, when="now", delay_ms=400)))
+    ),
     "hangs-up-mid-answer": Conversation(
         CallerScript(steps=(Say(QUESTION), HangUp(when="during-agent", delay_ms=1200)))
     ),
@@ -63,6 +67,11 @@ CONVERSATIONS: dict[str, Conversation] = {
     ),
     "too-long": Conversation(
         CallerScript(steps=(AwaitHangUp(timeout_s=30),)),
+        {"maxCallSeconds": 10, "silenceRepromptMs": 60_000},
+    ),
+    # The goodbye replaces an answer whose audio is still queued at Twilio.
+    "time-limit-mid-answer": Conversation(
+        CallerScript(steps=(Say(QUESTION), AwaitHangUp(timeout_s=30))),
         {"maxCallSeconds": 10, "silenceRepromptMs": 60_000},
     ),
 }

@@ -134,6 +134,33 @@ async def test_key_presses_are_recorded_and_reach_the_model(
     assert said(call, "assistant")[-1] == answer(1, "(The caller pressed the keys: 4 2)")
 
 
+async def test_keys_then_speech_are_answered_once_the_caller_has_finished(
+    database: Db, settings: Settings
+) -> None:
+    _, call = await play(database, settings, "keys-then-speech")
+
+    turn = [(entry.role, entry.text) for entry in call.transcript[1:]]
+    assert turn == [
+        ("user", "42"),
+        ("user", "What are your opening hours?"),
+        ("assistant", answer(2, "What are your opening hours?")),
+    ]
+
+
+async def test_the_time_limit_mid_answer_clears_it_before_the_goodbye(
+    database: Db, settings: Settings
+) -> None:
+    result, call = await play(database, settings, "time-limit-mid-answer")
+
+    assert call.end_reason == "max-duration"
+    assert result.clears == 1, "the answer still queued was cleared"
+    cut, goodbye = call.transcript[-2:]
+    assert cut.interrupted is True
+    assert answer(1, "What are your opening hours?").startswith(cut.text)
+    assert "time limit" in goodbye.text
+    assert not goodbye.interrupted
+
+
 async def test_hanging_up_mid_answer_keeps_what_was_heard(database: Db, settings: Settings) -> None:
     _, call = await play(database, settings, "hangs-up-mid-answer")
 
