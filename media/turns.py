@@ -51,7 +51,14 @@ class EndpointState(enum.Enum):
 class Endpointer:
     """Feed one decision per 20 ms frame; get an event when speech starts or ends."""
 
-    __slots__ = ("_last_speech_at", "_options", "_speech_ms", "_started_at", "_state")
+    __slots__ = (
+        "_last_speech_at",
+        "_options",
+        "_run",
+        "_speech_ms",
+        "_started_at",
+        "_state",
+    )
 
     def __init__(self, options: EndpointingOptions) -> None:
         self._options = options
@@ -63,6 +70,15 @@ class Endpointer:
         self._started_at = 0.0
         self._last_speech_at = 0.0
         self._speech_ms = 0
+        self._run = (0.0, 0.0)  # first and last speech frame of the latest run of speech
+
+    @property
+    def speech_ms(self) -> float:
+        """How long the latest run of speech lasted, from its first to its last speech frame so
+        far: the one going on, else the last one that ended (0 before any). An interruption is
+        judged on this, whether or not the run has ended yet."""
+        started, last = self._run
+        return (last - started) * 1000
 
     @property
     def state(self) -> EndpointState:
@@ -101,11 +117,13 @@ class Endpointer:
         if self._speech_ms + _EPSILON_S < self._options.min_speech_ms:
             return None
         self._move(EndpointState.ONSET, EndpointState.SPEECH)
+        self._run = (self._started_at, now)
         return SpeechStarted(at=self._started_at)
 
     def _in_speech(self, is_speech: bool, now: float) -> SpeechEnded | None:
         if is_speech:
             self._last_speech_at = now
+            self._run = (self._started_at, now)
             return None
         if now - self._last_speech_at + _EPSILON_S < self._options.end_silence_ms / 1000:
             return None
@@ -125,8 +143,16 @@ def interruption_is_false(
     interruptions: Sequence[str],
     short_ms: float,
 ) -> bool:
-    """Whether caller speech that cut the agent off was not meant to: no words, only
-    acknowledgements ("mm-hm", "yeah"), or a short burst without an interrupting word."""
+    """Whether caller speech that cut the agent off was not meant to, judged on that speech
+    alone (`text`, and `speech_ms` of it). The rule, in order:
+
+    - an interrupting word or phrase ("stop", "wait") anywhere: meant;
+    - no words, or only acknowledgements ("mm-hm", "yeah"): not meant;
+    - two or more other words: meant, however short the speech (words are a sentence, never
+      noise);
+    - one other word: meant unless the speech was shorter than `short_ms` (a cough or a click
+      the recogniser heard as a word).
+    """
     said = _words(text)
     if not said:
         return True
@@ -136,4 +162,5 @@ def interruption_is_false(
     for phrase in sorted(filter(None, map(_words, acknowledgements)), key=len, reverse=True):
         while f" {phrase} " in rest:
             rest = rest.replace(f" {phrase} ", " ")
-    return not rest.strip() or speech_ms < short_ms
+    other = rest.split()
+    return not other or (len(other) == 1 and speech_ms < short_ms)

@@ -40,29 +40,52 @@ def recognise(texts: Mapping[bytes, str], ulaw: bytes) -> str:
 
 
 class EchoingSpeechToText:
-    def __init__(self, renders: Mapping[str, bytes]) -> None:
+    """With `final_after_ms`, it endpoints on its own as a streaming recogniser does: a final
+    comes that long after the last frame of words, whether or not the session's endpointing
+    has ended the turn (OpenAI's Realtime sends it ~480 ms after the speech)."""
+
+    def __init__(self, renders: Mapping[str, bytes], final_after_ms: float | None = None) -> None:
         self._texts = frame_texts(renders)
+        self._final_after_ms = final_after_ms
 
     @asynccontextmanager
     async def open_session(self, options: SttOptions) -> AsyncIterator[_EchoingSession]:
-        yield _EchoingSession(self._texts)
+        yield _EchoingSession(self._texts, self._final_after_ms)
 
 
 class _EchoingSession:
-    def __init__(self, texts: Mapping[bytes, str]) -> None:
+    def __init__(self, texts: Mapping[bytes, str], final_after_ms: float | None) -> None:
         self._texts = texts
+        self._final_after_s = None if final_after_ms is None else final_after_ms / 1000
         self._heard: list[str] = []
         self._results: asyncio.Queue[SttResult] = asyncio.Queue()
+        self._own_final: asyncio.TimerHandle | None = None
+        self._finalised = False  # this run of speech had its final from our own endpointing
 
     def push_audio(self, ulaw: bytes) -> None:
         text = self._texts.get(ulaw)
-        if text is not None and (not self._heard or self._heard[-1] != text):
+        if text is None:
+            return
+        if not self._heard or self._heard[-1] != text:
             self._heard.append(text)
+        if self._final_after_s is not None:
+            if self._own_final is not None:
+                self._own_final.cancel()
+            loop = asyncio.get_running_loop()
+            self._own_final = loop.call_later(self._final_after_s, self._endpointed)
+
+    def _endpointed(self) -> None:
+        self._own_final, self._finalised = None, True
+        self._final()
 
     def speech_started(self) -> None:
-        pass
+        self._finalised = False
 
     def speech_ended(self) -> None:
+        if self._own_final is None and not self._finalised:
+            self._final()
+
+    def _final(self) -> None:
         self._results.put_nowait(SttResult(text=" ".join(self._heard), final=True))
         self._heard = []
 

@@ -10,9 +10,11 @@ utterances are recorded as far as they were heard. The caller's words are never 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from media.turns import interruption_is_false
 from stores.turn_taking import TurnTaking
-from voice_server.call.speaker import Interruption, Speaker
+from voice_server.call.speaker import Interruption, Said, Speaker
 from voice_server.call.supervision import Supervision
 from voice_server.call.tasks import CallTasks
 from voice_server.log import get_logger
@@ -23,12 +25,20 @@ log = get_logger(__name__)
 
 class BargeIn:
     def __init__(
-        self, turns: TurnTaking, speaker: Speaker, tasks: CallTasks, supervision: Supervision
+        self,
+        turns: TurnTaking,
+        speaker: Speaker,
+        tasks: CallTasks,
+        supervision: Supervision,
+        follow: Callable[[Said | None], Awaitable[None]],
     ) -> None:
+        """`follow` is what the session does after something said (ending the call after an
+        answer that asked to); a resumed answer is followed the same way."""
         self._turns = turns
         self._speaker = speaker
         self._tasks = tasks
         self._supervision = supervision
+        self._follow = follow
         self._interruption: Interruption | None = None
 
     @property
@@ -69,7 +79,10 @@ class BargeIn:
         """Carry on from where the caller stopped hearing the agent."""
         interruption, self._interruption = self._interruption, None
         if interruption is not None:
-            self._tasks.respond(self._speaker.resume(interruption))
+            self._tasks.respond(self._resume(interruption))
+
+    async def _resume(self, interruption: Interruption) -> None:
+        await self._follow(await self._speaker.resume(interruption))
 
     async def _interrupt(self, *, deliberate: bool) -> None:
         await self._tasks.stop_response()

@@ -111,10 +111,12 @@ class CallSession:
         self._supervision = Supervision(self._turns)
         self._clock = self._supervision.clock
         self._tasks = CallTasks(self._supervision, self._make_way)
-        self._barge_in = BargeIn(self._turns, self._speaker, self._tasks, self._supervision)
+        self._barge_in = BargeIn(
+            self._turns, self._speaker, self._tasks, self._supervision, self._follow
+        )
         self._stt: SttSession | None = None
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
-        self._last_voice = self._endpoint_at = self._last_final = self._speech_ms = 0.0
+        self._last_voice = self._endpoint_at = self._last_final = 0.0
         self._held: TurnTimer | None = None  # an answer waiting for the caller's turn to end
 
     async def run(self, events: AsyncIterator[Event]) -> EndReason:
@@ -184,7 +186,6 @@ class CallSession:
             self._barge_in.speech_started(agent_speaking=self._speaking)
         elif isinstance(decision, SpeechEnded):
             self._endpoint_at = now
-            self._speech_ms = (decision.last_speech_at - decision.started_at) * 1000
             # A recogniser with its own endpointing may have finished this turn already.
             if self._last_final < decision.last_speech_at:
                 self._supervision.rules.turn_pending(now)
@@ -237,7 +238,9 @@ class CallSession:
         now = self._clock()
         self._last_final = now
         self._supervision.rules.turn_started()
-        if self._barge_in.dismissed(text, self._speech_ms):
+        # Judged on the speech that brought this final, ended or not (the recogniser may
+        # finish a turn before our endpointing does).
+        if self._barge_in.dismissed(text, self._endpointer.speech_ms):
             return
         if not text:
             log.info("caller spoke but no words were recognised")
@@ -277,8 +280,11 @@ class CallSession:
             max_tokens=self._agent.maxTokens,
             tools=(END_CALL,),
         )
-        said = await self._speaker.answer(request, timer)
-        if said.outcome is Outcome.END_CALL:
+        await self._follow(await self._speaker.answer(request, timer))
+
+    async def _follow(self, said: Said | None) -> None:
+        """After an answer (or a resumed one): end the call if the agent asked to."""
+        if said is not None and said.outcome is Outcome.END_CALL:
             log.info("the agent ended the call")
             await self._finish(EndReason.AGENT_ENDED, said)
 
@@ -324,7 +330,9 @@ class CallSession:
                 self._barge_in.resume()
             elif self._held is not None:
                 self._release()
-            elif self._speech_ms >= SURE_SPEECH_MS:  # not just a noise the recogniser ignored
+            elif (
+                self._endpointer.speech_ms >= SURE_SPEECH_MS
+            ):  # not just a noise the recogniser ignored
                 self._respond(self._speaker.say(NOT_HEARD_TEXT))
         elif action is Action.RESPONSE_STUCK:
             log.error("the agent's response stalled; saying the fallback")

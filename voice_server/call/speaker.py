@@ -92,6 +92,7 @@ class Speaker:
         self._history = history
         self._fallback_audio = fallback_audio
         self._utterances: dict[int, Utterance] = {}
+        self._asked: dict[int, tuple[LlmRequest, TurnTimer]] = {}  # each answer's request
         self._recorded = asyncio.Event()
         self._token_at = 0.0
 
@@ -116,6 +117,7 @@ class Speaker:
     async def greet(self, text: str, rendered: Awaitable[bytes | None] | None) -> Said:
         """Say the greeting: the render started while the phone rang, or live if it failed."""
         utterance = self._new()
+        utterance.planned = text
         with self._cut_if_cancelled():
             if rendered is not None and (audio := await rendered):
                 utterance.move(_State.RENDERING)
@@ -125,8 +127,10 @@ class Speaker:
 
     async def say(self, text: str) -> Said:
         """Say a fixed text (a re-prompt, a goodbye); the fallback if the TTS fails."""
+        utterance = self._new()
+        utterance.planned = text
         with self._cut_if_cancelled():
-            return await self._speak(self._new(), text)
+            return await self._speak(utterance, text)
 
     async def apologise(self, error: str | None = None) -> Said:
         """Say the fallback for a failure outside speech; `error` goes to the transcript."""
@@ -139,6 +143,7 @@ class Speaker:
         """Stream the LLM's answer into speech, sentence by sentence; the fallback if the LLM or
         the TTS fails. `END_CALL` when the LLM called the `end_call` tool."""
         utterance = self._new()
+        self._asked[utterance.number] = (request, timer)
         with self._cut_if_cancelled():
             try:
                 usage = await self._answer(utterance, request, timer)
@@ -182,19 +187,26 @@ class Speaker:
 
     async def resume(self, interruption: Interruption) -> Said | None:
         """The interruption was not meant: say the rest of the last cut utterance, starting where
-        the caller stopped hearing it. None when nothing of it was left to say."""
+        the caller stopped hearing it; an answer of which nothing was heard is asked for again
+        and given whole (its model stream was closed, so the rest of it was never written).
+        None when nothing of it was left to say."""
         if not interruption.cut:
             return None
         *earlier, last = (self._utterances[number] for number in interruption.cut)
         for utterance in earlier:
             self._record(utterance)
         heard = self._heard(last)
+        asked = self._asked.get(last.number)
+        if not heard and asked is not None:
+            self._record(last)  # nothing heard: nothing to store, unless its error
+            request, timer = asked
+            return await self.answer(request, TurnTimer(timer.last_speech, timer.endpoint, timer.final))
         rest = (last.planned or last.spoken.text)[len(heard) :].strip()
         if not rest:
             self._record(last)
             return None
         continuation = self._new(continues=last)
-        continuation.planned = f"{heard} {rest}"
+        continuation.planned = f"{heard} {rest}".strip()
         with self._cut_if_cancelled():
             return await self._speak(continuation, rest)
 
@@ -302,7 +314,7 @@ class Speaker:
         """Say the fallback rendered while the phone rang in place of `failed`, whose error it
         carries; what was sent of `failed` plays on and is recorded as usual."""
         fallback = self._new()
-        fallback.error = failed.error
+        fallback.planned, fallback.error = FALLBACK_TEXT, failed.error
         if failed.state is _State.PLANNED and not failed.spoken.text:
             failed.move(_State.RECORDED)  # nothing of it was said: its error goes with the fallback
         elif failed.state in UNFINISHED:
