@@ -10,6 +10,7 @@ from media.turns import (
     EndpointState,
     SpeechEnded,
     SpeechStarted,
+    interruption_is_false,
 )
 
 
@@ -91,3 +92,41 @@ def test_events_alternate_and_are_ordered(decisions: list[bool]) -> None:
     if events:
         assert isinstance(events[0][1], SpeechStarted)
     assert endpointer.in_speech == (bool(events) and isinstance(events[-1][1], SpeechStarted))
+
+
+def test_speech_ms_is_the_latest_run_ended_or_not() -> None:
+    endpointer = Endpointer(EndpointingOptions())
+    assert endpointer.speech_ms == 0
+    _run(endpointer, "S" * 30)
+    assert endpointer.speech_ms == pytest.approx(600)  # still speaking: up to its last frame
+    _run(endpointer, "." * 40 + "SSS", start=0.6)  # ended, then an onset too short to count
+    assert endpointer.speech_ms == pytest.approx(600)
+
+
+ACKS = ("mm-hm", "yeah", "okay", "i see")
+STOPS = ("stop", "wait")
+
+
+@pytest.mark.parametrize(
+    ("text", "speech_ms", "dismissed"),
+    [
+        ("", 2000, True),  # noise the recogniser heard no words in
+        ("Mm-hm.", 2000, True),
+        ("Yeah, okay, I see.", 2000, True),  # acknowledgements only, however long
+        ("Hello, I would like to book an appointment.", 0, False),  # a sentence, however short
+        ("next Tuesday", 100, False),  # two other words
+        ("Yeah, Tuesday please", 100, False),
+        ("Stop.", 100, False),  # an interrupting word, however short
+        ("yeah wait", 100, False),
+        ("uh", 200, True),  # one short word: a cough heard as a word
+        ("Tuesday", 200, True),
+        ("Tuesday", 600, False),  # one word, long enough to be meant
+    ],
+)
+def test_an_interruption_is_dismissed_only_without_real_words(
+    text: str, speech_ms: float, dismissed: bool
+) -> None:
+    judged = interruption_is_false(
+        text, speech_ms, acknowledgements=ACKS, interruptions=STOPS, short_ms=350
+    )
+    assert judged is dismissed

@@ -330,9 +330,7 @@ class CallSession:
                 self._barge_in.resume()
             elif self._held is not None:
                 self._release()
-            elif (
-                self._endpointer.speech_ms >= SURE_SPEECH_MS
-            ):  # not just a noise the recogniser ignored
+            elif self._endpointer.speech_ms >= SURE_SPEECH_MS:  # words, not a noise it ignored
                 self._respond(self._speaker.say(NOT_HEARD_TEXT))
         elif action is Action.RESPONSE_STUCK:
             log.error("the agent's response stalled; saying the fallback")

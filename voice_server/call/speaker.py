@@ -200,7 +200,9 @@ class Speaker:
         if not heard and asked is not None:
             self._record(last)  # nothing heard: nothing to store, unless its error
             request, timer = asked
-            return await self.answer(request, TurnTimer(timer.last_speech, timer.endpoint, timer.final))
+            return await self.answer(
+                request, TurnTimer(timer.last_speech, timer.endpoint, timer.final)
+            )
         rest = (last.planned or last.spoken.text)[len(heard) :].strip()
         if not rest:
             self._record(last)

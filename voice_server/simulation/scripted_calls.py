@@ -1,6 +1,7 @@
-"""The scripted conversation set: callers who pause, talk over the agent, cough, say "mm-hm",
-stay silent, press keys (and then talk), hang up mid-answer, say goodbye, or reach the time limit
-while the agent answers. The tests play each of them and
+"""The scripted conversation set: callers who pause, talk over the agent or its greeting, cough
+(also right after asking), say "mm-hm", stay silent, press keys (and then talk), hang up
+mid-answer, say goodbye, or reach the time limit while the agent answers. The tests play each of
+them and
 `scripts/conversations` measures them.
 """
 
@@ -23,6 +24,7 @@ from voice_server.simulation.caller_script import (
 QUESTION = "What are your opening hours?"
 MENU = "Tell me about your menu."
 OVER = "Stop. What time do you close?"
+BOOKING = "Hello, I would like to book an appointment for next Tuesday please."
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,12 @@ CONVERSATIONS: dict[str, Conversation] = {
     ),
     "talk-over-the-agent": Conversation(
         CallerScript(steps=(Say(QUESTION), Say(OVER, when="during-agent", delay_ms=1500)))
+    ),
+    "speaks-over-the-greeting": Conversation(
+        CallerScript(steps=(Say(BOOKING, when="during-agent", delay_ms=500),))
+    ),
+    "cough-right-after-a-question": Conversation(
+        CallerScript(steps=(Say(QUESTION), Noise(250, when="now", delay_ms=700)))
     ),
     "cough-while-agent-speaks": Conversation(
         CallerScript(steps=(Say(MENU), Noise(250, delay_ms=1500)))

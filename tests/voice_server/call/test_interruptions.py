@@ -23,7 +23,9 @@ REALTIME_FINAL_MS = 480  # OpenAI's Realtime endpoints before our 550 ms of sile
 
 async def test_a_sentence_over_the_greeting_is_a_turn_and_is_answered() -> None:
     stt = EchoingSpeechToText(await speech([SENTENCE]), final_after_ms=REALTIME_FINAL_MS)
-    async with running_call(llm=ScriptedLanguageModel(TUESDAY), stt=stt, caller_says=[SENTENCE]) as call:
+    async with running_call(
+        llm=ScriptedLanguageModel(TUESDAY), stt=stt, caller_says=[SENTENCE]
+    ) as call:
         phone = call.phone
         await phone.agent_playing_for(0.5)
         await phone.say(SENTENCE)
@@ -31,8 +33,9 @@ async def test_a_sentence_over_the_greeting_is_a_turn_and_is_answered() -> None:
 
     assert call.said("user") == [SENTENCE]
     greeting, asked, answer = call.store.entries
-    assert greeting.role == "assistant" and greeting.interrupted
-    assert GREETING.startswith(greeting.text) and greeting.text != GREETING
+    assert (greeting.role, greeting.interrupted) == ("assistant", True)
+    assert GREETING.startswith(greeting.text), "the greeting is kept as far as it was heard"
+    assert greeting.text != GREETING
     assert (asked.role, answer.role, answer.text) == ("user", "assistant", TUESDAY)
 
 

@@ -94,6 +94,27 @@ async def test_talking_over_the_agent_stops_it_and_keeps_what_was_heard(
     assert call.transcript[4].text == answer(2, second.text)
 
 
+async def test_a_sentence_over_the_greeting_is_a_turn_and_is_answered(
+    database: Db, settings: Settings
+) -> None:
+    _, call = await play(database, settings, "speaks-over-the-greeting")
+
+    booking = "Hello, I would like to book an appointment for next Tuesday please."
+    assert said(call, "user") == [booking]
+    *greeting, asked, reply = call.transcript
+    assert all(entry.interrupted for entry in greeting), "the greeting was cut, as heard"
+    assert (asked.text, reply.text) == (booking, answer(1, booking))
+
+
+async def test_a_cough_right_after_a_question_does_not_lose_the_answer(
+    database: Db, settings: Settings
+) -> None:
+    _, call = await play(database, settings, "cough-right-after-a-question")
+
+    assert said(call, "user") == ["What are your opening hours?"]
+    assert said(call, "assistant")[1:] == [answer(1, "What are your opening hours?")]
+
+
 async def test_a_cough_does_not_cut_the_agent_off(database: Db, settings: Settings) -> None:
     _, call = await play(database, settings, "cough-while-agent-speaks")
 
