@@ -4,8 +4,10 @@ At a speech onset over the agent (once it lasts `minSpeechMs`), or a key press, 
 cancelled (its LLM and TTS streams closed) and Twilio's queue cleared at once, so the agent
 stops within a frame or two. What was cut is held as an `Interruption` until the caller's words
 come in: noise, a cough or a backchannel ("mm-hm") was not meant to interrupt, and the agent
-resumes where the caller stopped hearing it; real words (or a key press) settle it, and the cut
-utterances are recorded as far as they were heard. The caller's words are never dropped.
+resumes where the caller stopped hearing it (an answer of which nothing was heard is asked for
+again); real words (or a key press) settle it, and the cut utterances are recorded as far as they
+were heard. The judgement looks at the speech that caused the interruption only — its words and
+its length so far (`media.turns.interruption_is_false`) — so the caller's words are never dropped.
 """
 
 from __future__ import annotations
