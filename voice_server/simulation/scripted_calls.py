@@ -1,8 +1,7 @@
 """The scripted conversation set: callers who pause, talk over the agent or its greeting, cough
 (also right after asking), say "mm-hm", stay silent, press keys (and then talk), hang up
 mid-answer, say goodbye, or reach the time limit while the agent answers. The tests play each of
-them and
-`scripts/conversations` measures them.
+them and `scripts/conversations` measures them.
 """
 
 from __future__ import annotations
