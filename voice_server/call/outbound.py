@@ -55,11 +55,11 @@ class Outbound:
         self.progress_at = self._clock()
         return chunk
 
-    async def clear(self) -> list[Chunk]:
+    async def clear(self) -> None:
         """Stop playback at once: Twilio drops its queue and echoes the pending marks."""
         await self._send(build_clear(self._stream_sid))
         self._echo.set()
-        return self.playout.clear()
+        self.playout.clear()
 
     async def _mark(self, utterance: int, text_end: int, audio_ms: float) -> str:
         name = self.playout.next_mark_name(utterance)

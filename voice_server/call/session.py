@@ -29,8 +29,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from media.codec import ulaw_to_pcm16
 from media.framing import Framer
@@ -39,7 +37,6 @@ from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStart
 from media.twilio import Dtmf, Event, Mark, Media, Stop
 from media.vad import VoiceActivityDetector
 from stores.agents import Agent
-from stores.calls import TranscriptEntry
 from voice_server.call.barge_in import BargeIn
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.greetings import greeting_text
@@ -50,7 +47,7 @@ from voice_server.call.rendering import Renderer
 from voice_server.call.speaker import END_CALL, Outcome, Said, Speaker
 from voice_server.call.supervision import Supervision
 from voice_server.call.tasks import CallTasks, Work
-from voice_server.call.transcript import TranscriptStore, TranscriptWriter
+from voice_server.call.transcript import TranscriptStore, TranscriptWriter, new_entry
 from voice_server.log import get_logger
 from voice_server.providers.base import (
     ChatMessage,
@@ -203,7 +200,7 @@ class CallSession:
 
     def _on_keys(self, digits: str) -> None:
         self._barge_in.settle()
-        self._transcript.add(_entry("user", digits, source="dtmf"))
+        self._transcript.add(new_entry("user", digits, source="dtmf"))
         spaced = " ".join(digits)
         self._history.append(ChatMessage("user", f"(The caller pressed the keys: {spaced})"))
         now = self._clock()
@@ -251,7 +248,7 @@ class CallSession:
         ended = self._endpoint_at if self._endpoint_at >= self._last_voice else now
         timer = TurnTimer(last_speech=self._last_voice, endpoint=ended, final=now)
         stt_ms = round((now - ended) * 1000, 1)
-        self._transcript.add(_entry("user", text, metrics={"stt_final_ms": stt_ms}))
+        self._transcript.add(new_entry("user", text, metrics={"stt_final_ms": stt_ms}))
         self._history.append(ChatMessage("user", text))
         self._answer_turn(timer)
 
@@ -351,9 +348,3 @@ class CallSession:
     async def _clear_stuck_playout(self) -> None:
         await self._tasks.stop_response()
         self._speaker.settle(await self._speaker.interrupt())
-
-
-def _entry(role: str, text: str, **fields: Any) -> TranscriptEntry:
-    return TranscriptEntry.model_validate(
-        {"role": role, "text": text, "timestamp": datetime.now(UTC), **fields}
-    )

@@ -15,7 +15,6 @@ import enum
 from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from media.playout import SpokenText
@@ -25,6 +24,7 @@ from voice_server.call.outbound import Outbound
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.rendering import Renderer
 from voice_server.call.sentences import SentenceSplitter
+from voice_server.call.transcript import new_entry
 from voice_server.call.utterance import UNFINISHED, Utterance, UtteranceState
 from voice_server.log import get_logger
 from voice_server.metrics import TURN_LATENCY
@@ -373,12 +373,12 @@ class Speaker:
             self._history.append(
                 ChatMessage("system", "The caller interrupted you there and did not hear the rest.")
             )
-        entry = {
-            "role": "assistant",
-            "text": heard,
-            "timestamp": datetime.now(UTC),
-            "interrupted": True if cut else None,
-            "metrics": utterance.metrics or None,
-            "error": utterance.error,
-        }
-        self._transcript.add(TranscriptEntry.model_validate(entry))
+        self._transcript.add(
+            new_entry(
+                "assistant",
+                heard,
+                interrupted=True if cut else None,
+                metrics=utterance.metrics or None,
+                error=utterance.error,
+            )
+        )

@@ -9,7 +9,8 @@ logged in full, so it can still be recovered from the logs.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from pymongo.errors import PyMongoError
 
@@ -19,6 +20,13 @@ from voice_server.metrics import TRANSCRIPT_LOSSES
 from voice_server.retry import database_retrying
 
 log = get_logger(__name__)
+
+
+def new_entry(role: str, text: str, **fields: Any) -> TranscriptEntry:
+    """A transcript entry said now; `fields` are TranscriptEntry's optional ones."""
+    return TranscriptEntry.model_validate(
+        {"role": role, "text": text, "timestamp": datetime.now(UTC), **fields}
+    )
 
 
 class TranscriptStore(Protocol):
@@ -33,9 +41,14 @@ class TranscriptWriter:
         self._call_sid = call_sid
         self._retry_window_s = retry_window_s
         self._queue: asyncio.Queue[TranscriptEntry | None] = asyncio.Queue()
+        self._stopped = False
 
     def add(self, entry: TranscriptEntry) -> None:
-        """Queue an entry; returns at once."""
+        """Queue an entry; returns at once. Once `run()` was cancelled (the call failed), an
+        entry is logged in full instead, as the queued ones were."""
+        if self._stopped:
+            self._lost(entry, "the call ended before it was written")
+            return
         self._queue.put_nowait(entry)
 
     def close(self) -> None:
@@ -51,6 +64,7 @@ class TranscriptWriter:
         except asyncio.CancelledError:
             # The call failed before its entries were written: keep them in the logs (the one
             # being written too, which may or may not have reached the database).
+            self._stopped = True
             if entry is not None:
                 self._lost(entry, "the call ended while it was being written")
             while not self._queue.empty():

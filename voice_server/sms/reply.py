@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from pymongo.errors import PyMongoError
+
 from stores.agents import Agent
 from stores.documents import utc_now
 from stores.messages import Message, NewMessage
@@ -28,6 +30,7 @@ from voice_server.log import get_logger
 from voice_server.provider_setup import agent_models
 from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import UnknownModel
+from voice_server.retry import database_retrying
 from voice_server.services import Services
 from voice_server.twilio_api.rest import (
     SMS_MAX_CHARS,
@@ -40,6 +43,7 @@ log = get_logger(__name__)
 
 FALLBACK_TEXT = "Sorry, I cannot answer right now. Please try again a little later."
 LLM_DEADLINE_S = 60.0  # a reply later than this is worth less than the fallback
+STORE_WINDOW_S = 2.0  # how long storing a reply is retried; an inline reply waits for it
 _SENTENCE_END = re.compile(r"""[.!?…]+["')\]]*(?=\s)""")
 
 
@@ -173,18 +177,29 @@ async def _reply(
 async def _store(
     services: Services, exchange: Exchange, reply: Reply, sid: str, status: str | None
 ) -> None:
-    await services.messages.create_outbound_message(
-        NewMessage(
-            agent_id=exchange.number.phoneNumber,
-            user_number=exchange.user_number,
-            userId=exchange.number.userId,
-            message_sid=sid,
-            body=reply.text,
-            conversation_id=exchange.conversation_id,
-            timestamp=utc_now(),
-            model=reply.model,
-            usage=reply.usage,
-            metrics=reply.metrics,
-            status=status,
-        )
+    """Store the agent's reply, retrying a database hiccup for a moment. A reply that still
+    cannot be stored is logged in full and goes out all the same: the inbound message already
+    claimed this MessageSid, so a failing webhook would leave the texter unanswered for good."""
+    message = NewMessage(
+        agent_id=exchange.number.phoneNumber,
+        user_number=exchange.user_number,
+        userId=exchange.number.userId,
+        message_sid=sid,
+        body=reply.text,
+        conversation_id=exchange.conversation_id,
+        timestamp=utc_now(),
+        model=reply.model,
+        usage=reply.usage,
+        metrics=reply.metrics,
+        status=status,
     )
+    try:
+        async for attempt in database_retrying("storing the SMS reply", STORE_WINDOW_S):
+            with attempt:
+                await services.messages.create_outbound_message(message)
+    except PyMongoError as error:
+        log.error(
+            "SMS reply could not be stored; logged in full instead",
+            error=str(error),
+            message=message.model_dump(mode="json"),
+        )
