@@ -94,12 +94,9 @@ async def answered_over(
     assert full_ms <= heard_ms <= full_ms + 1000
 
 
-async def test_a_cough_does_not_cut_the_agent_off() -> None:
-    await answered_over(interjection=None)
-
-
-async def test_a_backchannel_does_not_cut_the_agent_off() -> None:
-    await answered_over(interjection="mm-hm")
+@pytest.mark.parametrize("interjection", [None, "mm-hm"], ids=["cough", "backchannel"])
+async def test_a_cough_or_backchannel_does_not_cut_the_agent_off(interjection: str | None) -> None:
+    await answered_over(interjection=interjection)
 
 
 async def test_hanging_up_mid_answer_keeps_what_was_heard() -> None:

@@ -34,10 +34,7 @@ def child_processes() -> set[str]:
 
 async def cancel_promptly(task: asyncio.Task[object]) -> None:
     """Cancel `task` and check that it ends, cancelled, within `PROMPTLY_S`."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     task.cancel()
     async with asyncio.timeout(PROMPTLY_S):
         await asyncio.wait({task})
     assert task.cancelled(), f"the cancel was swallowed: {task!r}"
-    assert loop.time() - started < PROMPTLY_S
