@@ -360,6 +360,7 @@ class Speaker:
         """Store what the caller heard of `utterance`, once."""
         if utterance.state is _State.RECORDED:
             return
+        self._asked.pop(utterance.number, None)  # a recorded answer is never asked again
         if utterance.state in UNFINISHED:
             utterance.move(_State.CUT)
         heard = self._heard(utterance)
