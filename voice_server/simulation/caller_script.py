@@ -94,14 +94,22 @@ class CallerScript:
         return [Say(text) for text in self.turns] + list(self.steps)
 
 
+_spoken: dict[tuple[str, str], bytes] = {}  # (voice, text) → speech, rendered once per process
+
+
 async def render_steps(script: CallerScript) -> dict[Step, bytes]:
-    """The μ-law audio each step sends (speech from espeak-ng, noise, silence)."""
+    """The μ-law audio each step sends (speech from espeak-ng, noise, silence). A text is
+    rendered once per process, so the same words are always the same bytes (a streamed render
+    can differ in its last bits from one run to the next)."""
     tts = EspeakTextToSpeech()
     audio: dict[Step, bytes] = {}
     for step in script.all_steps():
         if isinstance(step, Say) and step not in audio:
-            request = TtsRequest(model=TTS_MODEL, voice=script.voice, text=step.text)
-            audio[step] = trim_silence(await render_ulaw(tts, request))
+            key = (script.voice, step.text)
+            if key not in _spoken:
+                request = TtsRequest(model=TTS_MODEL, voice=script.voice, text=step.text)
+                _spoken[key] = trim_silence(await render_ulaw(tts, request))
+            audio[step] = _spoken[key]
         elif isinstance(step, Noise):
             audio[step] = cough(step.ms)
         elif isinstance(step, Pause):

@@ -34,6 +34,7 @@ class Interruption:
     """Caller audio sent over the agent: when it began, and how the agent reacted."""
 
     onset: float  # monotonic time of the first loud frame sent
+    onset_tick: int  # the tick that sent it
     clear_after_ms: float | None = None  # onset → Twilio `clear` received
     last_media_after_ms: float | None = None  # onset → the agent's last audio before the clear
 
@@ -42,6 +43,7 @@ class Interruption:
 class Turn:
     said: str
     reply_latency_ms: float | None = None  # caller's last speech frame → agent's first audio
+    ticks: tuple[int, int] = (0, 0)  # the first tick of the caller's audio, and the one after
 
 
 @dataclass
@@ -56,6 +58,27 @@ class CallResult:
     server_hung_up: bool = False
     caller_audio: bytearray = field(default_factory=bytearray)  # μ-law, one frame per tick
     agent_audio: bytearray = field(default_factory=bytearray)
+    played: bytearray = field(default_factory=bytearray)  # per tick: 1 if agent audio played
+
+    def stop_after_ms(self, interruption: Interruption) -> float | None:
+        """What the caller hears of a real interruption: from its first frame until the agent's
+        audio stopped playing (None if it never stopped)."""
+        stop = self.played.find(0, interruption.onset_tick)
+        return None if stop < 0 else (stop - interruption.onset_tick) * 20.0
+
+    def gap_after_ms(self, interruption: Interruption) -> float | None:
+        """The agent audio missing after a sound that should not have interrupted it: the
+        silence between its stopping and going on (0 when it never stopped; None when it never
+        went on, i.e. the sound cut it off)."""
+        stop = self.played.find(0, interruption.onset_tick)
+        if stop < 0:
+            return 0.0
+        resumed = self.played.find(1, stop)
+        return None if resumed < 0 else (resumed - stop) * 20.0
+
+    def agent_audio_ms(self, ticks: tuple[int, int]) -> float:
+        """How much of the agent's audio played during `ticks` (first, and one past the last)."""
+        return self.played.count(1, *ticks) * 20.0
 
     def recording_wav(self) -> bytes:
         """Both sides mixed into one 8 kHz mono WAV a person can listen to."""
@@ -194,6 +217,7 @@ class Player:
         self.result.caller_audio += caller_frame
         played = await self._play(FRAME_BYTES)
         self.result.agent_audio += played.ljust(FRAME_BYTES, ULAW_SILENCE)
+        self.result.played.append(1 if played else 0)
         if played:
             self._playing_since = self._playing_since or time.monotonic()
         else:
@@ -246,7 +270,8 @@ class Player:
             frame = ulaw[offset : offset + FRAME_BYTES].ljust(FRAME_BYTES, ULAW_SILENCE)
             loud = _loud(frame)
             if overlapping and loud and not noted and self._queue:
-                self.result.interruptions.append(Interruption(onset=time.monotonic()))
+                tick = len(self.result.played)
+                self.result.interruptions.append(Interruption(time.monotonic(), tick))
                 noted = True
             await self.tick(frame)
             if loud:

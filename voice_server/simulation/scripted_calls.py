@@ -1,7 +1,7 @@
-"""The scripted conversation set: callers who pause, talk over the agent or its greeting, cough
-(also right after asking), say "mm-hm", stay silent, press keys (and then talk), hang up
-mid-answer, say goodbye, or reach the time limit while the agent answers. The tests play each of
-them and `scripts/conversations` measures them.
+"""The scripted conversation set: callers who pause (also for 700 ms mid-sentence), talk over the
+agent or its greeting, cough (also right after asking), make a noise, say "mm-hm", stay silent,
+press keys (and then talk), hang up mid-answer, say goodbye, or reach the time limit while the
+agent answers. The tests play each of them and `scripts/conversations` measures them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from voice_server.simulation.caller_script import (
 )
 
 QUESTION = "What are your opening hours?"
+STATEMENT = "I would like a table for two tonight."
 MENU = "Tell me about your menu."
 OVER = "Stop. What time do you close?"
 BOOKING = "Hello, I would like to book an appointment for next Tuesday please."
@@ -34,9 +35,25 @@ class Conversation:
 
 CONVERSATIONS: dict[str, Conversation] = {
     "one-question": Conversation(CallerScript(steps=(Say(QUESTION),))),
+    "one-statement": Conversation(CallerScript(steps=(Say(STATEMENT),))),
     "pause-mid-sentence": Conversation(
         CallerScript(
             steps=(Say("I would like to book"), Pause(300), Say("a table for two", when="now"))
+        )
+    ),
+    # Pauses long enough to end a turn on silence alone; the words before them cannot end one.
+    "pause-700-after-a-fragment": Conversation(
+        CallerScript(
+            steps=(Say("I would like to book"), Pause(700), Say("a table for two.", when="now"))
+        )
+    ),
+    "pause-700-after-and": Conversation(
+        CallerScript(
+            steps=(
+                Say("I need a table for four, and"),
+                Pause(700),
+                Say("a high chair, please.", when="now"),
+            )
         )
     ),
     "talk-over-the-agent": Conversation(
@@ -50,6 +67,9 @@ CONVERSATIONS: dict[str, Conversation] = {
     ),
     "cough-while-agent-speaks": Conversation(
         CallerScript(steps=(Say(MENU), Noise(250, delay_ms=1500)))
+    ),
+    "noise-while-agent-speaks": Conversation(
+        CallerScript(steps=(Say(MENU), Noise(600, delay_ms=1500)))
     ),
     "backchannel-while-agent-speaks": Conversation(
         CallerScript(steps=(Say(MENU), Say("mm-hm", when="during-agent", delay_ms=1500)))

@@ -153,8 +153,12 @@ async def _perform(
     """Do one step; the time its last loud frame went out, for steps that make sound."""
     if isinstance(step, Say):
         on_event(f"caller says: {step.text}")
-        player.result.turns.append(Turn(said=step.text))
-        return await player.send_audio(audio[step], overlapping=step.when == "during-agent")
+        turn = Turn(said=step.text)
+        player.result.turns.append(turn)
+        first = len(player.result.played)
+        last_loud = await player.send_audio(audio[step], overlapping=step.when == "during-agent")
+        turn.ticks = (first, len(player.result.played))
+        return last_loud
     if isinstance(step, Noise):
         on_event(f"caller coughs ({step.ms:.0f} ms)")
         return await player.send_audio(audio[step], overlapping=True)
