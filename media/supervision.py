@@ -1,4 +1,4 @@
-"""The call's supervisor: silence re-prompts, the maximum duration, and the watchdog.
+"""The call's supervisor: silence re-prompts, the maximum duration, a held answer, the watchdog.
 
 Pure and on deadlines: the session reports facts with the time they happened, sleeps until
 `next_deadline()` (or until a new fact may have moved it earlier), then asks `check(now)`, whose
@@ -28,6 +28,7 @@ class Action(enum.Enum):
     TURN_STUCK = "turn-stuck"  # the caller stopped speaking but no transcript ever came
     RESPONSE_STUCK = "response-stuck"  # a response has produced nothing for too long
     PLAYBACK_STUCK = "playback-stuck"  # audio was sent but its marks never came back
+    ANSWER_DUE = "answer-due"  # the caller may have paused long enough for a held answer
 
 
 class Supervisor:
@@ -43,6 +44,7 @@ class Supervisor:
         self._playback_seen = float("-inf")
         self._playback_budget_s = 0.0
         self._ending = False
+        self._answer_due: float | None = None
 
     def agent_idle(self, now: float) -> None:
         """The agent has finished speaking and everything it said has played."""
@@ -68,6 +70,10 @@ class Supervisor:
 
     def turn_started(self) -> None:
         self._turn_pending_since = None
+
+    def answer_due(self, at: float | None) -> None:
+        """An answer is held until the caller's pause lasts until `at` (None: no longer)."""
+        self._answer_due = at
 
     def playback(self, at: float, outstanding_s: float) -> None:
         """Audio was last sent or a mark echoed at `at`; `outstanding_s` is still to be played.
@@ -109,6 +115,7 @@ class Supervisor:
         silent = self._reprompts < self._options.max_reprompts
         return [
             *deadlines,
+            (Action.ANSWER_DUE, self._answer_due),
             (Action.MAX_DURATION, self._started_at + self._options.max_call_s),
             (
                 Action.REPROMPT if silent else Action.SILENCE_GOODBYE,
@@ -123,6 +130,8 @@ class Supervisor:
             self._response_progress = None
         elif action is Action.PLAYBACK_STUCK:
             self._playback_progress = None
+        elif action is Action.ANSWER_DUE:
+            self._answer_due = None
         elif action is Action.MAX_DURATION:
             self._ending = True
         else:

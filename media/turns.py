@@ -62,13 +62,13 @@ class Endpointer:
 
     def __init__(self, options: EndpointingOptions) -> None:
         self._options = options
+        self._last_speech_at = 0.0
         self.reset()
 
     def reset(self) -> None:
         """Forget any speech in progress, without emitting an event."""
         self._state = EndpointState.SILENCE
         self._started_at = 0.0
-        self._last_speech_at = 0.0
         self._speech_ms = 0
         self._run = (0.0, 0.0)  # first and last speech frame of the latest run of speech
 
@@ -79,6 +79,11 @@ class Endpointer:
         judged on this, whether or not the run has ended yet."""
         started, last = self._run
         return (last - started) * 1000
+
+    @property
+    def last_speech_at(self) -> float:
+        """End time of the latest speech frame (0 before any), seconds."""
+        return self._last_speech_at
 
     @property
     def state(self) -> EndpointState:
@@ -164,3 +169,48 @@ def interruption_is_false(
             rest = rest.replace(f" {phrase} ", " ")
     other = rest.split()
     return not other or (len(other) == 1 and speech_ms < short_ms)
+
+
+# Words after which a sentence goes on. Even before a full stop (some recognisers put one at
+# every pause): conjunctions, fillers, articles and possessives.
+ALWAYS_CONTINUING = frozenset((
+    "and", "or", "but", "because", "although", "unless", "whether", "um", "uh", "er", "erm",
+    "the", "a", "an", "my", "your", "our", "their",
+))  # fmt: skip
+# Without punctuation, also: more conjunctions, prepositions and subject pronouns.
+CONTINUING_WORDS = ALWAYS_CONTINUING | frozenset((
+    "so", "since", "though", "until", "while", "if", "when", "that", "which", "who", "whose",
+    "than", "then", "like", "to", "of", "for", "with", "from", "at", "in", "on", "into",
+    "about", "by", "as", "i", "we", "they", "he", "she", "i'm", "i'd", "i'll", "we're",
+))  # fmt: skip
+_SENTENCE_ENDS = (".", "!", "?")
+_PAUSE_MARKS = (",", ";", ":", "-", "—", "…")
+
+
+class TurnEnd(enum.Enum):
+    """How a final transcript ends, for how long the caller's silence must last before the
+    agent answers it."""
+
+    QUESTION = "question"  # a question: answer as soon as the caller has paused briefly
+    SENTENCE = "sentence"  # the usual end-of-turn silence
+    UNFINISHED = "unfinished"  # the sentence goes on after the pause: wait longer
+
+
+def turn_end(text: str, *, punctuated: bool) -> TurnEnd:
+    """Read how the caller's words end. Unfinished: a trailing comma, dash or ellipsis; a last
+    word that never ends a sentence ("and", "because", "um", "the"); with no full stop,
+    question or exclamation mark, a last word that seldom does ("to", "with", "if"), or any
+    word at all from a recogniser that punctuates (`punctuated`). A question ends with a
+    question mark. Anything else (also no words) is a sentence."""
+    stripped = text.rstrip()
+    words = _words(stripped).split()
+    if not words:
+        return TurnEnd.SENTENCE
+    last = words[-1]
+    if stripped.endswith(_PAUSE_MARKS) or stripped.endswith("..") or last in ALWAYS_CONTINUING:
+        return TurnEnd.UNFINISHED
+    if stripped.endswith("?"):
+        return TurnEnd.QUESTION
+    if stripped.endswith(_SENTENCE_ENDS):
+        return TurnEnd.SENTENCE
+    return TurnEnd.UNFINISHED if punctuated or last in CONTINUING_WORDS else TurnEnd.SENTENCE

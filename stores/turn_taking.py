@@ -6,6 +6,8 @@ one that sets only a few, gets the defaults for the rest.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 ACKNOWLEDGEMENTS = (
@@ -20,6 +22,17 @@ class TurnTaking(BaseModel):
 
     endSilenceMs: int = Field(default=550, ge=100, le=5000)
     """Silence after speech that ends the caller's turn."""
+    unfinishedEndSilenceMs: int = Field(default=1500, ge=100, le=5000)
+    """Silence that ends the turn when the caller's words do not end a sentence ("and", "um",
+    a trailing comma, or no full stop from a recogniser that punctuates)."""
+    questionEndSilenceMs: int = Field(default=300, ge=100, le=5000)
+    """Silence after which a question is answered, when the recogniser ends the turn sooner
+    than `endSilenceMs` (never later than it)."""
+    turnDetection: Literal["semantic_vad", "server_vad"] = "semantic_vad"
+    """How a recogniser that ends turns itself (OpenAI Realtime) does: on what the words mean,
+    or on silence alone."""
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    """With `semantic_vad`: how soon the recogniser ends a turn (low waits longest)."""
     minSpeechMs: int = Field(default=120, ge=20, le=2000)
     """Speech needed before a turn (or an interruption) counts as started."""
     bargeIn: bool = True

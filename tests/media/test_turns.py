@@ -10,7 +10,9 @@ from media.turns import (
     EndpointState,
     SpeechEnded,
     SpeechStarted,
+    TurnEnd,
     interruption_is_false,
+    turn_end,
 )
 
 
@@ -130,3 +132,29 @@ def test_an_interruption_is_dismissed_only_without_real_words(
         text, speech_ms, acknowledgements=ACKS, interruptions=STOPS, short_ms=350
     )
     assert judged is dismissed
+
+
+@pytest.mark.parametrize(
+    ("text", "punctuated", "end"),
+    [
+        ("What are your opening hours?", True, TurnEnd.QUESTION),
+        ("I would like to book a table.", True, TurnEnd.SENTENCE),
+        ("I would like to book", True, TurnEnd.UNFINISHED),  # no full stop from a punctuator
+        ("I would like to book", False, TurnEnd.SENTENCE),  # ...means nothing from others
+        ("I would like to book a table for", False, TurnEnd.UNFINISHED),
+        ("I need a table for four, and", True, TurnEnd.UNFINISHED),
+        ("I need a table for four and.", True, TurnEnd.UNFINISHED),  # a stop at every pause
+        ("My number is, um.", True, TurnEnd.UNFINISHED),
+        ("Two people,", False, TurnEnd.UNFINISHED),
+        ("Let me think...", True, TurnEnd.UNFINISHED),
+        ("Let me think…", True, TurnEnd.UNFINISHED),
+        ("I'll take it.", True, TurnEnd.SENTENCE),
+        ("That's what I came for.", True, TurnEnd.SENTENCE),  # "for" before a full stop
+        ("Is it the, um?", True, TurnEnd.UNFINISHED),
+        ("", True, TurnEnd.SENTENCE),
+    ],
+)
+def test_how_the_words_end_says_whether_the_turn_may_go_on(
+    text: str, punctuated: bool, end: TurnEnd
+) -> None:
+    assert turn_end(text, punctuated=punctuated) is end

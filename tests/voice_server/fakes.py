@@ -19,14 +19,15 @@ from voice_server.providers.base import LlmRequest, LlmUsage, SttOptions, SttRes
 
 
 def frame_texts(renders: Mapping[str, bytes]) -> dict[bytes, str]:
-    """Each sounding 20 ms frame of the scripted utterances, and the text it belongs to."""
-    texts: dict[bytes, str] = {}
+    """Each sounding 20 ms frame of the scripted utterances, and the text it belongs to (a
+    frame found in two texts, such as the "a" that starts two sentences, belongs to neither)."""
+    owners: dict[bytes, set[str]] = {}
     for text, ulaw in renders.items():
         for offset in range(0, len(ulaw), FRAME_BYTES):
             frame = ulaw[offset : offset + FRAME_BYTES]
             if len(frame) == FRAME_BYTES and frame != ULAW_SILENCE * FRAME_BYTES:
-                texts.setdefault(frame, text)
-    return texts
+                owners.setdefault(frame, set()).add(text)
+    return {frame: texts.pop() for frame, texts in owners.items() if len(texts) == 1}
 
 
 def recognise(texts: Mapping[bytes, str], ulaw: bytes) -> str:
@@ -42,20 +43,33 @@ def recognise(texts: Mapping[bytes, str], ulaw: bytes) -> str:
 class EchoingSpeechToText:
     """With `final_after_ms`, it endpoints on its own as a streaming recogniser does: a final
     comes that long after the last frame of words, whether or not the session's endpointing
-    has ended the turn (OpenAI's Realtime sends it ~480 ms after the speech)."""
+    has ended the turn (OpenAI's Realtime sends it ~480 ms after the speech); and, without
+    `empty_finals`, nothing at all comes for a sound with no words in it."""
 
-    def __init__(self, renders: Mapping[str, bytes], final_after_ms: float | None = None) -> None:
+    def __init__(
+        self,
+        renders: Mapping[str, bytes],
+        final_after_ms: float | None = None,
+        *,
+        empty_finals: bool = True,
+    ) -> None:
         self._texts = frame_texts(renders)
         self._final_after_ms = final_after_ms
+        self._empty_finals = empty_finals
 
     @asynccontextmanager
     async def open_session(self, options: SttOptions) -> AsyncIterator[_EchoingSession]:
-        yield _EchoingSession(self._texts, self._final_after_ms)
+        yield _EchoingSession(self._texts, self._final_after_ms, self._empty_finals)
 
 
 class _EchoingSession:
-    def __init__(self, texts: Mapping[bytes, str], final_after_ms: float | None) -> None:
+    punctuates = True  # it says what the caller's script says
+
+    def __init__(
+        self, texts: Mapping[bytes, str], final_after_ms: float | None, empty_finals: bool
+    ) -> None:
         self._texts = texts
+        self._empty_finals = empty_finals
         self._final_after_s = None if final_after_ms is None else final_after_ms / 1000
         self._heard: list[str] = []
         self._results: asyncio.Queue[SttResult] = asyncio.Queue()
@@ -82,7 +96,7 @@ class _EchoingSession:
         self._finalised = False
 
     def speech_ended(self) -> None:
-        if self._own_final is None and not self._finalised:
+        if self._own_final is None and not self._finalised and (self._heard or self._empty_finals):
             self._final()
 
     def _final(self) -> None:

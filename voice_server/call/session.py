@@ -9,14 +9,17 @@ audio to the STT session; it never waits on the database or a provider. Payloads
 than Twilio's 20 ms are re-framed first.
 
 Turn-taking: the caller's turn ends on the agent's endpointing silence, and the answer starts on
-the STT's final transcript. The agent never starts an answer while the caller is talking: a
-final transcript or a key sequence that comes mid-turn (a recogniser with its own endpointing,
-keys then speech) is recorded at once, and one answer to all of it starts when the turn ends.
+the STT's final transcript; how the words end changes the silence that ends the turn
+(`HeldAnswer`: longer after "and" or "um", shorter after a question).
+The agent never starts an answer while the caller is talking: a final transcript or a key
+sequence that comes mid-turn (a recogniser with its own endpointing, keys then speech) is
+recorded at once, and one answer to all of it starts when the turn ends.
 Speech ends a key sequence (the keys came first). A response that replaces another clears what
 the other left playing and records it, as far as it was heard, before saying anything.
 
-Talking over the agent: speech over it (once it lasts `minSpeechMs`) cancels the response and
-clears Twilio's queue at once; when the words that follow turn out to be noise or a backchannel,
+Talking over the agent: speech over it (once it lasts `minSpeechMs` and a second detector has
+confirmed it is speech, not a cough or noise) cancels the response and clears Twilio's queue at
+once; when the words that follow turn out to be noise or a backchannel,
 the agent resumes where the caller stopped hearing it, otherwise the cut utterances are recorded
 as far as they were heard.
 
@@ -40,6 +43,7 @@ from stores.agents import Agent
 from voice_server.call.barge_in import BargeIn
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.greetings import greeting_text
+from voice_server.call.held_answer import HeldAnswer
 from voice_server.call.latency import TurnTimer
 from voice_server.call.outbound import Outbound
 from voice_server.call.phrases import NOT_HEARD_TEXT, STT_GOODBYE_TEXT
@@ -113,8 +117,8 @@ class CallSession:
         )
         self._stt: SttSession | None = None
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
-        self._last_voice = self._endpoint_at = self._last_final = 0.0
-        self._held: TurnTimer | None = None  # an answer waiting for the caller's turn to end
+        self._endpoint_at = self._last_final = 0.0
+        self._held = HeldAnswer(self._turns, self._endpointer, self._supervision)
 
     async def run(self, events: AsyncIterator[Event]) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
@@ -170,9 +174,9 @@ class CallSession:
         now = self._clock()
         if self._stt is not None:
             self._stt.push_audio(ulaw)
-        voiced = self._vad.is_speech(ulaw_to_pcm16(ulaw))
-        if voiced:
-            self._last_voice = now
+        pcm = ulaw_to_pcm16(ulaw)
+        voiced = self._vad.is_speech(pcm)
+        self._barge_in.heard(pcm, agent_speaking=self._speaking)
         decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):
             self._supervision.rules.caller_speaking()
@@ -180,9 +184,11 @@ class CallSession:
                 self._on_keys(digits)
             if self._stt is not None:
                 self._stt.speech_started()
-            self._barge_in.speech_started(agent_speaking=self._speaking)
+            onset_ms = (now - decision.at) * 1000
+            self._barge_in.speech_started(agent_speaking=self._speaking, onset_ms=onset_ms)
         elif isinstance(decision, SpeechEnded):
             self._endpoint_at = now
+            self._barge_in.speech_ended()
             # A recogniser with its own endpointing may have finished this turn already.
             if self._last_final < decision.last_speech_at:
                 self._supervision.rules.turn_pending(now)
@@ -221,7 +227,12 @@ class CallSession:
         self._respond(self._say_goodbye(EndReason.SPEECH_TO_TEXT_FAILED, STT_GOODBYE_TEXT))
 
     async def _recognise(self) -> None:
-        options = SttOptions(model=self._agent.sttModel)
+        turns = self._turns
+        options = SttOptions(
+            model=self._agent.sttModel,
+            turn_detection=turns.turnDetection,
+            eagerness=turns.eagerness,
+        )
         try:
             async with self._providers.stt.open_session(options) as stt:
                 self._stt = stt
@@ -245,27 +256,25 @@ class CallSession:
             return
         self._barge_in.settle()
         # The turn ended at our endpoint, or earlier if the recogniser endpointed first.
-        ended = self._endpoint_at if self._endpoint_at >= self._last_voice else now
-        timer = TurnTimer(last_speech=self._last_voice, endpoint=ended, final=now)
+        last_voice = self._endpointer.last_speech_at
+        ended = self._endpoint_at if self._endpoint_at >= last_voice else now
+        timer = TurnTimer(last_speech=last_voice, endpoint=ended, final=now)
         stt_ms = round((now - ended) * 1000, 1)
         self._transcript.add(new_entry("user", text, metrics={"stt_final_ms": stt_ms}))
         self._history.append(ChatMessage("user", text))
-        self._answer_turn(timer)
+        punctuated = self._stt is not None and self._stt.punctuates
+        self._answer_turn(timer, self._held.silence_for(text, punctuated=punctuated))
 
-    def _answer_turn(self, timer: TurnTimer) -> None:
-        """Answer what the caller said or keyed in: now, or once their turn ends if they are
-        still talking (the answer then covers all of the turn)."""
-        if self._endpointer.in_speech:
-            self._held = timer
-            return
-        self._held = None
-        # With barge-in off, an answer waits for the agent to finish what it is saying.
-        self._respond(self._answer(timer), replace=self._turns.bargeIn)
+    def _answer_turn(self, timer: TurnTimer, silence_s: float | None = None) -> None:
+        """Answer what the caller said or keyed in, once their turn is over (`HeldAnswer`)."""
+        self._held.hold(timer, silence_s)
+        self._release()
 
     def _release(self) -> None:
-        """The caller's turn is over with no more words to come: give the held answer."""
-        if self._held is not None and not self._endpointer.in_speech:
-            self._answer_turn(self._held)
+        """Give the held answer, if the caller's turn is over."""
+        if (timer := self._held.take()) is not None:
+            # With barge-in off, an answer waits for the agent to finish what it is saying.
+            self._respond(self._answer(timer), replace=self._turns.bargeIn)
 
     # -- answering and ending --------------------------------------------------------------
 
@@ -313,6 +322,9 @@ class CallSession:
             await supervision.sleep()
 
     def _act(self, action: Action) -> None:
+        if action is Action.ANSWER_DUE:  # routine: the caller's pause may be long enough now
+            self._release()
+            return
         turns = self._turns
         log.info("supervisor acts", action=action.value)
         if action is Action.REPROMPT:
@@ -325,7 +337,7 @@ class CallSession:
             log.warning("the caller's turn ended but no transcript came")
             if self._barge_in.pending:
                 self._barge_in.resume()
-            elif self._held is not None:
+            elif self._held.held:
                 self._release()
             elif self._endpointer.speech_ms >= SURE_SPEECH_MS:  # words, not a noise it ignored
                 self._respond(self._speaker.say(NOT_HEARD_TEXT))

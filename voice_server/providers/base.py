@@ -36,6 +36,10 @@ class SttResult:
 class SttSession(Protocol):
     """One caller's streaming recognition, open for the whole call."""
 
+    punctuates: bool
+    """Whether its texts end sentences with punctuation (then a text without a full stop,
+    question or exclamation mark is a sentence the caller has not finished)."""
+
     def push_audio(self, ulaw: bytes) -> None:
         """Queue one 20 ms frame of 8 kHz μ-law audio. Never blocks; called 50 times a second."""
 
@@ -54,6 +58,10 @@ class SttSession(Protocol):
 class SttOptions:
     model: str
     language: str = "en-US"
+    turn_detection: Literal["semantic_vad", "server_vad"] = "server_vad"
+    """For recognisers that end turns themselves: on the words' meaning, or on silence."""
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    """With `semantic_vad`, how soon a turn is ended."""
 
 
 class SpeechToText(Protocol):

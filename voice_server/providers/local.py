@@ -61,6 +61,8 @@ def _new_decoder() -> Any:
 
 
 class _PocketSphinxSession:
+    punctuates = False
+
     def __init__(self, decoder: Any) -> None:
         self._decoder = decoder
         self._preroll: deque[bytes] = deque(maxlen=_PREROLL_FRAMES)

@@ -6,8 +6,9 @@ Realtime (docs/openai.md §4a): one WebSocket opened with `intent=transcription`
 wants). `push_audio` only queues, in a bounded `AudioBacklog` (audio beyond it is dropped and
 the session goes on); one task sends the backlog, another turns server events into `SttResult`s,
 both in the session's own TaskGroup (`workers.running`).
-With `server_vad` the server endpoints the caller itself; models that need `turn_detection: null`
-(gpt-realtime-whisper) are committed on the call's own endpointing.
+With `semantic_vad` (the agent's default) or `server_vad` the server ends the caller's turns
+itself; models that need `turn_detection: null` (gpt-realtime-whisper) are committed on the
+call's own endpointing.
 WebSocket failures are not SDK exceptions (§3): `websockets` errors and `OSError` are mapped too.
 
 HTTP (§4b): the call's VAD delimits an utterance, which is posted as an 8 kHz PCM16 WAV to
@@ -110,14 +111,20 @@ class OpenAiRealtimeSpeechToText:
         audio_input: RealtimeTranscriptionSessionAudioInputParam = {
             "format": {"type": "audio/pcmu"},
             "transcription": {"model": options.model, "language": iso_language(options.language)},
-            "turn_detection": None if manual or vad is None else _server_vad(vad),
+            "turn_detection": None if manual or vad is None else _turn_detection(vad, options),
         }
         if noise is not None:
             audio_input["noise_reduction"] = {"type": noise}
         return {"type": "transcription", "audio": {"input": audio_input}}
 
 
-def _server_vad(vad: ServerVad) -> RealtimeTranscriptionSessionAudioInputTurnDetectionParam:
+def _turn_detection(
+    vad: ServerVad, options: SttOptions
+) -> RealtimeTranscriptionSessionAudioInputTurnDetectionParam:
+    """The agent's choice (§4a): the end of a turn judged on the words (`semantic_vad`, with its
+    eagerness) or on the configured silence."""
+    if options.turn_detection == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": options.eagerness}
     return {
         "type": "server_vad",
         "threshold": vad.threshold,
@@ -136,6 +143,8 @@ class RealtimeSttSession:
 
     `speaking` and `speech_stopped_at` (monotonic seconds) follow the server's VAD events.
     """
+
+    punctuates = True
 
     def __init__(
         self, connection: AsyncRealtimeConnection, manual_commit: bool, backlog: AudioBacklog
@@ -244,6 +253,8 @@ class OpenAiUtteranceSpeechToText:
 class UtteranceSttSession:
     """Buffers what the caller says between `speech_started()` and `speech_ended()` and
     transcribes each utterance in order."""
+
+    punctuates = True
 
     def __init__(self, client: AsyncOpenAI, options: SttOptions, preroll_frames: int) -> None:
         self._client = client

@@ -119,10 +119,11 @@ class Phone:
     def clears(self) -> list[Sent]:
         return [sent for sent in self.sent if isinstance(sent.message, Clear)]
 
-    def audio_sent_between(self, start: float, end: float) -> int:
-        """Media messages the session sent in [start, end)."""
-        media = (s for s in self.sent if isinstance(s.message, OutboundMedia))
-        return sum(1 for s in media if start <= s.at < end)
+    def audio_sent_after(self, first: Sent, end: float) -> int:
+        """Media messages the session sent after `first` and before `end` (messages sent at
+        the same loop time are told apart by their order)."""
+        later = self.sent[self.sent.index(first) + 1 :]
+        return sum(1 for s in later if isinstance(s.message, OutboundMedia) and s.at < end)
 
     def marks(self) -> list[str]:
         return [s.message.name for s in self.sent if isinstance(s.message, OutboundMark)]

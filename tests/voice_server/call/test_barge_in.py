@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.voice_server.call.harness import running_call
+from tests.voice_server.call.harness import running_call, speech
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel, speech_ms
+from tests.voice_server.fakes import EchoingSpeechToText
+from voice_server.simulation.caller_script import cough
 
 pytestmark = pytest.mark.looptime
 
@@ -20,6 +22,7 @@ CLOSING = "We close at six."
 # Sentences under the 2 s playout lead, so each is wholly sent before the caller hears it.
 MENU_SENTENCES = ("Our menu has three parts.", "Starters and soups come first.", "Then mains.")
 MENU_ANSWER = " ".join(MENU_SENTENCES)
+REALTIME_FINAL_MS = 480  # OpenAI's Realtime endpoints before our 550 ms of silence
 
 
 def whole_words_of(full: str, text: str) -> bool:
@@ -44,7 +47,7 @@ async def test_speech_over_the_agent_stops_it_and_closes_its_streams() -> None:
     (clear,) = phone.clears()
     assert clear.at - spoke_at < 0.3, "the agent stopped as soon as the caller spoke"
     asked = call.store.appended_at[3]
-    assert phone.audio_sent_between(clear.at, asked) == 0, "and stayed quiet while they spoke"
+    assert phone.audio_sent_after(clear, asked) == 0, "and stayed quiet while they spoke"
     assert llm.closed_early == 1, "the model's stream was closed, not drained"
     assert tts.closed_early == [HOURS.split(". ")[1] + "."], "so was the speech being rendered"
     roles = [(e.role, e.interrupted) for e in call.store.entries]
@@ -70,9 +73,10 @@ async def test_speech_over_the_agent_stops_it_and_closes_its_streams() -> None:
 
 async def answered_over(
     interjection: str | None, sentences: tuple[str, ...] = MENU_SENTENCES, at_s: float = 2.0
-) -> None:
+) -> int:
     """The caller asks about the menu and, `at_s` into the answer (in its second sentence),
-    coughs or says `interjection`; the agent goes on, and the caller hears the answer once."""
+    coughs or says `interjection`; the agent goes on, and the caller hears the answer once.
+    How often the agent stopped (Twilio's queue cleared)."""
     answer = " ".join(sentences)
     llm = ScriptedLanguageModel(answer)
     async with running_call(llm=llm, caller_says=[MENU, *filter(None, [interjection])]) as call:
@@ -92,11 +96,57 @@ async def answered_over(
     full_ms = sum(speech_ms(sentence) for sentence in sentences)
     # Resumed where the caller stopped hearing: nothing skipped, at most a word said again.
     assert full_ms <= heard_ms <= full_ms + 1000
+    return len(phone.clears())
 
 
-@pytest.mark.parametrize("interjection", [None, "mm-hm"], ids=["cough", "backchannel"])
-async def test_a_cough_or_backchannel_does_not_cut_the_agent_off(interjection: str | None) -> None:
-    await answered_over(interjection=interjection)
+async def test_a_backchannel_does_not_cut_the_agent_off() -> None:
+    assert await answered_over("mm-hm") == 1, "speech stops the agent until its words are in"
+
+
+async def test_the_agent_talks_on_over_a_cough() -> None:
+    assert await answered_over(None) == 0, "a cough is not speech: the agent never stopped"
+
+
+@pytest.mark.parametrize(("heard", "a_turn"), [("Huh.", False), ("Sorry, what was that?", True)])
+async def test_words_heard_in_a_cough_are_a_turn_only_when_they_are_a_sentence(
+    heard: str, a_turn: bool
+) -> None:
+    """The recogniser hears words in a sound the agent talked on over: a stray word is
+    dropped, but a sentence is the caller's turn (the recogniser knew better)."""
+    voice = await speech([MENU])
+    stt = EchoingSpeechToText({**voice, heard: cough(250)})
+    llm = ScriptedLanguageModel(MENU_ANSWER, CLOSING)
+    async with running_call(llm=llm, stt=stt, caller_says=[MENU]) as call:
+        phone = call.phone
+        await phone.agent_done()
+        await phone.say(MENU)
+        await phone.agent_playing_for(1.0)
+        await phone.cough(250)
+        await phone.agent_done()
+        await phone.wait(1.0)
+
+    assert call.said("user") == [MENU, heard] if a_turn else [MENU]
+    assert call.store.entries[-1].text == (CLOSING if a_turn else MENU_ANSWER)
+
+
+async def test_a_short_answer_after_a_cough_the_recogniser_ignored_is_a_turn() -> None:
+    """No words ever came for the cough, so nothing of it is left to judge the caller's
+    "Yes." by, which answers the agent's question."""
+    voice = await speech([MENU, "Yes."])
+    stt = EchoingSpeechToText(voice, REALTIME_FINAL_MS, empty_finals=False)
+    llm = ScriptedLanguageModel(MENU_ANSWER + " Would you like to book?", CLOSING)
+    async with running_call(llm=llm, stt=stt, caller_says=[MENU, "Yes."]) as call:
+        phone = call.phone
+        await phone.agent_done()
+        await phone.say(MENU)
+        await phone.agent_playing_for(1.0)
+        await phone.cough(250)
+        await phone.agent_done()
+        await phone.say("Yes.")
+        await phone.agent_done()
+
+    assert call.said("user") == [MENU, "Yes."]
+    assert call.said("assistant")[-1] == CLOSING
 
 
 async def test_hanging_up_mid_answer_keeps_what_was_heard() -> None:
@@ -134,6 +184,6 @@ async def test_barge_in_can_be_turned_off() -> None:
     "a sentence longer than the playout lead starts again at the sentence's beginning",
     strict=True,
 )
-async def test_a_cough_in_a_sentence_longer_than_the_lead_resumes_where_it_was() -> None:
+async def test_a_backchannel_in_a_sentence_longer_than_the_lead_resumes_where_it_was() -> None:
     long_second = "Starters and soups come first, then the main dishes, then the desserts."
-    await answered_over(None, (MENU_SENTENCES[0], long_second), at_s=3.5)
+    await answered_over("mm-hm", (MENU_SENTENCES[0], long_second), at_s=3.5)

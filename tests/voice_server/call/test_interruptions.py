@@ -18,6 +18,7 @@ SENTENCE = "Hello, I would like to book an appointment for next Tuesday please."
 MENU = "Tell me about your menu."
 MENU_ANSWER = "Our menu has three parts. Starters and soups come first. Then mains."
 TUESDAY = "Tuesday at ten is free."
+BACKCHANNEL = "mm-hm"
 REALTIME_FINAL_MS = 480  # OpenAI's Realtime endpoints before our 550 ms of silence
 
 
@@ -39,16 +40,18 @@ async def test_a_sentence_over_the_greeting_is_a_turn_and_is_answered() -> None:
     assert (asked.role, answer.role, answer.text) == ("user", "assistant", TUESDAY)
 
 
-async def test_a_cough_right_after_a_question_does_not_lose_the_answer() -> None:
-    # The model is slow enough that no audio of the answer is out when the caller coughs.
+async def test_a_backchannel_right_after_a_question_does_not_lose_the_answer() -> None:
+    # The model is slow enough that no audio of the answer is out when the caller says "mm-hm".
     llm = ScriptedLanguageModel(MENU_ANSWER, MENU_ANSWER, token_delay_s=0.1)
     with capture_logs() as logs:
-        async with running_call(llm=llm, caller_says=[MENU], silenceRepromptMs=60_000) as call:
+        async with running_call(
+            llm=llm, caller_says=[MENU, BACKCHANNEL], silenceRepromptMs=60_000
+        ) as call:
             phone = call.phone
             await phone.agent_done()
             await phone.say(MENU)
             await phone.until(lambda: call.said("user") == [MENU])
-            await phone.cough(250)
+            await phone.say(BACKCHANNEL)
             await phone.until(lambda: MENU_ANSWER in call.said("assistant"), timeout_s=10)
             await phone.wait(6.0)  # past the watchdog's 5 s
 
@@ -58,14 +61,16 @@ async def test_a_cough_right_after_a_question_does_not_lose_the_answer() -> None
     assert not [log for log in logs if log["log_level"] == "error"]
 
 
-async def test_a_cough_before_the_greeting_is_ready_does_not_lose_it() -> None:
-    # The greeting was not cached: its render takes 1.8 s, and the caller coughs during it.
+async def test_a_backchannel_before_the_greeting_is_ready_does_not_lose_it() -> None:
+    # The greeting was not cached: its render takes 1.8 s, and the caller says "mm-hm" during it.
     tts = PacedTextToSpeech(piece_delay_s=0.1)
     with capture_logs() as logs:
-        async with running_call(tts=tts, silenceRepromptMs=60_000) as call:
+        async with running_call(
+            tts=tts, caller_says=[BACKCHANNEL], silenceRepromptMs=60_000
+        ) as call:
             phone = call.phone
             await phone.wait(0.5)
-            await phone.cough(250)
+            await phone.say(BACKCHANNEL)
             await phone.agent_done()
             await phone.wait(6.0)  # past the watchdog's 5 s
 

@@ -82,6 +82,8 @@ class SegmentingSpeechToText:
 
 
 class _Segments:
+    punctuates = True
+
     def __init__(self, last: Mapping[bytes, str]) -> None:
         self._last = last
         self._results: asyncio.Queue[SttResult] = asyncio.Queue()
@@ -154,4 +156,26 @@ async def test_keys_then_speech_is_answered_once_the_caller_has_finished() -> No
         ("user", "42", None),
         ("user", QUESTION, None),
         ("assistant", REPLY, None),
+    ]
+
+
+@pytest.mark.parametrize("keys", ["5#", "#5#"])
+async def test_keys_ended_by_hash_over_the_agent_are_answered(keys: str) -> None:
+    # The '#' ends the sequence at once: its answer must not be cancelled by the barge-in the
+    # keys started.
+    llm = ScriptedLanguageModel(HOURS, REPLY)
+    async with running_call(llm=llm, caller_says=[QUESTION]) as call:
+        phone = call.phone
+        await phone.agent_done()
+        await phone.say(QUESTION)
+        await phone.agent_playing_for(1.0)
+        await phone.press(keys)
+        await phone.until(lambda: REPLY in call.said("assistant"), timeout_s=10)
+
+    assert call.said("user") == [QUESTION, "5"]
+    entries = [(e.role, e.text == REPLY, e.interrupted) for e in call.store.entries]
+    assert entries[-3:] == [
+        ("assistant", False, True),
+        ("user", False, None),
+        ("assistant", True, None),
     ]

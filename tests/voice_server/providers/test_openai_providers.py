@@ -15,6 +15,7 @@ import time
 import wave
 from collections.abc import Sequence
 from datetime import date
+from typing import Literal
 
 import httpx2
 import pytest
@@ -315,6 +316,26 @@ async def test_realtime_session_is_configured_for_twilio_audio(
     assert session.speech_stopped_at is not None
     async with asyncio.timeout(QUICK_S):  # leaving the block closed the WebSocket
         await realtime_fake.closed.wait()
+
+
+@pytest.mark.parametrize("eagerness", ["low", "auto"])
+async def test_semantic_turn_detection_is_asked_with_the_agents_eagerness(
+    openai_providers: OpenAiProviders,
+    realtime_fake: FakeRealtime,
+    eagerness: Literal["low", "auto"],
+) -> None:
+    realtime_fake.transcripts.append("Hello there")
+    options = SttOptions(
+        model="gpt-4o-mini-transcribe", turn_detection="semantic_vad", eagerness=eagerness
+    )
+    async with openai_providers.stt.open_session(options) as session:
+        for frame in frames(50):
+            session.push_audio(frame)
+        results = await next_results(session, 3)
+
+    assert results[-1] == SttResult("Hello there", final=True)
+    turn_detection = realtime_fake.sessions[0]["audio"]["input"]["turn_detection"]
+    assert turn_detection == {"type": "semantic_vad", "eagerness": eagerness}
 
 
 async def test_realtime_session_transcribes_utterance_after_utterance(
