@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.voice_server.call.harness import running_call, speech
+from tests.voice_server.call.harness import Phone, running_call, speech
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel, speech_ms
 from tests.voice_server.fakes import EchoingSpeechToText
 from voice_server.simulation.caller_script import cough
@@ -107,6 +107,15 @@ async def test_the_agent_talks_on_over_a_cough() -> None:
     assert await answered_over(None) == 0, "a cough is not speech: the agent never stopped"
 
 
+async def cough_over_the_answer(phone: Phone) -> None:
+    """Ask about the menu, cough a second into the answer, wait for the agent to finish."""
+    await phone.agent_done()
+    await phone.say(MENU)
+    await phone.agent_playing_for(1.0)
+    await phone.cough(250)
+    await phone.agent_done()
+
+
 @pytest.mark.parametrize(("heard", "a_turn"), [("Huh.", False), ("Sorry, what was that?", True)])
 async def test_words_heard_in_a_cough_are_a_turn_only_when_they_are_a_sentence(
     heard: str, a_turn: bool
@@ -117,13 +126,8 @@ async def test_words_heard_in_a_cough_are_a_turn_only_when_they_are_a_sentence(
     stt = EchoingSpeechToText({**voice, heard: cough(250)})
     llm = ScriptedLanguageModel(MENU_ANSWER, CLOSING)
     async with running_call(llm=llm, stt=stt, caller_says=[MENU]) as call:
-        phone = call.phone
-        await phone.agent_done()
-        await phone.say(MENU)
-        await phone.agent_playing_for(1.0)
-        await phone.cough(250)
-        await phone.agent_done()
-        await phone.wait(1.0)
+        await cough_over_the_answer(call.phone)
+        await call.phone.wait(1.0)
 
     assert call.said("user") == [MENU, heard] if a_turn else [MENU]
     assert call.store.entries[-1].text == (CLOSING if a_turn else MENU_ANSWER)
@@ -136,14 +140,9 @@ async def test_a_short_answer_after_a_cough_the_recogniser_ignored_is_a_turn() -
     stt = EchoingSpeechToText(voice, REALTIME_FINAL_MS, empty_finals=False)
     llm = ScriptedLanguageModel(MENU_ANSWER + " Would you like to book?", CLOSING)
     async with running_call(llm=llm, stt=stt, caller_says=[MENU, "Yes."]) as call:
-        phone = call.phone
-        await phone.agent_done()
-        await phone.say(MENU)
-        await phone.agent_playing_for(1.0)
-        await phone.cough(250)
-        await phone.agent_done()
-        await phone.say("Yes.")
-        await phone.agent_done()
+        await cough_over_the_answer(call.phone)
+        await call.phone.say("Yes.")
+        await call.phone.agent_done()
 
     assert call.said("user") == [MENU, "Yes."]
     assert call.said("assistant")[-1] == CLOSING
