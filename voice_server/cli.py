@@ -10,17 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import uvicorn
-
 from stores import migrations
 from stores.api_keys import ApiKeyStore
 from stores.database import Database, connect, database_name
 from stores.embedded import EmbeddedDatabase
 from voice_server.app import create_app
+from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_NUMBER, seed_demo
-from voice_server.serving import uvicorn_config
+from voice_server.serving import DrainingServer, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulation.demo import run_demo
 from voice_server.simulation.simulator import CallerScript, Line, place_call
@@ -131,7 +130,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 3
-        app = create_app(settings.model_copy(update={"mongodb_uri": uri}))
+        live_calls = LiveCalls()
+        app = create_app(settings.model_copy(update={"mongodb_uri": uri}), live_calls=live_calls)
         config = uvicorn_config(
             app,
             host=settings.host,
@@ -140,7 +140,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             proxy_headers=True,
             timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
         )
-        uvicorn.Server(config).run()
+        DrainingServer(config, live_calls, settings.drain_seconds).run()
     return 0
 
 
