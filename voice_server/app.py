@@ -35,6 +35,7 @@ from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.page import page_routes
 from voice_server.calllog.watchers import CallLog, CallLogOptions
 from voice_server.live_calls import LiveCalls, keep_alive
+from voice_server.metrics import read_at_scrape
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.secret_key import secret_box
@@ -154,5 +155,6 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """GET /metrics: the process's counters (`voice_server.metrics`) for Prometheus."""
+    """GET /metrics: the process's counters and gauges (`voice_server.metrics`) for Prometheus."""
+    read_at_scrape()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
