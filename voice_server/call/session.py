@@ -19,9 +19,10 @@ the other left playing and records it, as far as it was heard, before saying any
 
 Talking over the agent: speech over it (once it lasts `minSpeechMs` and a second detector has
 confirmed it is speech, not a cough or noise) cancels the response and clears Twilio's queue at
-once; when the words that follow turn out to be noise or a backchannel,
-the agent resumes where the caller stopped hearing it, otherwise the cut utterances are recorded
-as far as they were heard.
+once; when the words that follow turn out to be noise or a backchannel, the agent resumes where
+the caller stopped hearing it, otherwise the cut utterances are recorded as far as they were
+heard. A goodbye (the agent's, the silence or time limit's, the server's) is neither interrupted
+nor replaced: words said over it are stored, not answered, and the call ends after it.
 
 Supervision runs on deadlines (`voice_server.call.supervision`): re-prompts, key sequences, the
 time limit and the watchdog.
@@ -122,6 +123,7 @@ class CallSession:
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self._endpoint_at = self._last_final = 0.0
         self._held = HeldAnswer(self._turns, self._endpointer, self._supervision)
+        self._closing = False  # a goodbye is being said: the call ends after it
 
     async def run(self, events: AsyncIterator[Event]) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
@@ -150,13 +152,18 @@ class CallSession:
         if goodbye:
             context = self._context
             reason, text = EndReason.SERVER_SHUTDOWN, context.shutdown_text
-            self._respond(self._say_goodbye(reason, text, context.shutdown_audio))
+            self._goodbye(reason, text, context.shutdown_audio)
         else:
             self._end(EndReason.SERVER_SHUTDOWN)
 
     def _end(self, reason: EndReason) -> None:
         if not self._ended.done():
             self._ended.set_result(reason)
+
+    @property
+    def _interruptible(self) -> bool:
+        """The agent is speaking, and not its goodbye (which the caller cannot cut short)."""
+        return self._speaking and not self._closing
 
     @property
     def _speaking(self) -> bool:
@@ -189,7 +196,7 @@ class CallSession:
             self._stt.push_audio(ulaw)
         pcm = ulaw_to_pcm16(ulaw)
         voiced = self._vad.is_speech(pcm)
-        self._barge_in.heard(pcm, agent_speaking=self._speaking)
+        self._barge_in.heard(pcm, agent_speaking=self._interruptible)
         decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):
             self._supervision.rules.caller_speaking()
@@ -198,7 +205,7 @@ class CallSession:
             if self._stt is not None:
                 self._stt.speech_started()
             onset_ms = (now - decision.at) * 1000
-            self._barge_in.speech_started(agent_speaking=self._speaking, onset_ms=onset_ms)
+            self._barge_in.speech_started(agent_speaking=self._interruptible, onset_ms=onset_ms)
         elif isinstance(decision, SpeechEnded):
             self._endpoint_at = now
             self._barge_in.speech_ended()
@@ -212,7 +219,7 @@ class CallSession:
                 self._stt.speech_ended()
 
     def _on_key(self, digit: str) -> None:
-        self._barge_in.key_pressed(agent_speaking=self._speaking)
+        self._barge_in.key_pressed(agent_speaking=self._interruptible)
         if digits := self._supervision.keys.press(digit, self._clock()):
             self._on_keys(digits)
         self._supervision.wake()
@@ -237,7 +244,7 @@ class CallSession:
                 log.error("speech-to-text failed", error=str(error), attempt=attempt + 1)
                 if attempt == 0:
                     self._respond(self._speaker.apologise())
-        self._respond(self._say_goodbye(EndReason.SPEECH_TO_TEXT_FAILED, STT_GOODBYE_TEXT))
+        self._goodbye(EndReason.SPEECH_TO_TEXT_FAILED, STT_GOODBYE_TEXT)
 
     async def _recognise(self) -> None:
         turns = self._turns
@@ -307,6 +314,13 @@ class CallSession:
             log.info("the agent ended the call")
             await self._finish(EndReason.AGENT_ENDED, said)
 
+    def _goodbye(
+        self, reason: EndReason, text: str, rendered: Awaitable[bytes | None] | None = None
+    ) -> None:
+        """Say a last goodbye, then end the call."""
+        self._respond(self._say_goodbye(reason, text, rendered))
+        self._closing = True
+
     async def _say_goodbye(
         self, reason: EndReason, text: str, rendered: Awaitable[bytes | None] | None = None
     ) -> None:
@@ -314,6 +328,7 @@ class CallSession:
 
     async def _finish(self, reason: EndReason, goodbye: Said) -> None:
         """End the call once `goodbye` has been heard to its end (or cut off)."""
+        self._closing = True
         self._supervision.rules.ending()
         await self._speaker.finished(goodbye)
         self._end(reason)
@@ -345,9 +360,9 @@ class CallSession:
         if action is Action.REPROMPT:
             self._respond(self._speaker.say(turns.repromptText))
         elif action is Action.SILENCE_GOODBYE:
-            self._respond(self._say_goodbye(EndReason.CALLER_SILENT, turns.silenceGoodbyeText))
+            self._goodbye(EndReason.CALLER_SILENT, turns.silenceGoodbyeText)
         elif action is Action.MAX_DURATION:
-            self._respond(self._say_goodbye(EndReason.MAX_DURATION, turns.maxDurationGoodbyeText))
+            self._goodbye(EndReason.MAX_DURATION, turns.maxDurationGoodbyeText)
         elif action is Action.TURN_STUCK:
             log.warning("the caller's turn ended but no transcript came")
             if self._barge_in.pending:
@@ -364,6 +379,10 @@ class CallSession:
             self._tasks.spawn(self._clear_stuck_playout(), "clear")
 
     def _respond(self, work: Work, *, replace: bool = True) -> None:
+        if self._closing:  # nothing replaces the goodbye: late words are stored, not answered
+            log.info("the call is ending: no new response")
+            work.close()
+            return
         self._tasks.respond(work, replace=replace)
 
     async def _make_way(self, cancelled: bool) -> None:

@@ -43,6 +43,7 @@ from voice_server.simulation.caller_script import CallerScript, Say, cough, rend
 CALL_SID = "CA" + "1" * 32
 STREAM_SID = "MZ" + "2" * 32
 GREETING = "Hello, this is the front desk."
+SHUTDOWN_TEXT = "We are closing for a moment. Goodbye!"
 SILENT_FRAME = ULAW_SILENCE * FRAME_BYTES
 TICK_S = 0.020
 
@@ -238,6 +239,7 @@ class Call:
     store: MemoryCallStore
     agent: Agent
     session: asyncio.Task[str]
+    call: CallSession
 
     async def ended(self, timeout_s: float = 120.0) -> str:
         """Why the call ended (waiting for it to end)."""
@@ -271,14 +273,20 @@ async def running_call(
         return asyncio.create_task(render_ulaw(tts, request))
 
     context = CallContext(
-        CALL_SID, STREAM_SID, agent, render(greeting_text(agent)), render(FALLBACK_TEXT)
+        CALL_SID,
+        STREAM_SID,
+        agent,
+        render(greeting_text(agent)),
+        render(FALLBACK_TEXT),
+        shutdown_text=SHUTDOWN_TEXT,
+        shutdown_audio=render(SHUTDOWN_TEXT),
     )
     phone, store = Phone(voice), MemoryCallStore()
     session = CallSession(context, providers, store, phone.send_text)
     line = asyncio.create_task(phone.run(), name="line")
     running = asyncio.create_task(session.run(phone.events()), name="session")
     try:
-        yield Call(phone, store, agent, running)
+        yield Call(phone, store, agent, running, session)
         if not running.done():
             phone.hang_up()
         await running
