@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TypeVar
 
 import uvicorn
@@ -15,14 +16,24 @@ import uvicorn
 from stores import migrations
 from stores.api_keys import ApiKeyStore
 from stores.database import Database, connect, database_name
-from stores.embedded import EmbeddedDatabase
+from stores.phone_numbers import normalize_phone_number
+from stores.secrets import SecretUnreadable
 from voice_server.app import create_app
+from voice_server.command_database import open_database
+from voice_server.command_errors import CommandError, explain
 from voice_server.log import configure_logging, get_logger
 from voice_server.security.secret_key import secret_box
-from voice_server.seed import DEMO_NUMBER, seed_demo
+from voice_server.seed import (
+    DEMO_CALLER,
+    DEMO_NUMBER,
+    DEMO_USER,
+    DemoLine,
+    find_line,
+    seed_demo,
+)
 from voice_server.serving import uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
-from voice_server.simulation.demo import run_demo
+from voice_server.simulation.demo import DEMO_TURNS, run_demo
 from voice_server.simulation.simulator import CallerScript, Line, place_call
 
 log = get_logger(__name__)
@@ -38,8 +49,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    command: int = args.run(settings, args)
+    # SIGTERM unwinds like Ctrl-C does, so the embedded database is stopped in order. (uvicorn
+    # takes the signal while it serves, drains, and raises it again once it has finished.)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        command: int = args.run(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        line = explain(error)
+        if line is None:
+            raise
+        log.debug("the command failed", exc_info=error)  # the traceback, with LOG_LEVEL=DEBUG
+        print(line, file=sys.stderr)
+        return 1
     return command
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)  # a requested stop: `with` blocks unwind, then the process exits
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,27 +104,25 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("key_id")
     revoke_key.set_defaults(run=_api_key_revoke)
 
-    simulate = commands.add_parser("simulate", help="place a simulated call to a running server")
-    simulate.add_argument("--to", required=True, help="the number to call")
-    simulate.add_argument("--from", dest="caller", default="+15550100199")
-    simulate.add_argument("--auth-token", required=True, help="the number's Twilio auth token")
-    simulate.add_argument(
-        "--account-sid", default=Line.account_sid, help="the number's Twilio account SID"
+    simulate = commands.add_parser(
+        "simulate",
+        help="place a simulated call to a running server",
+        description="Place a simulated call the way Twilio would, to the server that "
+        "`voice-server serve` runs with the same settings: to PUBLIC_BASE_URL if set, else "
+        "http://HOST:PORT (default http://127.0.0.1:8000). Without arguments it calls the "
+        "number `voice-server seed` made, reading its auth token from the database.",
     )
-    simulate.add_argument("--say", action="append", required=True, help="one caller turn")
+    simulate.add_argument("--to", default=DEMO_NUMBER, help="the number to call (%(default)s)")
+    simulate.add_argument("--from", dest="caller", default=DEMO_CALLER, help="the caller's number")
+    simulate.add_argument(
+        "--auth-token", help="the number's Twilio auth token (default: read from the database)"
+    )
+    simulate.add_argument("--account-sid", help="the number's Twilio account SID")
+    simulate.add_argument(
+        "--say", action="append", help="one caller turn (repeatable; default: the demo's)"
+    )
     simulate.set_defaults(run=_simulate)
     return parser
-
-
-@contextmanager
-def database_uri(settings: Settings) -> Iterator[tuple[str, bool]]:
-    """MONGODB_URI, or an embedded database started for the block; and whether it is ours."""
-    if settings.mongodb_uri:
-        yield settings.mongodb_uri, False
-        return
-    with EmbeddedDatabase(settings.data_dir / "db") as embedded:
-        log.info("embedded database started", uri=embedded.uri, path=str(settings.data_dir / "db"))
-        yield embedded.uri, True
 
 
 async def _migrations(uri: str, apply: bool) -> list[str]:
@@ -121,8 +147,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    with database_uri(settings) as (uri, embedded):
-        behind = asyncio.run(_migrations(uri, apply=embedded))
+    with open_database(settings, "serve", must_own=True) as database:
+        uri = database.uri
+        behind = asyncio.run(_migrations(uri, apply=database.owned))
         if behind:
             print(
                 "the database's migrations are behind: "
@@ -149,23 +176,23 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    async def seed(uri: str) -> None:
-        client = connect(uri)
-        try:
-            db = client[database_name(uri)]
-            await migrations.upgrade(db)
-            line = await seed_demo(db, secret_box(settings), args.number or DEMO_NUMBER)
-            print(f"number {line.number} → agent {line.agent_id}")
-        finally:
-            await client.close()
+    number = normalize_phone_number(args.number or DEMO_NUMBER)  # before starting anything
 
-    with database_uri(settings) as (uri, _):
-        asyncio.run(seed(uri))
+    async def seed(db: Database) -> DemoLine:
+        await migrations.upgrade(db)
+        return await seed_demo(db, secret_box(settings), number)
+
+    with open_database(settings, "seed") as database:
+        line = asyncio.run(_on_database(database.uri, seed))
+    to = "" if line.number == DEMO_NUMBER else f" --to {line.number}"
+    print(f"number {line.number} → agent {line.agent_id} (owner {DEMO_USER})")
+    print(f"call it with `voice-server simulate{to}` while `voice-server serve` runs")
     return 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    with database_uri(settings) as (uri, _):
+    with open_database(settings, "migrate") as database:
+        uri = database.uri
         if args.action == "downgrade":
             try:
                 asyncio.run(_on_database(uri, lambda db: _downgrade(db, args.to)))
@@ -194,9 +221,9 @@ async def _downgrade(db: Database, to_version: int | None) -> None:
 
 
 def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
-    with database_uri(settings) as (uri, _):
+    with open_database(settings, "api-key") as database:
         issued = asyncio.run(
-            _on_database(uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
+            _on_database(database.uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
         )
     print(f"key id {issued.key.id} for user {issued.key.userId}")
     print(f"secret (shown once; send as `Authorization: Bearer …`): {issued.secret}")
@@ -204,24 +231,53 @@ def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _api_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    with database_uri(settings) as (uri, _):
-        revoked = asyncio.run(_on_database(uri, lambda db: ApiKeyStore(db).revoke(args.key_id)))
+    with open_database(settings, "api-key") as database:
+        revoked = asyncio.run(
+            _on_database(database.uri, lambda db: ApiKeyStore(db).revoke(args.key_id))
+        )
     print(f"key {args.key_id} revoked" if revoked else f"no live key has the id {args.key_id}")
     return 0 if revoked else 1
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.auth_token is None:
+        registered = _registered_line(settings, args.to)
+        token, number, account = registered.auth_token, registered.number, registered.account_sid
+    else:
+        token, number, account = args.auth_token, args.to, Line.account_sid
     line = Line(
         base_url=settings.base_url,
-        auth_token=args.auth_token,
+        auth_token=token,
         caller=args.caller,
-        dialled=args.to,
-        account_sid=args.account_sid,
+        dialled=number,
+        account_sid=args.account_sid or account,
     )
-    result = asyncio.run(place_call(line, CallerScript(turns=args.say), on_event=print))
+    script = CallerScript(turns=args.say or DEMO_TURNS)
+    print(f"calling {line.dialled} at {line.base_url}")
+    result = asyncio.run(place_call(line, script, on_event=print))
     for turn in result.turns:
         print(f"caller said {turn.said!r}; agent answered after {turn.reply_latency_ms} ms")
     return 0 if result.connected else 1
+
+
+def _registered_line(settings: Settings, number: str) -> DemoLine:
+    """The number's token (and account), read from the database with this machine's key."""
+    with open_database(settings, "simulate") as database:
+        try:
+            line = asyncio.run(
+                _on_database(database.uri, lambda db: find_line(db, secret_box(settings), number))
+            )
+        except SecretUnreadable:
+            raise CommandError(
+                f"the auth token of {number} was sealed with another SECRETS_KEY; "
+                "pass it with --auth-token"
+            ) from None
+    if line is None:
+        raise CommandError(
+            f"no agent answers {number} in this database; create one with `voice-server seed`"
+            + ("" if number == DEMO_NUMBER else f" --number {number}")
+        )
+    return line
 
 
 if __name__ == "__main__":
