@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
@@ -95,15 +95,16 @@ class DatabaseUnreachable(Exception):
     credentials."""
 
 
-async def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
-    """Ping the server at `uri`; raises DatabaseUnreachable after `timeout_s` without one."""
+def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
+    """Ping the server at `uri`; raises DatabaseUnreachable after `timeout_s` without one.
+
+    Synchronous: an async client closed while it is still connecting leaks that socket
+    (PyMongo 4.20, PYTHON-5867), and this check is made before a command starts anything.
+    """
     hosts = urlsplit(uri).netloc.rpartition("@")[2]
     try:
-        client = connect(uri, timeout_ms=int(timeout_s * 1000))
-        try:
-            await client.admin.command("ping")
-        finally:
-            await client.close()
+        with MongoClient[Document](uri, serverSelectionTimeoutMS=int(timeout_s * 1000)) as client:
+            client.admin.command("ping")
     except PyMongoError as error:
         # pymongo's text ends with timeouts and a topology description: the first part says it.
         reason = re.sub(r" \(configured timeouts:[^)]*\)", "", str(error)).split(", Timeout:")[0]

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
 
 import uvicorn
 
 from stores import migrations
 from stores.api_keys import ApiKeyStore
-from stores.database import Database, connect, database_name
+from stores.database import Database
 from stores.phone_numbers import normalize_phone_number
-from stores.secrets import SecretUnreadable
 from voice_server.app import create_app
-from voice_server.command_database import open_database
+from voice_server.command_database import on_database, open_database
 from voice_server.command_errors import CommandError, explain
 from voice_server.log import configure_logging, get_logger
 from voice_server.security.secret_key import secret_box
@@ -28,16 +28,14 @@ from voice_server.seed import (
     DEMO_NUMBER,
     DEMO_USER,
     DemoLine,
-    find_line,
     seed_demo,
 )
 from voice_server.serving import uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
-from voice_server.simulation.demo import DEMO_TURNS, run_demo
-from voice_server.simulation.simulator import CallerScript, Line, place_call
+from voice_server.simulation import simulate_command
+from voice_server.simulation.demo import run_demo
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     api_key = commands.add_parser("api-key", help="create or revoke an API key")
     key_actions = api_key.add_subparsers(required=True, metavar="ACTION")
     create_key = key_actions.add_parser("create", help="a new key for a user; shown once")
-    create_key.add_argument("--user", required=True, help="the userId the key acts as")
+    create_key.add_argument(
+        "--user", required=True, type=_non_empty, help="the userId the key acts as"
+    )
     create_key.add_argument("--label", default="", help="a note saying what the key is for")
     create_key.set_defaults(run=_api_key_create)
     revoke_key = key_actions.add_parser("revoke", help="revoke a key by its id")
@@ -107,10 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser(
         "simulate",
         help="place a simulated call to a running server",
-        description="Place a simulated call the way Twilio would, to the server that "
-        "`voice-server serve` runs with the same settings: to PUBLIC_BASE_URL if set, else "
-        "http://HOST:PORT (default http://127.0.0.1:8000). Without arguments it calls the "
-        "number `voice-server seed` made, reading its auth token from the database.",
+        description="Place a simulated call the way Twilio would. "
+        + simulate_command.WHERE
+        + " Without arguments it calls the number `voice-server seed` made, reading its auth "
+        "token from the database.",
     )
     simulate.add_argument("--to", default=DEMO_NUMBER, help="the number to call (%(default)s)")
     simulate.add_argument("--from", dest="caller", default=DEMO_CALLER, help="the caller's number")
@@ -121,21 +121,22 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--say", action="append", help="one caller turn (repeatable; default: the demo's)"
     )
-    simulate.set_defaults(run=_simulate)
+    simulate.set_defaults(run=simulate_command.simulate)
     return parser
 
 
-async def _migrations(uri: str, apply: bool) -> list[str]:
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+async def _migrations(db: Database, apply: bool) -> list[str]:
     """Apply (or list) pending migrations; the names of those still pending afterwards."""
-    client = connect(uri)
-    try:
-        db = client[database_name(uri)]
-        if apply:
-            for migration in await migrations.upgrade(db):
-                log.info("migration applied", version=migration.version, name=migration.name)
-        return [f"{m.version} {m.name}" for m in await migrations.pending(db)]
-    finally:
-        await client.close()
+    if apply:
+        for migration in await migrations.upgrade(db):
+            log.info("migration applied", version=migration.version, name=migration.name)
+    return [f"{m.version} {m.name}" for m in await migrations.pending(db)]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -147,9 +148,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    with open_database(settings, "serve", must_own=True) as database:
+    listening = _listen(settings.host, settings.port)
+    with listening, open_database(settings, "serve", must_own=True) as database:
         uri = database.uri
-        behind = asyncio.run(_migrations(uri, apply=database.owned))
+        behind = asyncio.run(on_database(uri, lambda db: _migrations(db, apply=database.owned)))
         if behind:
             print(
                 "the database's migrations are behind: "
@@ -167,8 +169,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             proxy_headers=True,
             timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
         )
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[listening])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts, so a busy port is told in one line."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise CommandError(f"cannot listen on {host}:{port} (HOST, PORT): {reason}") from None
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -183,7 +195,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         return await seed_demo(db, secret_box(settings), number)
 
     with open_database(settings, "seed") as database:
-        line = asyncio.run(_on_database(database.uri, seed))
+        line = asyncio.run(on_database(database.uri, seed))
     to = "" if line.number == DEMO_NUMBER else f" --to {line.number}"
     print(f"number {line.number} → agent {line.agent_id} (owner {DEMO_USER})")
     print(f"call it with `voice-server simulate{to}` while `voice-server serve` runs")
@@ -195,21 +207,15 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         uri = database.uri
         if args.action == "downgrade":
             try:
-                asyncio.run(_on_database(uri, lambda db: _downgrade(db, args.to)))
+                asyncio.run(on_database(uri, lambda db: _downgrade(db, args.to)))
             except migrations.MigrationError as error:
                 print(error, file=sys.stderr)
                 return 1
-        pending = asyncio.run(_migrations(uri, apply=args.action == "upgrade"))
+        pending = asyncio.run(
+            on_database(uri, lambda db: _migrations(db, apply=args.action == "upgrade"))
+        )
     print("pending migrations: " + (", ".join(pending) if pending else "none"))
     return 0
-
-
-async def _on_database(uri: str, work: Callable[[Database], Awaitable[T]]) -> T:
-    client = connect(uri)
-    try:
-        return await work(client[database_name(uri)])
-    finally:
-        await client.close()
 
 
 async def _downgrade(db: Database, to_version: int | None) -> None:
@@ -223,7 +229,7 @@ async def _downgrade(db: Database, to_version: int | None) -> None:
 def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
     with open_database(settings, "api-key") as database:
         issued = asyncio.run(
-            _on_database(database.uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
+            on_database(database.uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
         )
     print(f"key id {issued.key.id} for user {issued.key.userId}")
     print(f"secret (shown once; send as `Authorization: Bearer …`): {issued.secret}")
@@ -233,51 +239,10 @@ def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
 def _api_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
     with open_database(settings, "api-key") as database:
         revoked = asyncio.run(
-            _on_database(database.uri, lambda db: ApiKeyStore(db).revoke(args.key_id))
+            on_database(database.uri, lambda db: ApiKeyStore(db).revoke(args.key_id))
         )
     print(f"key {args.key_id} revoked" if revoked else f"no live key has the id {args.key_id}")
     return 0 if revoked else 1
-
-
-def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    if args.auth_token is None:
-        registered = _registered_line(settings, args.to)
-        token, number, account = registered.auth_token, registered.number, registered.account_sid
-    else:
-        token, number, account = args.auth_token, args.to, Line.account_sid
-    line = Line(
-        base_url=settings.base_url,
-        auth_token=token,
-        caller=args.caller,
-        dialled=number,
-        account_sid=args.account_sid or account,
-    )
-    script = CallerScript(turns=args.say or DEMO_TURNS)
-    print(f"calling {line.dialled} at {line.base_url}")
-    result = asyncio.run(place_call(line, script, on_event=print))
-    for turn in result.turns:
-        print(f"caller said {turn.said!r}; agent answered after {turn.reply_latency_ms} ms")
-    return 0 if result.connected else 1
-
-
-def _registered_line(settings: Settings, number: str) -> DemoLine:
-    """The number's token (and account), read from the database with this machine's key."""
-    with open_database(settings, "simulate") as database:
-        try:
-            line = asyncio.run(
-                _on_database(database.uri, lambda db: find_line(db, secret_box(settings), number))
-            )
-        except SecretUnreadable:
-            raise CommandError(
-                f"the auth token of {number} was sealed with another SECRETS_KEY; "
-                "pass it with --auth-token"
-            ) from None
-    if line is None:
-        raise CommandError(
-            f"no agent answers {number} in this database; create one with `voice-server seed`"
-            + ("" if number == DEMO_NUMBER else f" --number {number}")
-        )
-    return line
 
 
 if __name__ == "__main__":

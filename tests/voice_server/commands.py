@@ -59,7 +59,7 @@ async def run(env: dict[str, str], *args: str, within_s: float = 60.0) -> Finish
     process = await asyncio.create_subprocess_exec(
         *command(*args),
         env=env,
-        cwd=Path(env["DATA_DIR"]).parent,
+        cwd=_folder(env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -67,6 +67,11 @@ async def run(env: dict[str, str], *args: str, within_s: float = 60.0) -> Finish
         stdout, stderr = await process.communicate()
     assert process.returncode is not None
     return Finished(process.returncode, stdout.decode(), stderr.decode())
+
+
+def _folder(env: dict[str, str]) -> Path:
+    """Where a command runs: the nearest folder above DATA_DIR that exists."""
+    return next(path for path in Path(env["DATA_DIR"]).parents if path.is_dir())
 
 
 def command(*args: str) -> list[str]:
@@ -105,7 +110,7 @@ async def serving(env: dict[str, str]) -> AsyncIterator[Served]:
 
 
 async def _serve(env: dict[str, str]) -> Served:
-    folder = Path(env["DATA_DIR"]).parent
+    folder = _folder(env)
     log_path = folder / f"serve-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(

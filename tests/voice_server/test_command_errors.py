@@ -5,6 +5,7 @@ nothing copied by hand. Each command runs as a child process."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ async def test_an_unreachable_mongodb_uri_is_one_line_without_its_password(
     assert failed.code == 1
     assert failed.stderr.splitlines() == [
         f"cannot reach MongoDB at 127.0.0.1:{port} (MONGODB_URI) within 3 s: "
-        f"127.0.0.1:{port}: [Errno 111] Connect call failed ('127.0.0.1', {port})"
+        f"127.0.0.1:{port}: [Errno 111] Connection refused"
     ]
 
 
@@ -40,6 +41,27 @@ async def test_seeding_an_impossible_number_is_one_line(tmp_path: Path, level: s
     )
     assert ("Traceback" in failed.stderr) == (level == "DEBUG")
     assert not (tmp_path / "var" / "db").exists()  # refused before anything started
+
+
+async def test_serve_on_a_busy_port_is_one_line_and_starts_no_database(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        failed = await run(command_env(tmp_path, PORT=str(port)), "serve")
+    assert failed.code == 1
+    assert failed.stderr.splitlines() == [
+        f"cannot listen on 127.0.0.1:{port} (HOST, PORT): Address already in use"
+    ]
+    assert not (tmp_path / "var" / "db").exists()
+
+
+async def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").touch()
+    env = command_env(tmp_path) | {"DATA_DIR": str(tmp_path / "a-file" / "var")}
+    failed = await run(env, "api-key", "create", "--user", "alice")
+    assert failed.code == 1
+    assert failed.stderr.splitlines() == [
+        f"cannot use DATA_DIR {tmp_path / 'a-file' / 'var'}: Not a directory"
+    ]
 
 
 async def test_simulating_with_no_server_running_is_one_line(tmp_path: Path) -> None:
