@@ -3,6 +3,7 @@ command works beside it on the same data folder. Real child processes throughout
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 from stores.embedded import EmbeddedDatabase
 from stores.shared_embedded import address_path
 from tests.voice_server.commands import command_env, run, running, serving, wait_until
+from voice_server.seed import DEMO_NUMBER, DEMO_USER
+from voice_server.settings import load_settings
+from voice_server.simulation.demo import run_demo
 
 
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
@@ -70,3 +74,23 @@ async def test_a_database_locked_by_another_program_is_one_line(tmp_path: Path) 
             f"(pid {stranger.pid}), not by voice-server; stop that process, "
             "or set DATA_DIR to another folder"
         ]
+
+
+async def test_the_demo_leaves_its_call_agent_and_owner_for_serve(tmp_path: Path) -> None:
+    env = command_env(tmp_path)
+    settings = load_settings(
+        data_dir=tmp_path / "var", secrets_key=env["SECRETS_KEY"], log_format="console"
+    )
+    # The demo, as `voice-server demo` runs it, with one caller turn instead of three.
+    demo = await asyncio.to_thread(run_demo, settings, tmp_path / "demo.wav", ("Hello",))
+    assert demo == 0
+
+    created = await run(env, "api-key", "create", "--user", DEMO_USER)
+    secret = created.stdout.split("Bearer …`): ")[1].strip()
+    async with serving(env) as served:
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with httpx.AsyncClient(base_url=served.base_url, headers=headers) as http:
+            calls = (await http.get("/api/calls")).json()["data"]
+            agents = (await http.get("/api/agents")).json()["data"]
+    assert [(call["to_number"], call["status"]) for call in calls] == [(DEMO_NUMBER, "completed")]
+    assert [agent["name"] for agent in agents] == ["Demo agent"]
