@@ -72,7 +72,8 @@ def _free_port() -> int:
         return port
 
 
-def _answers_ping(uri: str) -> bool:
+def answers_ping(uri: str) -> bool:
+    """Whether a server at `uri` answers `ping` within a quarter of a second."""
     client: MongoClient[dict[str, object]] = MongoClient(
         uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250
     )
@@ -126,7 +127,7 @@ class EmbeddedDatabase:
         self._process = self._spawn(port)
         uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         deadline = time.monotonic() + timeout
-        while not _answers_ping(uri):
+        while not answers_ping(uri):
             if self._process.poll() is not None:
                 self._fail(f"exited with code {self._process.returncode}")
             if time.monotonic() > deadline:
@@ -189,7 +190,9 @@ class EmbeddedDatabase:
         if any(_LOCKED in line for line in tail):
             raise DatabaseLocked(self.storage_path, lock_holder(self.storage_path))
         output = "\n".join(tail) or "(no output)"
-        raise EmbeddedDatabaseError(f"SecantusDB {what}; last lines of {self.log_path}:\n{output}")
+        raise EmbeddedDatabaseError(
+            f"SecantusDB {what}; the end of its log, {self.log_path}:\n{output}"
+        )
 
 
 def _die_with_parent() -> Callable[[], None] | None:

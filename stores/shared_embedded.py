@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stores.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from stores.embedded import EmbeddedDatabase, EmbeddedDatabaseError, answers_ping
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,11 @@ def open_shared(
     try:
         owner = _lock_or_find_owner(lock, storage_path, must_own, time.monotonic() + timeout)
         if owner is not None:
+            if not answers_ping(owner.uri):
+                raise EmbeddedDatabaseError(
+                    f"the database of `{owner.command}` (pid {owner.pid}) does not answer on "
+                    f"port {owner.port}"
+                )
             yield Attachment(owner.uri, owned=False)
             return
         with _own(storage_path, command, lock) as attachment:
