@@ -75,6 +75,10 @@ class CallSummary(CallCreate):
     end_time: UtcDatetime | None = None
     duration_seconds: float | None = None
     end_reason: str | None = None
+    heartbeat_at: UtcDatetime | None = None
+    """While the call is active: when its server last marked it alive."""
+    stream_sid: str | None = None
+    """The call's media stream, once it started."""
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -139,7 +143,13 @@ class CallStore:
         """
         now = utc_now()
         fields = data.model_dump(exclude={"call_sid"})
-        fields |= {"status": "active", "transcript": [], "created_at": now, "updated_at": now}
+        fields |= {
+            "status": "active",
+            "transcript": [],
+            "heartbeat_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
         query = {"call_sid": data.call_sid}
         for _attempt in range(_CREATE_ATTEMPTS):
             document = await self._upsert(query, fields)
@@ -244,6 +254,41 @@ class CallStore:
         }
         result = await self._collection.update_one(
             {"call_sid": call_sid, "status": "active"}, {"$set": ended}
+        )
+        return result.modified_count == 1
+
+    async def heartbeat(self, call_sids: list[str]) -> None:
+        """Mark these active calls as alive now (one write for all of them)."""
+        if call_sids:
+            await self._collection.update_many(
+                {"call_sid": {"$in": call_sids}, "status": "active"},
+                {"$set": {"heartbeat_at": utc_now()}},
+            )
+
+    async def stale(self, before: datetime, limit: int = 100) -> list[Call]:
+        """Active calls whose heartbeat is older than `before`, without their transcripts."""
+        cursor = self._collection.find(
+            {"status": "active", "heartbeat_at": {"$lt": as_utc(before)}},
+            {"transcript": 0},
+            limit=limit,
+        )
+        return [from_document(Call, {**doc, "transcript": []}) for doc in await cursor.to_list()]
+
+    async def finalize_lost(self, call: Call, reason: str) -> bool:
+        """End a call `stale` found, as of its last heartbeat. True for the one sweeper that
+        ended it: the update requires the heartbeat it saw, so a call marked alive meanwhile,
+        or ended by someone else, is left as it is."""
+        ended_at = as_utc(call.heartbeat_at or call.start_time)
+        ended = {
+            "status": "completed",
+            "end_time": ended_at,
+            "duration_seconds": max(0.0, (ended_at - call.start_time).total_seconds()),
+            "end_reason": reason,
+            "updated_at": utc_now(),
+        }
+        result = await self._collection.update_one(
+            {"call_sid": call.call_sid, "status": "active", "heartbeat_at": call.heartbeat_at},
+            {"$set": ended},
         )
         return result.modified_count == 1
 

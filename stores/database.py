@@ -37,6 +37,10 @@ class Collection(Protocol):
         self, filter: Mapping[str, Any], update: Mapping[str, Any], /, *, upsert: bool = ...
     ) -> Awaitable[UpdateResult]: ...
 
+    def update_many(
+        self, filter: Mapping[str, Any], update: Mapping[str, Any], /
+    ) -> Awaitable[UpdateResult]: ...
+
     def find_one_and_update(
         self,
         filter: Mapping[str, Any],

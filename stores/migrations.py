@@ -142,6 +142,20 @@ def _dropping(indexes: list[_Index]) -> Step:
     return drop
 
 
+# Migration 6: the sweeper's look-up of active calls whose heartbeat stopped. Active calls from
+# before heartbeats get one now, so a call whose server is gone is swept after the usual limit.
+_HEARTBEAT_INDEX = _Index(
+    "calls", "status_heartbeat_at", [("status", ASCENDING), ("heartbeat_at", ASCENDING)]
+)
+
+
+async def _stamp_heartbeats(db: Database) -> None:
+    await db["calls"].update_many(
+        {"status": "active", "heartbeat_at": {"$exists": False}},
+        {"$set": {"heartbeat_at": utc_now()}},
+    )
+
+
 def _in_turn(*steps: Step) -> Step:
     async def run(db: Database) -> None:
         for step in steps:
@@ -176,6 +190,12 @@ MIGRATIONS: list[Migration] = [
             unkey_by_owner,
             _creating([_CONVERSATION_UNIQUE]),
         ),
+    ),
+    Migration(
+        6,
+        "calls: heartbeats",
+        _in_turn(_creating([_HEARTBEAT_INDEX]), _stamp_heartbeats),
+        _dropping([_HEARTBEAT_INDEX]),
     ),
 ]
 

@@ -6,6 +6,7 @@ builds the stores, providers and caches every route shares.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +34,8 @@ from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.page import page_routes
 from voice_server.calllog.watchers import CallLog, CallLogOptions
+from voice_server.live_calls import LiveCalls, keep_alive
+from voice_server.metrics import read_at_scrape
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.secret_key import secret_box
@@ -50,7 +53,10 @@ def create_app(
     *,
     database: Database | None = None,
     providers: ProviderRegistry | None = None,
+    live_calls: LiveCalls | None = None,
 ) -> Starlette:
+    """The app; `live_calls` is shared with a server that drains them (`DrainingServer`)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = None
@@ -83,11 +89,22 @@ def create_app(
             ),
             live_keys=LiveKeys(ApiKeyStore(db), settings.api_key_recheck_seconds),
             twilio=TwilioMessaging(settings.twilio_api_base_url),
+            live_calls=live_calls or LiveCalls(),
+        )
+        upkeep = asyncio.create_task(
+            keep_alive(
+                services.live_calls,
+                services.calls,
+                every_s=settings.heartbeat_seconds,
+                lost_after_s=settings.call_lost_after_seconds,
+            ),
+            name="call upkeep",
         )
         try:
             async with services.call_log.running(), services.twilio.running():
                 yield {"services": services}
         finally:
+            upkeep.cancel()
             await services.twilio.aclose()
             await greetings.close()
             await close_providers()
@@ -101,6 +118,7 @@ def create_app(
         Route("/twilio/sms-status", message_status, methods=["POST"]),
         WebSocketRoute("/twilio/stream", media_stream),
         Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *event_routes(),  # before /api, whose mount would take the event-stream paths
         *page_routes(),
@@ -123,9 +141,20 @@ def create_app(
 
 
 async def health(request: Request) -> Response:
+    """GET /health: liveness, answered while the process runs (also while it drains)."""
     return JSONResponse({"status": "ok"})
 
 
+async def ready(request: Request) -> Response:
+    """GET /ready: 503 from the moment the server starts draining, so a load balancer stops
+    sending new calls here."""
+    services: Services = request.state.services
+    if services.live_calls.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
 async def metrics(request: Request) -> Response:
-    """GET /metrics: the process's counters (`voice_server.metrics`) for Prometheus."""
+    """GET /metrics: the process's counters and gauges (`voice_server.metrics`) for Prometheus."""
+    read_at_scrape()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

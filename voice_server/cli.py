@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-import uvicorn
-
 from stores import migrations
 from stores.api_keys import ApiKeyStore
 from stores.database import Database
@@ -21,6 +19,7 @@ from stores.phone_numbers import normalize_phone_number
 from voice_server.app import create_app
 from voice_server.command_database import on_database, open_database
 from voice_server.command_errors import CommandError, explain
+from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import (
@@ -30,7 +29,7 @@ from voice_server.seed import (
     DemoLine,
     seed_demo,
 )
-from voice_server.serving import uvicorn_config
+from voice_server.serving import DrainingServer, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulation import simulate_command
 from voice_server.simulation.demo import run_demo
@@ -47,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    # SIGTERM unwinds like Ctrl-C does, so the embedded database is stopped in order. (uvicorn
-    # takes the signal while it serves, drains, and raises it again once it has finished.)
+    # SIGTERM unwinds like Ctrl-C does, so the embedded database is stopped in order. (While
+    # `serve` serves, its DrainingServer takes both signals: it drains, then returns.)
     signal.signal(signal.SIGTERM, _stop)
     try:
         command: int = args.run(settings, args)
@@ -160,7 +159,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 3
-        app = create_app(settings.model_copy(update={"mongodb_uri": uri}))
+        live_calls = LiveCalls()
+        app = create_app(settings.model_copy(update={"mongodb_uri": uri}), live_calls=live_calls)
         config = uvicorn_config(
             app,
             host=settings.host,
@@ -169,7 +169,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             proxy_headers=True,
             timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
         )
-        uvicorn.Server(config).run(sockets=[listening])
+        DrainingServer(config, live_calls, settings.drain_seconds).run(sockets=[listening])
     return 0
 
 

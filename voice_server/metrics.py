@@ -1,10 +1,13 @@
 """Process metrics for Prometheus (served at GET /metrics by `voice_server.app`).
 
 Counted once per event that matters to an operator (a call, a turn, a dropped frame), never per
-audio frame.
+audio frame. The gauges of `read_at_scrape` are not counted but read, when /metrics is served;
+the process collector of prometheus-client already gives the process's memory and open files.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -21,3 +24,12 @@ TRANSCRIPT_LOSSES = Counter(
     "voice_transcript_entries_unstored_total",
     "Transcript entries that could not be stored after retrying (logged in full instead)",
 )
+EVENT_LOOP_TASKS = Gauge(
+    "voice_event_loop_tasks",
+    "asyncio tasks alive in the server's event loop (a count that grows call after call is a leak)",
+)
+
+
+def read_at_scrape() -> None:
+    """Set the gauges that are read rather than counted. Call it on the event loop."""
+    EVENT_LOOP_TASKS.set(len(asyncio.all_tasks()))

@@ -20,6 +20,7 @@ from stores.scheduled_calls import ScheduledCallStore
 from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.watchers import CallLog
+from voice_server.live_calls import LiveCalls
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.settings import Settings
@@ -44,3 +45,4 @@ class Services:
     event_tokens: EventTokens
     live_keys: LiveKeys
     twilio: TwilioMessaging
+    live_calls: LiveCalls

@@ -1,4 +1,5 @@
-"""How uvicorn serves the app, wherever it does (`voice-server serve`, the demo, the tests).
+"""How uvicorn serves the app, wherever it does (`voice-server serve`, the demo, the tests), and
+how `voice-server serve` stops: by draining its calls (`DrainingServer`).
 
 uvicorn's access log is off: `voice_server.access_log` writes one line per request instead, with
 no query values in it. Logging is left to `voice_server.log.configure_logging`.
@@ -7,9 +8,11 @@ no query values in it. Logging is left to `voice_server.log.configure_logging`.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -17,8 +20,12 @@ from starlette.types import ASGIApp
 
 from stores.database import Database
 from voice_server.app import create_app
+from voice_server.live_calls import LiveCalls
+from voice_server.log import get_logger
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.settings import Settings
+
+log = get_logger(__name__)
 
 
 def uvicorn_config(app: ASGIApp, **options: Any) -> uvicorn.Config:
@@ -54,3 +61,40 @@ async def serve_in_background(
         finally:
             server.should_exit = True
             await serving
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, except that SIGTERM or SIGINT drains the live calls (`LiveCalls.drain`) before
+    the server stops, and a second signal hurries the drain. The process then exits 0 (uvicorn
+    itself would raise the signal again once stopped)."""
+
+    def __init__(self, config: uvicorn.Config, live_calls: LiveCalls, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._live_calls = live_calls
+        self._drain_seconds = drain_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The signal handler (on the main thread, between two steps of the loop)."""
+        if self._loop is None:
+            self.should_exit = True  # not serving yet: nothing to drain
+            return
+        self._loop.call_soon_threadsafe(self._on_signal, signal.Signals(sig).name)
+
+    def _on_signal(self, name: str) -> None:
+        if self._drain is None:
+            log.info("stop requested: draining", signal=name)
+            self._drain = asyncio.ensure_future(self._drained())
+        else:
+            log.info("stop requested again: ending the live calls now", signal=name)
+            self._live_calls.hurry()
+
+    async def _drained(self) -> None:
+        await self._live_calls.drain(self._drain_seconds)
+        log.info("drained: stopping")
+        self.should_exit = True

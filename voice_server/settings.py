@@ -117,6 +117,32 @@ class Settings(BaseSettings):
         description="How long an SMS webhook waits for the LLM before answering at once and "
         "sending the reply through the REST API instead (Twilio waits 15 s at most).",
     )
+    drain_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM or SIGINT, how long live calls may go on before each hears "
+        "SHUTDOWN_GOODBYE_TEXT and ends (a second signal ends them at once).",
+    )
+    shutdown_goodbye_text: str = Field(
+        default="I'm sorry, I have to end this call now. Please call back in a moment. Goodbye!",
+        min_length=1,
+        description="What a call still live at the end of a drain hears before it ends.",
+    )
+    heartbeat_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="How often a server marks its live calls as alive in the database (one "
+        "write for all of them); also how often it sweeps for lost calls.",
+    )
+    call_lost_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="An active call whose heartbeat is older than this (its server died, or "
+        "its media stream never started) is finalised by any server's sweeper.",
+    )
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] = "json"
 

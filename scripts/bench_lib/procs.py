@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -51,11 +52,12 @@ def start(
     stdout: int | IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`python -m module args` with `bench_lib` importable, optionally pinned to `cpus`."""
+    """`python -m module args`, on this script's own Python, with `bench_lib` importable,
+    optionally pinned to `cpus`."""
     path = os.pathsep.join([str(REPO / "scripts"), str(REPO)])
     environment = {**os.environ, **(env or {}), "PYTHONPATH": path}
     process = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", module, *args],
+        [sys.executable, "-m", module, *args],
         env=environment,
         cwd=cwd or REPO,
         stdout=stdout,

@@ -17,46 +17,19 @@ With `--pin` (the default) the one-worker server runs alone on CPU 0 and everyth
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from bench_lib import procs
 from bench_lib.report import Usage, plot, row, table, top_costs
-from stores import migrations
-from stores.agents import AgentStore, AgentUpdate
-from stores.database import connect, database_name
-from stores.embedded import EmbeddedDatabase
-from stores.secrets import SecretBox
-from voice_server.seed import DEMO_USER, DemoLine, seed_demo
-
-MODELS = AgentUpdate(
-    sttModel="gpt-4o-mini-transcribe",
-    inferenceModel="gpt-4o-mini",
-    ttsModel="gpt-4o-mini-tts",
-    ttsVoice="alloy",
-)
-
-
-async def seed(uri: str, key: str) -> DemoLine:
-    """The demo number, with its agent moved to OpenAI model names."""
-    client = connect(uri)
-    try:
-        db = client[database_name(uri)]
-        await migrations.upgrade(db)
-        line = await seed_demo(db, SecretBox(key))
-        await AgentStore(db).update(DEMO_USER, line.agent_id, MODELS)
-        return line
-    finally:
-        await client.close()
+from bench_lib.stack import Latencies, Server, Stack, running_stack, start_server
+from voice_server.seed import DemoLine
 
 
 @dataclass
@@ -78,42 +51,13 @@ class Bench:
         return stand_ins
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    lag_file: Path
-
-
 def start_servers(bench: Bench, workers: int, tag: str, extra_env: dict[str, str]) -> list[Server]:
-    servers = []
-    for worker in range(workers):
-        port = _free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        lag_file = bench.out / f"lag-{tag}-{worker}.jsonl"
-        env = {
-            **bench.env,
-            **extra_env,
-            "PORT": str(port),
-            "PUBLIC_BASE_URL": base_url,
-            "BENCH_LAG_FILE": str(lag_file),
-        }
-        log = (bench.out / f"server-{tag}-{worker}.log").open("ab")
-        cpus = {0} if bench.args.pin and workers == 1 else None
-        process = procs.start(
-            "bench_lib.served", [], env=env, cpus=cpus, cwd=bench.out, stderr=log, stdout=log
-        )
-        servers.append(Server(process, base_url, lag_file))
+    cpus = {0} if bench.args.pin and workers == 1 else None
+    env = {**bench.env, **extra_env}
+    servers = [start_server(env, bench.out, f"{tag}-{w}", cpus) for w in range(workers)]
     for server in servers:
         procs.wait_healthy(server.base_url, server.process)
     return servers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _snapshot(pids: dict[str, int]) -> dict[str, float]:
@@ -254,51 +198,17 @@ def main() -> int:
     out.mkdir(parents=True)
     if args.pin:
         os.sched_setaffinity(0, {1})  # helpers inherit CPU 1; the one-worker server gets CPU 0
-    key = SecretBox.generate_key()
-    with EmbeddedDatabase(out / "db") as database:
-        line = asyncio.run(seed(database.uri, key))
-        standins_log = (out / "standins.log").open("ab")
-        standins = procs.start(
-            "bench_lib.standins",
-            [f"--stt-ms={args.stt_ms}", f"--llm-ms={args.llm_ms}", f"--tts-ms={args.tts_ms}"],
-            stdout=subprocess.PIPE,
-            stderr=standins_log,
-        )
-        try:
-            results = _run(args, out=out, line=line, uri=database.uri, key=key, standins=standins)
-        finally:
-            procs.stop(standins)
-            standins_log.close()
+    latencies = Latencies(args.stt_ms, args.llm_ms, args.tts_ms)
+    with running_stack(out, latencies) as stack:
+        results = _run(args, out=out, stack=stack)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results["rows"], out / "bench.png")
     _report(results, out)
     return 0
 
 
-def _run(
-    args: argparse.Namespace,
-    *,
-    out: Path,
-    line: DemoLine,
-    uri: str,
-    key: str,
-    standins: subprocess.Popen[bytes],
-) -> dict[str, Any]:
-    stdout: IO[bytes] | None = standins.stdout
-    assert stdout is not None
-    urls = json.loads(stdout.readline())
-    env = {
-        "MONGODB_URI": uri,
-        "SECRETS_KEY": key,
-        "STREAM_TOKEN_SECRET": secrets.token_urlsafe(32),
-        "OPENAI_API_KEY": "bench-key",
-        "OPENAI_BASE_URL": urls["base_url"],
-        "OPENAI_WEBSOCKET_BASE_URL": urls["websocket_base_url"],
-        "HOST": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-    }
-    database = [pid for pid in procs.children(os.getpid()) if "secantus" in procs.command_line(pid)]
-    bench = Bench(args, out, line, env, {"standins": standins.pid, "database": database[0]})
+def _run(args: argparse.Namespace, *, out: Path, stack: Stack) -> dict[str, Any]:
+    bench = Bench(args, out, stack.line, stack.env, dict(stack.helpers))
     rows = phase(bench, 1, args.calls, max(args.calls) if args.profile else None)
     if args.scale_calls:
         if args.pin:

@@ -77,7 +77,7 @@ MIXED = conversation(
 
 async def test_a_conversation_that_mixed_two_owners_is_split_between_them(database: Db) -> None:
     await before_migration_5(database, MIXED)
-    assert [m.version for m in await migrations.upgrade(database)] == [5]
+    assert 5 in [m.version for m in await migrations.upgrade(database)]
     assert await shape(database) == {
         (FIRST, ALICE): ["SM-first"],
         (NEXT, ALICE): ["SM-next", "SM-next-text"],

@@ -4,11 +4,7 @@ as a child process on the test database and reads what it wrote."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +13,16 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.api_keys import ApiKeyStore
-from stores.secrets import SecretBox
+from tests.voice_server.child_server import serve
 from voice_server.log import redact_query_values
-
-READY_S = 30.0
-
-
-async def serve(
-    mongo_uri: str, database: str, data_dir: Path
-) -> tuple[asyncio.subprocess.Process, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = os.environ | {
-        "MONGODB_URI": mongo_uri.replace("/?", f"/{database}?"),
-        "SECRETS_KEY": SecretBox.generate_key(),
-        "PORT": str(port),
-        "DATA_DIR": str(data_dir),
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "INFO",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voice_server.cli", "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    async with asyncio.timeout(READY_S), httpx.AsyncClient(base_url=base_url) as http:
-        while True:  # readiness has no event to wait on but the port answering
-            try:
-                if (await http.get("/health")).status_code == 200:
-                    return process, base_url
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
 
 
 async def test_no_log_line_holds_an_event_token_and_each_request_has_one_line(
     mongo_uri: str, database: AsyncDatabase[dict[str, Any]], tmp_path: Path
 ) -> None:
     key = await ApiKeyStore(database).create("alice")
-    process, base_url = await serve(mongo_uri, database.name, tmp_path)
+    child = await serve(mongo_uri, database.name, tmp_path)
+    process, base_url = child.process, child.base_url
     try:
         headers = {"Authorization": f"Bearer {key.secret}"}
         async with httpx.AsyncClient(base_url=base_url, headers=headers) as http:
@@ -66,9 +34,7 @@ async def test_no_log_line_holds_an_event_token_and_each_request_has_one_line(
         assert (missing.status_code, forged.status_code) == (404, 401)
     finally:
         process.terminate()
-        assert process.stderr is not None
-        written = (await process.stderr.read()).decode()
-        await process.wait()
+        written = await child.output()
     assert token.split(".")[2] not in written
     assert key.secret not in written
     lines = [json.loads(line) for line in written.splitlines() if line.startswith("{")]

@@ -18,14 +18,12 @@ from voice_server.settings import load_settings
 from voice_server.simulation.demo import run_demo
 
 
-@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-async def test_a_stopped_server_stops_its_database(
-    tmp_path: Path, stop: signal.Signals, code: int
-) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stopped_server_stops_its_database(tmp_path: Path, stop: signal.Signals) -> None:
     async with serving(command_env(tmp_path)) as served:
         assert running(served.database_pid)
         served.process.send_signal(stop)
-        assert await served.stopped() == code
+        assert await served.stopped() == 0
         assert not running(served.database_pid)  # stopped and reaped before the server exited
     assert not address_path(tmp_path / "var" / "db").exists()
     assert "Traceback" not in served.log()

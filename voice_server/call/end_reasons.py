@@ -18,6 +18,11 @@ class EndReason(enum.StrEnum):
     SPEECH_TO_TEXT_FAILED = "speech-to-text-failed"  # recognition failed twice
     SERVER_ERROR = "server-error"  # the session failed; the log says why
     MALFORMED_FRAMES = "too-many-malformed-frames"  # the peer sent garbage, not Twilio frames
+    SERVER_SHUTDOWN = "server-shutdown"  # the server was stopped: a drain's end, or at once
+    # A sweeper ended a call whose server stopped marking it alive (killed, machine lost) ...
+    SERVER_LOST = "server-lost"
+    # ... or whose media stream never started after the voice webhook accepted it.
+    NO_MEDIA_STREAM = "no-media-stream"
     # The call was turned away at the voice webhook.
     NUMBER_INACTIVE = "number-inactive"
     NO_ACTIVE_AGENT = "no-active-agent"

@@ -76,6 +76,9 @@ class CallContext:
     # and FALLBACK_TEXT, so that a failing TTS is still answered with speech.
     greeting_audio: Awaitable[bytes | None] | None = None
     fallback_audio: Awaitable[bytes | None] | None = None
+    # What the call hears when the server stops (`shut_down`), rendered as the call starts.
+    shutdown_text: str = "Goodbye!"
+    shutdown_audio: Awaitable[bytes | None] | None = None
 
 
 class CallSession:
@@ -129,7 +132,7 @@ class CallSession:
                 tasks.spawn(self._listen(), name="stt"),
                 tasks.spawn(self._supervise(), name="supervisor"),
             ]
-            greeting = self._speaker.greet(greeting_text(self._agent), self._context.greeting_audio)
+            greeting = self._speaker.say(greeting_text(self._agent), self._context.greeting_audio)
             tasks.respond(greeting)
             try:
                 reason = await self._ended
@@ -140,6 +143,16 @@ class CallSession:
                 self._speaker.close()
                 self._transcript.close()
         return reason
+
+    def shut_down(self, *, goodbye: bool) -> None:
+        """The server is stopping: say the shutdown goodbye and end the call, or end it now
+        (which may also be asked before `run`)."""
+        if goodbye:
+            context = self._context
+            reason, text = EndReason.SERVER_SHUTDOWN, context.shutdown_text
+            self._respond(self._say_goodbye(reason, text, context.shutdown_audio))
+        else:
+            self._end(EndReason.SERVER_SHUTDOWN)
 
     def _end(self, reason: EndReason) -> None:
         if not self._ended.done():
@@ -294,8 +307,10 @@ class CallSession:
             log.info("the agent ended the call")
             await self._finish(EndReason.AGENT_ENDED, said)
 
-    async def _say_goodbye(self, reason: EndReason, text: str) -> None:
-        await self._finish(reason, await self._speaker.say(text))
+    async def _say_goodbye(
+        self, reason: EndReason, text: str, rendered: Awaitable[bytes | None] | None = None
+    ) -> None:
+        await self._finish(reason, await self._speaker.say(text, rendered))
 
     async def _finish(self, reason: EndReason, goodbye: Said) -> None:
         """End the call once `goodbye` has been heard to its end (or cut off)."""

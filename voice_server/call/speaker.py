@@ -1,7 +1,7 @@
 """The agent's side of a call: each utterance's whole life, from planned to recorded.
 
 The speaker is the one owner of every `Utterance` and moves it through its states
-(`voice_server.call.utterance`). Its operations — `greet`, `say`, `answer`, `apologise`,
+(`voice_server.call.utterance`). Its operations — `say`, `answer`, `apologise`,
 `interrupt`, `resume` — return what happened (`Said`, `Interruption`); it never calls back into
 the session, which runs the operations in the call's response task and decides what follows.
 An utterance is written to the transcript, and to the conversation the LLM sees, once: whole
@@ -114,8 +114,10 @@ class Speaker:
 
     # -- operations ----------------------------------------------------------------------------
 
-    async def greet(self, text: str, rendered: Awaitable[bytes | None] | None) -> Said:
-        """Say the greeting: the render started while the phone rang, or live if it failed."""
+    async def say(self, text: str, rendered: Awaitable[bytes | None] | None = None) -> Said:
+        """Say a fixed text (the greeting, a re-prompt, a goodbye): as `rendered` ahead (the
+        greeting while the phone rang), or rendered now if it was not or that failed; the
+        fallback if the TTS fails."""
         utterance = self._new()
         utterance.planned = text
         with self._cut_if_cancelled():
@@ -123,13 +125,6 @@ class Speaker:
                 utterance.move(_State.RENDERING)
                 await self._renderer.play(utterance, text, audio)
                 return self._sent(utterance, Outcome.SAID)
-            return await self._speak(utterance, text)
-
-    async def say(self, text: str) -> Said:
-        """Say a fixed text (a re-prompt, a goodbye); the fallback if the TTS fails."""
-        utterance = self._new()
-        utterance.planned = text
-        with self._cut_if_cancelled():
             return await self._speak(utterance, text)
 
     async def apologise(self, error: str | None = None) -> Said:

@@ -77,7 +77,30 @@ class AwaitHangUp:
     delay_ms: float = 0.0
 
 
-Step = Say | Noise | Pause | Burst | Press | HangUp | AwaitHangUp
+@dataclass(frozen=True)
+class Garbage:
+    """Frames no Twilio would send, `repeat` times over: text that is not JSON, an unknown event,
+    a media frame without its payload, a payload that is not base64, one of `oversized_bytes`
+    bytes (over the 1 s a media frame may carry), a frame of over 64 KiB, and a binary frame
+    that is not text. The server drops each one; 50 of them end the call."""
+
+    repeat: int = 1
+    oversized_bytes: int = 16_000
+    when: When = "now"
+    delay_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Drop:
+    """The line goes dead with no `stop`: the connection is cut under the WebSocket (`reset`),
+    or the WebSocket is closed with its closing handshake but no `stop` before it."""
+
+    reset: bool = True
+    when: When = "now"
+    delay_ms: float = 0.0
+
+
+Step = Say | Noise | Pause | Burst | Press | HangUp | AwaitHangUp | Garbage | Drop
 
 
 @dataclass(frozen=True)

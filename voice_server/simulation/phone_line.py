@@ -9,6 +9,8 @@ instead of drifting.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import secrets
 import time
 import xml.etree.ElementTree as ET
@@ -132,6 +134,25 @@ def inbound_start(
     )
 
 
+def garbage_frames(stream_sid: str, oversized_bytes: int) -> list[str | bytes]:
+    """One of each kind of frame the server must drop (`caller_script.Garbage`)."""
+
+    def media(payload: str) -> str:
+        return json.dumps(
+            {"event": "media", "streamSid": stream_sid, "media": {"payload": payload}}
+        )
+
+    return [
+        '{"event": "media", "streamSid": "' + stream_sid,  # cut short: not JSON
+        json.dumps({"event": "dance", "streamSid": stream_sid}),
+        json.dumps({"event": "media", "streamSid": stream_sid, "media": {}}),
+        media("%% not base64 %%"),
+        media(base64.b64encode(ULAW_SILENCE * oversized_bytes).decode("ascii")),
+        media("A" * (protocol.MAX_FRAME_CHARS + 4)),
+        secrets.token_bytes(64) + b"\xff",  # a binary frame that is not UTF-8
+    ]
+
+
 def _loud(frame: bytes) -> bool:
     return bool(np.abs(np.frombuffer(ulaw_to_pcm16(frame), dtype=np.int16)).max() > LOUD)
 
@@ -154,11 +175,11 @@ class Player:
         self._sequence += 1
         return self._sequence
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, message: str | bytes) -> None:
         if self.closed.is_set():
             return
         try:
-            await self._ws.send(text)
+            await self._ws.send(message)
         except ConnectionClosed:
             self.closed.set()
 
@@ -312,6 +333,24 @@ class Player:
         deadline = time.monotonic() + timeout_s
         while not self.closed.is_set() and time.monotonic() < deadline:
             await self.tick(SILENT_FRAME)
+
+    async def send_garbage(self, repeat: int, oversized_bytes: int) -> None:
+        """Send the malformed frames of `garbage_frames`, `repeat` times over, at once."""
+        frames = garbage_frames(self._stream_sid, oversized_bytes)
+        for _ in range(repeat):
+            for frame in frames:
+                await self._send(frame)
+        self._next_tick = max(self._next_tick, time.monotonic())
+
+    async def drop(self, *, reset: bool) -> None:
+        """End the call without a `stop`: cut the connection (`reset`: no closing handshake,
+        as when a line dies) or close the WebSocket; return once the socket is closed."""
+        self._stopped = True
+        if reset:
+            self._ws.transport.abort()
+        else:
+            await self._ws.close()
+        await self.closed.wait()
 
     async def stop(self) -> None:
         assert self._start is not None, "begin() first"

@@ -22,6 +22,8 @@ from voice_server.simulation.caller_script import (
     AwaitHangUp,
     Burst,
     CallerScript,
+    Drop,
+    Garbage,
     HangUp,
     Noise,
     Pause,
@@ -190,7 +192,7 @@ async def _perform(
 
 async def _perform_quietly(
     player: Player,
-    step: Pause | Burst | HangUp | AwaitHangUp,
+    step: Pause | Burst | HangUp | AwaitHangUp | Garbage | Drop,
     audio: dict[Step, bytes],
     on_event: Callable[[str], None],
 ) -> None:
@@ -200,6 +202,12 @@ async def _perform_quietly(
     elif isinstance(step, Burst):
         on_event(f"the line sends {step.frames} frames of {step.frame_bytes} bytes at once")
         await player.burst(step.frames, step.frame_bytes)
+    elif isinstance(step, Garbage):
+        on_event(f"the line sends malformed frames ({step.repeat} of each kind)")
+        await player.send_garbage(step.repeat, step.oversized_bytes)
+    elif isinstance(step, Drop):
+        on_event("the line goes dead" if step.reset else "the socket closes with no stop")
+        await player.drop(reset=step.reset)
     elif isinstance(step, HangUp):
         on_event("caller hangs up")
         await player.stop()

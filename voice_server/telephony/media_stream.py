@@ -70,6 +70,7 @@ async def media_stream(websocket: WebSocket) -> None:
     log.info("media stream started")
     reason: EndReason = EndReason.SERVER_ERROR
     ACTIVE_CALLS.inc()
+    services.live_calls.add(start.call_sid, session)
     try:
         reason = inbound.refusal or await session.run(inbound.events)
     except Exception:
@@ -80,6 +81,7 @@ async def media_stream(websocket: WebSocket) -> None:
             log.info("media stream closed by peer", code=inbound.peer_close_code)
         reason = inbound.refusal or reason
         await _finalize(services.calls, start.call_sid, reason)
+        services.live_calls.remove(start.call_sid)
         code = POLICY_VIOLATION if inbound.refusal else 1000
         await _close(websocket, code, inbound.refusal or "")
 
@@ -141,7 +143,16 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         raise StreamRefused(str(error)) from error
     greeting = services.greetings.prepare(agent, providers.tts)
     fallback = services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
-    context = CallContext(start.call_sid, start.stream_sid, agent, greeting, fallback)
+    shutdown_text = services.settings.shutdown_goodbye_text
+    context = CallContext(
+        start.call_sid,
+        start.stream_sid,
+        agent,
+        greeting,
+        fallback,
+        shutdown_text=shutdown_text,
+        shutdown_audio=services.greetings.prepare(agent, providers.tts, shutdown_text),
+    )
     return CallSession(context, providers, services.calls, _sender(websocket))
 
 

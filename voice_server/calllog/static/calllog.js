@@ -8,14 +8,25 @@
 
 const KEY = "voiceServerApiKey";
 const $ = (selector) => document.querySelector(selector);
-const state = { calls: [], selected: null, callStream: null, listStream: null };
+const state = {
+  calls: [],
+  selected: null,
+  opening: 0, // counts calls asked for; an answer for an earlier one is dropped
+  callStream: null,
+  listStream: null,
+  agents: new Map(), // agent id → name
+  absentAgents: new Set(), // ids no read of the agents found: deleted agents
+  readingAgents: null, // the read of the agents under way
+};
 const RECONNECT_MS = 1000;
+const MAX_PAGE = 100; // the API's largest page
 
 function apiKey() {
   return sessionStorage.getItem(KEY);
 }
 
-async function api(path, options = {}) {
+// The whole answer (`data`, and `pagination` for a list); an Error with the API's message.
+async function request(path, options = {}) {
   const headers = { Authorization: `Bearer ${apiKey()}`, ...(options.headers || {}) };
   const response = await fetch(`/api${path}`, { ...options, headers });
   const body = await response.json();
@@ -23,7 +34,11 @@ async function api(path, options = {}) {
     if (response.status === 401) forgetKey();
     throw new Error(body.error.message);
   }
-  return body.data;
+  return body;
+}
+
+async function api(path, options = {}) {
+  return (await request(path, options)).data;
 }
 
 async function eventStream(path) {
@@ -48,9 +63,19 @@ function clock(iso) {
   return new Date(iso).toLocaleTimeString([], { hour12: false });
 }
 
+// When a call started, in pieces a phone's layout can drop (a date of today, the seconds) or
+// put on two lines (date, time); the whole is in the title.
 function started(iso) {
   const when = new Date(iso);
-  return `${when.toLocaleDateString()} ${clock(iso)}`;
+  const shown = element("span", "started");
+  shown.title = when.toLocaleString([], { hour12: false });
+  shown.classList.toggle("today", when.toDateString() === new Date().toDateString());
+  const minutes = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  const time = element("span", "time", minutes);
+  time.append(element("span", "seconds", `:${String(when.getSeconds()).padStart(2, "0")}`));
+  const date = when.toLocaleDateString([], { year: "2-digit", month: "numeric", day: "numeric" });
+  shown.append(element("span", "date", date), " ", time);
+  return shown;
 }
 
 function duration(call) {
@@ -59,10 +84,43 @@ function duration(call) {
   return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
 }
 
+// Agents' names for the ids calls carry. The user's agents are read when a call names an agent
+// the page does not know: once per page, and again after an agent is added. An id that a read
+// does not find is a deleted agent's (the API lists live agents only); it is not asked again.
+// One read at a time: the list and a call opening often ask together.
+
+async function learnAgents(ids) {
+  while (state.readingAgents) await state.readingAgents;
+  if (ids.every((id) => state.agents.has(id) || state.absentAgents.has(id))) return;
+  state.readingAgents = readAgents(ids);
+  try {
+    await state.readingAgents;
+  } finally {
+    state.readingAgents = null;
+  }
+}
+
+async function readAgents(ids) {
+  const names = new Map();
+  for (let offset = 0, more = true; more; offset += MAX_PAGE) {
+    const { data, pagination } = await request(`/agents?limit=${MAX_PAGE}&offset=${offset}`);
+    for (const agent of data) names.set(agent.id, agent.name);
+    more = pagination.hasMore;
+  }
+  state.agents = names;
+  for (const id of ids) if (!names.has(id)) state.absentAgents.add(id);
+}
+
+function agentName(id) {
+  return state.agents.get(id) ?? "unknown agent";
+}
+
 // The calls list: a page from the REST API, re-read whenever the set of active calls changes.
 
 async function loadCalls() {
-  state.calls = await api("/calls?limit=50");
+  const calls = await api("/calls?limit=50");
+  await learnAgents(calls.map((call) => call.agent_id));
+  state.calls = calls;
   renderCalls();
 }
 
@@ -73,11 +131,13 @@ function renderCalls() {
     row.classList.toggle("selected", call.id === state.selected?.id);
     const status = element("td");
     status.append(element("span", `status ${call.status}`, call.status));
-    const agent = element("td", "agent", call.agent_id);
-    agent.title = call.agent_id;
+    const agent = element("td", "agent", agentName(call.agent_id));
+    agent.title = `${agentName(call.agent_id)} (${call.agent_id})`;
+    const when = element("td");
+    when.append(started(call.start_time));
     row.append(status, element("td", "", call.from_number), agent);
-    row.append(element("td", "", started(call.start_time)), element("td", "duration", duration(call)));
-    row.addEventListener("click", () => openCall(call.id));
+    row.append(when, element("td", "duration", duration(call)));
+    row.addEventListener("click", () => openCall(call.id).catch((error) => show(error.message)));
     return row;
   });
   $("#calls tbody").replaceChildren(...rows);
@@ -104,9 +164,12 @@ async function followActiveCalls() {
 // One call: its summary, then its transcript entries as the event stream delivers them.
 
 async function openCall(id) {
+  const asked = ++state.opening;
+  const { transcript, ...call } = await api(`/calls/${encodeURIComponent(id)}`);
+  await learnAgents([call.agent_id]);
+  if (asked !== state.opening) return; // another call was asked for meanwhile
   state.callStream?.close();
   state.callStream = null;
-  const { transcript, ...call } = await api(`/calls/${encodeURIComponent(id)}`);
   state.selected = { ...call, next: 0 };
   location.hash = `call=${id}`;
   $("#transcript").replaceChildren();
@@ -120,6 +183,10 @@ async function openCall(id) {
 async function followCall() {
   const call = state.selected;
   const stream = await eventStream(`/calls/${encodeURIComponent(call.id)}?since=${call.next}`);
+  if (state.selected !== call) {
+    stream.close(); // another call was opened meanwhile
+    return;
+  }
   state.callStream = stream;
   stream.addEventListener("entry", (event) => addEntry(JSON.parse(event.data)));
   stream.addEventListener("end", (event) => {
@@ -136,8 +203,8 @@ function renderCallHead() {
   $("#call-status").textContent = call.status;
   $("#call-status").className = `status ${call.status}`;
   $("#call-caller").textContent = call.from_number || "";
-  $("#call-agent").textContent = call.agent_id || "";
-  $("#call-start").textContent = call.start_time ? started(call.start_time) : "";
+  $("#call-agent").textContent = agentName(call.agent_id);
+  $("#call-start").replaceChildren(call.start_time ? started(call.start_time) : "");
   $("#call-duration").textContent = call.start_time ? duration(call) : "";
 }
 
@@ -172,6 +239,8 @@ function forgetKey() {
   state.callStream?.close();
   state.listStream?.close();
   state.callStream = state.listStream = null;
+  state.agents = new Map(); // the next key may be another user's
+  state.absentAgents = new Set();
   start();
 }
 

@@ -1,0 +1,131 @@
+"""What the server under test runs on, for `scripts/bench` and `scripts/soak`: an embedded
+database seeded with the demo number (its agent moved to OpenAI model names), the OpenAI
+stand-ins (`bench_lib.standins`, fixed latencies) in a process of their own, and the server
+itself (`voice-server serve` under `bench_lib.served`) on a free loopback port, pointed at both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_lib import procs
+from stores import migrations
+from stores.agents import AgentStore, AgentUpdate
+from stores.database import connect, database_name
+from stores.embedded import EmbeddedDatabase
+from stores.secrets import SecretBox
+from voice_server.seed import DEMO_USER, DemoLine, seed_demo
+
+MODELS = AgentUpdate(
+    sttModel="gpt-4o-mini-transcribe",
+    inferenceModel="gpt-4o-mini",
+    ttsModel="gpt-4o-mini-tts",
+    ttsVoice="alloy",
+)
+
+
+async def seed(uri: str, key: str) -> DemoLine:
+    """The demo number, with its agent moved to OpenAI model names."""
+    client = connect(uri)
+    try:
+        db = client[database_name(uri)]
+        await migrations.upgrade(db)
+        line = await seed_demo(db, SecretBox(key))
+        await AgentStore(db).update(DEMO_USER, line.agent_id, MODELS)
+        return line
+    finally:
+        await client.close()
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """What the stand-ins take, by design, before their first byte."""
+
+    stt_ms: float
+    llm_ms: float
+    tts_ms: float
+
+
+@dataclass(frozen=True)
+class Stack:
+    line: DemoLine
+    database_uri: str
+    env: dict[str, str]  # the server's settings: database, secrets, OPENAI_* → the stand-ins
+    helpers: dict[str, int]  # name → pid: "database", "standins"
+
+
+@contextmanager
+def running_stack(out: Path, latencies: Latencies) -> Iterator[Stack]:
+    """The seeded database (in `out/db`) and the stand-ins, for as long as the block runs; the
+    stand-ins log to `out/standins.log`. Call it outside any running event loop."""
+    key = SecretBox.generate_key()
+    with EmbeddedDatabase(out / "db") as database:
+        line = asyncio.run(seed(database.uri, key))
+        with (out / "standins.log").open("ab") as standins_log:
+            standins = procs.start(
+                "bench_lib.standins",
+                [
+                    f"--stt-ms={latencies.stt_ms}",
+                    f"--llm-ms={latencies.llm_ms}",
+                    f"--tts-ms={latencies.tts_ms}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=standins_log,
+            )
+        try:
+            assert standins.stdout is not None
+            urls = json.loads(standins.stdout.readline())
+            env = {
+                "MONGODB_URI": database.uri,
+                "SECRETS_KEY": key,
+                "STREAM_TOKEN_SECRET": secrets.token_urlsafe(32),
+                "OPENAI_API_KEY": "bench-key",
+                "OPENAI_BASE_URL": urls["base_url"],
+                "OPENAI_WEBSOCKET_BASE_URL": urls["websocket_base_url"],
+                "HOST": "127.0.0.1",
+                "LOG_LEVEL": "WARNING",
+            }
+            found = [p for p in procs.children(os.getpid()) if "secantus" in procs.command_line(p)]
+            helpers = {"standins": standins.pid, "database": found[0]}
+            yield Stack(line, database.uri, env, helpers)
+        finally:
+            procs.stop(standins)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    lag_file: Path
+
+
+def start_server(
+    env: Mapping[str, str], out: Path, name: str, cpus: set[int] | None = None
+) -> Server:
+    """One server process, not yet healthy (see `procs.wait_healthy`): it logs to
+    `out/server-<name>.log` and writes its loop lag to `out/lag-<name>.jsonl`."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    lag_file = out / f"lag-{name}.jsonl"
+    env = {**env, "PORT": str(port), "PUBLIC_BASE_URL": base_url, "BENCH_LAG_FILE": str(lag_file)}
+    with (out / f"server-{name}.log").open("ab") as log:
+        process = procs.start(
+            "bench_lib.served", [], env=env, cpus=cpus, cwd=out, stderr=log, stdout=log
+        )
+    return Server(process, base_url, lag_file)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

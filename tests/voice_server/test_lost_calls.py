@@ -1,0 +1,76 @@
+"""The sweeper: active calls whose heartbeat stopped are finalised once, as of that heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from stores.calls import CallCreate, CallStore
+from stores.documents import utc_now
+from voice_server.live_calls import sweep
+
+Db = AsyncDatabase[dict[str, Any]]
+
+
+async def new_call(database: Db, call_sid: str, *, streamed: bool, age_s: float) -> None:
+    calls = CallStore(database)
+    started = utc_now() - timedelta(seconds=age_s + 30)
+    await calls.create(
+        CallCreate(
+            call_sid=call_sid,
+            from_number="+15550100199",
+            to_number="+15550100100",
+            agent_id="a" * 24,
+            userId="alice",
+            session_id=call_sid,
+            start_time=started,
+        )
+    )
+    if streamed:
+        assert await calls.claim_stream(call_sid, "MZ" + call_sid[2:])
+    # Its last heartbeat, `age_s` ago.
+    heartbeat = utc_now() - timedelta(seconds=age_s)
+    await database["calls"].update_one(
+        {"call_sid": call_sid}, {"$set": {"heartbeat_at": heartbeat}}
+    )
+
+
+async def test_calls_whose_heartbeat_stopped_are_finalised_as_of_it(database: Db) -> None:
+    calls = CallStore(database)
+    await new_call(database, "CA" + "1" * 32, streamed=True, age_s=120)
+    await new_call(database, "CA" + "2" * 32, streamed=False, age_s=120)
+    await new_call(database, "CA" + "3" * 32, streamed=True, age_s=5)  # alive
+
+    assert await sweep(calls, lost_after_s=60) == 2
+
+    lost, unstarted, alive = [await calls.get(f"CA{d * 32}") for d in "123"]
+    assert None not in (lost, unstarted, alive)
+    assert lost is not None
+    assert unstarted is not None
+    assert alive is not None
+    assert (lost.status, lost.end_reason) == ("completed", "server-lost")
+    assert lost.end_time == lost.heartbeat_at, "it ended when its server last saw it alive"
+    assert lost.end_time is not None
+    assert lost.duration_seconds == (lost.end_time - lost.start_time).total_seconds()
+    assert (unstarted.status, unstarted.end_reason) == ("completed", "no-media-stream")
+    assert alive.status == "active"
+
+
+async def test_many_sweepers_end_each_lost_call_once(database: Db) -> None:
+    for n in range(5):
+        await new_call(database, f"CA{n:032d}", streamed=True, age_s=120)
+
+    ended = await asyncio.gather(*(sweep(CallStore(database), 60) for _ in range(4)))
+
+    assert sum(ended) == 5
+
+
+async def test_a_heartbeat_keeps_a_call_from_the_sweeper(database: Db) -> None:
+    calls = CallStore(database)
+    await new_call(database, "CA" + "4" * 32, streamed=True, age_s=120)
+    await calls.heartbeat(["CA" + "4" * 32])
+
+    assert await sweep(calls, lost_after_s=60) == 0
