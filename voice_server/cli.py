@@ -46,9 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    # SIGTERM unwinds like Ctrl-C does, so the embedded database is stopped in order. (While
-    # `serve` serves, its DrainingServer takes both signals: it drains, then returns.)
-    signal.signal(signal.SIGTERM, _stop)
+    # SIGTERM is taken as a Ctrl-C, which every command unwinds cleanly (asyncio.run cancels its
+    # task), so the embedded database is stopped in order; even when started from a script that
+    # ignores Ctrl-C for background jobs. While `serve` serves, its DrainingServer takes both
+    # signals itself: it drains, then returns.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
     try:
         command: int = args.run(settings, args)
     except KeyboardInterrupt:
@@ -63,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return command
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)  # a requested stop: `with` blocks unwind, then the process exits
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 def _parser() -> argparse.ArgumentParser:
