@@ -7,11 +7,13 @@ structural types the stores need, so a PyMongo `AsyncDatabase` and a Motor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import PyMongoError
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 Document = dict[str, Any]
@@ -90,3 +92,26 @@ def database_name(uri: str, default: str = "voice_agent") -> str:
     """The database named in the URI path (`mongodb://host/NAME?…`), else `default`."""
     path = unquote(urlsplit(uri).path).lstrip("/")
     return path or default
+
+
+class DatabaseUnreachable(Exception):
+    """No MongoDB server answered at the URI in time; the message names the hosts, never the
+    credentials."""
+
+
+def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
+    """Ping the server at `uri`; raises DatabaseUnreachable after `timeout_s` without one.
+
+    Synchronous: an async client closed while it is still connecting leaks that socket
+    (PyMongo 4.20, PYTHON-5867), and this check is made before a command starts anything.
+    """
+    hosts = urlsplit(uri).netloc.rpartition("@")[2]
+    try:
+        with MongoClient[Document](uri, serverSelectionTimeoutMS=int(timeout_s * 1000)) as client:
+            client.admin.command("ping")
+    except PyMongoError as error:
+        # pymongo's text ends with timeouts and a topology description: the first part says it.
+        reason = re.sub(r" \(configured timeouts:[^)]*\)", "", str(error)).split(", Timeout:")[0]
+        raise DatabaseUnreachable(
+            f"cannot reach MongoDB at {hosts} (MONGODB_URI) within {timeout_s:g} s: {reason}"
+        ) from error

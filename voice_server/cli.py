@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from types import FrameType
 
 from stores import migrations
 from stores.api_keys import ApiKeyStore
-from stores.database import Database, connect, database_name
-from stores.embedded import EmbeddedDatabase
+from stores.database import Database
+from stores.phone_numbers import normalize_phone_number
 from voice_server.app import create_app
+from voice_server.command_database import on_database, open_database
+from voice_server.command_errors import CommandError, explain
 from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
 from voice_server.security.secret_key import secret_box
-from voice_server.seed import DEMO_NUMBER, seed_demo
+from voice_server.seed import (
+    DEMO_CALLER,
+    DEMO_NUMBER,
+    DEMO_USER,
+    DemoLine,
+    seed_demo,
+)
 from voice_server.serving import DrainingServer, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
+from voice_server.simulation import simulate_command
 from voice_server.simulation.demo import run_demo
-from voice_server.simulation.simulator import CallerScript, Line, place_call
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,8 +46,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    command: int = args.run(settings, args)
+    # SIGTERM is taken as a Ctrl-C, which every command unwinds cleanly (asyncio.run cancels its
+    # task), so the embedded database is stopped in order; even when started from a script that
+    # ignores Ctrl-C for background jobs. While `serve` serves, its DrainingServer takes both
+    # signals itself: it drains, then returns.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
+    try:
+        command: int = args.run(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        line = explain(error)
+        if line is None:
+            raise
+        log.debug("the command failed", exc_info=error)  # the traceback, with LOG_LEVEL=DEBUG
+        print(line, file=sys.stderr)
+        return 1
     return command
+
+
+def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGINT)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,47 +97,48 @@ def _parser() -> argparse.ArgumentParser:
     api_key = commands.add_parser("api-key", help="create or revoke an API key")
     key_actions = api_key.add_subparsers(required=True, metavar="ACTION")
     create_key = key_actions.add_parser("create", help="a new key for a user; shown once")
-    create_key.add_argument("--user", required=True, help="the userId the key acts as")
+    create_key.add_argument(
+        "--user", required=True, type=_non_empty, help="the userId the key acts as"
+    )
     create_key.add_argument("--label", default="", help="a note saying what the key is for")
     create_key.set_defaults(run=_api_key_create)
     revoke_key = key_actions.add_parser("revoke", help="revoke a key by its id")
     revoke_key.add_argument("key_id")
     revoke_key.set_defaults(run=_api_key_revoke)
 
-    simulate = commands.add_parser("simulate", help="place a simulated call to a running server")
-    simulate.add_argument("--to", required=True, help="the number to call")
-    simulate.add_argument("--from", dest="caller", default="+15550100199")
-    simulate.add_argument("--auth-token", required=True, help="the number's Twilio auth token")
-    simulate.add_argument(
-        "--account-sid", default=Line.account_sid, help="the number's Twilio account SID"
+    simulate = commands.add_parser(
+        "simulate",
+        help="place a simulated call to a running server",
+        description="Place a simulated call the way Twilio would. "
+        + simulate_command.WHERE
+        + " Without arguments it calls the number `voice-server seed` made, reading its auth "
+        "token from the database.",
     )
-    simulate.add_argument("--say", action="append", required=True, help="one caller turn")
-    simulate.set_defaults(run=_simulate)
+    simulate.add_argument("--to", default=DEMO_NUMBER, help="the number to call (%(default)s)")
+    simulate.add_argument("--from", dest="caller", default=DEMO_CALLER, help="the caller's number")
+    simulate.add_argument(
+        "--auth-token", help="the number's Twilio auth token (default: read from the database)"
+    )
+    simulate.add_argument("--account-sid", help="the number's Twilio account SID")
+    simulate.add_argument(
+        "--say", action="append", help="one caller turn (repeatable; default: the demo's)"
+    )
+    simulate.set_defaults(run=simulate_command.simulate)
     return parser
 
 
-@contextmanager
-def database_uri(settings: Settings) -> Iterator[tuple[str, bool]]:
-    """MONGODB_URI, or an embedded database started for the block; and whether it is ours."""
-    if settings.mongodb_uri:
-        yield settings.mongodb_uri, False
-        return
-    with EmbeddedDatabase(settings.data_dir / "db") as embedded:
-        log.info("embedded database started", uri=embedded.uri, path=str(settings.data_dir / "db"))
-        yield embedded.uri, True
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
-async def _migrations(uri: str, apply: bool) -> list[str]:
+async def _migrations(db: Database, apply: bool) -> list[str]:
     """Apply (or list) pending migrations; the names of those still pending afterwards."""
-    client = connect(uri)
-    try:
-        db = client[database_name(uri)]
-        if apply:
-            for migration in await migrations.upgrade(db):
-                log.info("migration applied", version=migration.version, name=migration.name)
-        return [f"{m.version} {m.name}" for m in await migrations.pending(db)]
-    finally:
-        await client.close()
+    if apply:
+        for migration in await migrations.upgrade(db):
+            log.info("migration applied", version=migration.version, name=migration.name)
+    return [f"{m.version} {m.name}" for m in await migrations.pending(db)]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -120,8 +150,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    with database_uri(settings) as (uri, embedded):
-        behind = asyncio.run(_migrations(uri, apply=embedded))
+    listening = _listen(settings.host, settings.port)
+    with listening, open_database(settings, "serve", must_own=True) as database:
+        uri = database.uri
+        behind = asyncio.run(on_database(uri, lambda db: _migrations(db, apply=database.owned)))
         if behind:
             print(
                 "the database's migrations are behind: "
@@ -140,8 +172,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             proxy_headers=True,
             timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
         )
-        DrainingServer(config, live_calls, settings.drain_seconds).run()
+        DrainingServer(config, live_calls, settings.drain_seconds).run(sockets=[listening])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts, so a busy port is told in one line."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise CommandError(f"cannot listen on {host}:{port} (HOST, PORT): {reason}") from None
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -149,40 +191,34 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    async def seed(uri: str) -> None:
-        client = connect(uri)
-        try:
-            db = client[database_name(uri)]
-            await migrations.upgrade(db)
-            line = await seed_demo(db, secret_box(settings), args.number or DEMO_NUMBER)
-            print(f"number {line.number} → agent {line.agent_id}")
-        finally:
-            await client.close()
+    number = normalize_phone_number(args.number or DEMO_NUMBER)  # before starting anything
 
-    with database_uri(settings) as (uri, _):
-        asyncio.run(seed(uri))
+    async def seed(db: Database) -> DemoLine:
+        await migrations.upgrade(db)
+        return await seed_demo(db, secret_box(settings), number)
+
+    with open_database(settings, "seed") as database:
+        line = asyncio.run(on_database(database.uri, seed))
+    to = "" if line.number == DEMO_NUMBER else f" --to {line.number}"
+    print(f"number {line.number} → agent {line.agent_id} (owner {DEMO_USER})")
+    print(f"call it with `voice-server simulate{to}` while `voice-server serve` runs")
     return 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    with database_uri(settings) as (uri, _):
+    with open_database(settings, "migrate") as database:
+        uri = database.uri
         if args.action == "downgrade":
             try:
-                asyncio.run(_on_database(uri, lambda db: _downgrade(db, args.to)))
+                asyncio.run(on_database(uri, lambda db: _downgrade(db, args.to)))
             except migrations.MigrationError as error:
                 print(error, file=sys.stderr)
                 return 1
-        pending = asyncio.run(_migrations(uri, apply=args.action == "upgrade"))
+        pending = asyncio.run(
+            on_database(uri, lambda db: _migrations(db, apply=args.action == "upgrade"))
+        )
     print("pending migrations: " + (", ".join(pending) if pending else "none"))
     return 0
-
-
-async def _on_database(uri: str, work: Callable[[Database], Awaitable[T]]) -> T:
-    client = connect(uri)
-    try:
-        return await work(client[database_name(uri)])
-    finally:
-        await client.close()
 
 
 async def _downgrade(db: Database, to_version: int | None) -> None:
@@ -194,9 +230,9 @@ async def _downgrade(db: Database, to_version: int | None) -> None:
 
 
 def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
-    with database_uri(settings) as (uri, _):
+    with open_database(settings, "api-key") as database:
         issued = asyncio.run(
-            _on_database(uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
+            on_database(database.uri, lambda db: ApiKeyStore(db).create(args.user, args.label))
         )
     print(f"key id {issued.key.id} for user {issued.key.userId}")
     print(f"secret (shown once; send as `Authorization: Bearer …`): {issued.secret}")
@@ -204,24 +240,12 @@ def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _api_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    with database_uri(settings) as (uri, _):
-        revoked = asyncio.run(_on_database(uri, lambda db: ApiKeyStore(db).revoke(args.key_id)))
+    with open_database(settings, "api-key") as database:
+        revoked = asyncio.run(
+            on_database(database.uri, lambda db: ApiKeyStore(db).revoke(args.key_id))
+        )
     print(f"key {args.key_id} revoked" if revoked else f"no live key has the id {args.key_id}")
     return 0 if revoked else 1
-
-
-def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    line = Line(
-        base_url=settings.base_url,
-        auth_token=args.auth_token,
-        caller=args.caller,
-        dialled=args.to,
-        account_sid=args.account_sid,
-    )
-    result = asyncio.run(place_call(line, CallerScript(turns=args.say), on_event=print))
-    for turn in result.turns:
-        print(f"caller said {turn.said!r}; agent answered after {turn.reply_latency_ms} ms")
-    return 0 if result.connected else 1
 
 
 if __name__ == "__main__":

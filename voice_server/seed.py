@@ -26,6 +26,18 @@ class DemoLine:
     number: str
     auth_token: str
     agent_id: str
+    account_sid: str = "AC" + "0" * 32
+
+
+async def find_line(db: Database, box: SecretBox, number: str) -> DemoLine | None:
+    """`number` as a caller needs it (its token opened with `box`), if it is registered and an
+    agent answers it. Raises SecretUnreadable if `box` did not seal its token."""
+    registered = await PhoneNumberStore(db, box).find_registered(number)
+    agent = await AgentStore(db).find_for_incoming_call(number)
+    if registered is None or agent is None:
+        return None
+    token = PhoneNumberStore(db, box).auth_token(registered)
+    return DemoLine(registered.phoneNumber, token, agent.id, registered.twilioAccountSid)
 
 
 async def seed_demo(db: Database, box: SecretBox, number: str = DEMO_NUMBER) -> DemoLine:
@@ -60,7 +72,12 @@ async def seed_demo(db: Database, box: SecretBox, number: str = DEMO_NUMBER) -> 
                 greeting="Hello! You have reached the demo agent. How can I help you?",
             )
         )
-    return DemoLine(number=registered.phoneNumber, auth_token=auth_token, agent_id=agent.id)
+    return DemoLine(
+        number=registered.phoneNumber,
+        auth_token=auth_token,
+        agent_id=agent.id,
+        account_sid=registered.twilioAccountSid,
+    )
 
 
 async def _readable_token(phone_numbers: PhoneNumberStore, registered: PhoneNumber) -> str:

@@ -42,7 +42,11 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = Field(
         default=None, description="MongoDB to use; without it an embedded database is started."
     )
-    data_dir: Path = Field(default=Path("var"), description="Where the embedded database lives.")
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Where the embedded database lives (DATA_DIR/db), shared by serve, the demo "
+        "and every other command.",
+    )
     openai_api_key: SecretStr | None = Field(
         default=None, description="Turns on the OpenAI providers for non-local model names."
     )

@@ -1,9 +1,11 @@
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
 
-from stores.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from stores.embedded import DatabaseLocked, EmbeddedDatabase, EmbeddedDatabaseError
 
 
 def test_data_survives_a_restart(tmp_path: Path) -> None:
@@ -28,3 +30,27 @@ def test_a_server_that_exits_is_reported_with_its_output(tmp_path: Path) -> None
     server = EmbeddedDatabase(tmp_path / "data", executable="false")
     with pytest.raises(EmbeddedDatabaseError, match="exited with code 1"):
         server.start(timeout=5)
+
+
+def test_an_acknowledged_write_survives_the_server_being_killed(tmp_path: Path) -> None:
+    storage = tmp_path / "data"
+    server = EmbeddedDatabase(storage)
+    server.start()
+    try:
+        with MongoClient[dict[str, object]](server.uri) as client:
+            client["keep"]["things"].insert_one({"_id": 1})
+        os.kill(server.pid, signal.SIGKILL)  # at once: no checkpoint, no clean close
+    finally:
+        server.stop()
+
+    with EmbeddedDatabase(storage) as again, MongoClient[dict[str, object]](again.uri) as client:
+        assert client["keep"]["things"].find_one({"_id": 1}) == {"_id": 1}
+
+
+def test_a_folder_open_in_another_server_is_reported_as_locked_by_its_pid(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedDatabase(tmp_path / "data") as first:
+        with pytest.raises(DatabaseLocked) as locked:
+            EmbeddedDatabase(tmp_path / "data").start(timeout=10)
+        assert locked.value.holder == first.pid

@@ -1,8 +1,9 @@
 """`voice-server demo`: one simulated phone call, end to end, with nothing configured.
 
-It starts the embedded database, seeds a demo number and agent, starts the real server on a
-loopback port, places a call with the caller simulator, prints the transcript as it is stored,
-and writes the call's audio (both sides) to a WAV file.
+It works on the database `serve` uses (DATA_DIR's embedded one, or MONGODB_URI), seeds a demo
+number and agent, starts the real server on a loopback port, places a call with the caller
+simulator, prints the transcript as it is stored, and writes the call's audio (both sides) to a
+WAV file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from stores import migrations
 from stores.calls import CallStore
 from stores.database import Database, connect, database_name
-from stores.embedded import EmbeddedDatabase
+from voice_server.command_database import open_database
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
 from voice_server.serving import serve_in_background
@@ -35,8 +36,10 @@ DEMO_TURNS = (
 
 
 def run_demo(settings: Settings, wav_path: Path, turns: tuple[str, ...] = DEMO_TURNS) -> int:
-    with EmbeddedDatabase(settings.data_dir / "demo-db") as embedded:
-        return asyncio.run(_demo(settings, embedded.uri, wav_path, turns))
+    """Run the demo on the database `serve` uses (see voice_server.command_database), so its
+    number, agent and call are there for `serve` afterwards."""
+    with open_database(settings, "demo") as database:
+        return asyncio.run(_demo(settings, database.uri, wav_path, turns))
 
 
 async def _demo(settings: Settings, uri: str, wav_path: Path, turns: tuple[str, ...]) -> int:
@@ -62,7 +65,11 @@ async def _call_and_watch(
     calls = CallStore(db)
     script = CallerScript(turns=turns)
     target = Line(
-        base_url=base_url, auth_token=line.auth_token, caller=DEMO_CALLER, dialled=line.number
+        base_url=base_url,
+        auth_token=line.auth_token,
+        caller=DEMO_CALLER,
+        dialled=line.number,
+        account_sid=line.account_sid,
     )
     call_sid = new_call_sid()
     call = asyncio.create_task(

@@ -41,7 +41,11 @@ from voice_server.simulation.phone_line import (
     stream_from_twiml,
 )
 
-__all__ = ["CallResult", "CallerScript", "Line", "new_call_sid", "place_call"]
+__all__ = ["CallNotPlaced", "CallResult", "CallerScript", "Line", "new_call_sid", "place_call"]
+
+
+class CallNotPlaced(Exception):
+    """The server could not be reached, or refused the incoming-call webhook."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,10 @@ async def place_call(
     call_sid: str | None = None,
     on_event: Callable[[str], None] = lambda _: None,
 ) -> CallResult:
-    """Make one call, play the script, hang up (unless the server did); what happened."""
+    """Make one call, play the script, hang up (unless the server did); what happened.
+
+    Raises CallNotPlaced when no server answers at `line.base_url` or it refuses the call.
+    """
     call_sid = call_sid or new_call_sid()
     audio = await render_steps(script)
     twiml = await _post_webhook(line, call_sid)
@@ -102,14 +109,25 @@ async def _post_webhook(line: Line, call_sid: str) -> str:
         caller=line.caller,
         dialled=line.dialled,
     )
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(url, data=form, headers=headers) as response,
-    ):
-        body = await response.text()
-        if response.status != 200:
-            raise RuntimeError(f"voice webhook answered {response.status}: {body}")
-        return body
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data=form, headers=headers) as response,
+        ):
+            body = await response.text()
+    except aiohttp.ClientConnectionError as error:
+        raise CallNotPlaced(
+            f"no server answers at {line.base_url} ({error.__class__.__name__}); start one with "
+            "`voice-server serve`, or set HOST/PORT or PUBLIC_BASE_URL to where it listens"
+        ) from error
+    if response.status == 403:
+        raise CallNotPlaced(
+            f"the server at {line.base_url} refused the call's signature (403): the auth token "
+            f"is not the one registered for {line.dialled}"
+        )
+    if response.status != 200:
+        raise CallNotPlaced(f"the server at {line.base_url} answered {response.status}: {body}")
+    return body
 
 
 async def _play_script(
