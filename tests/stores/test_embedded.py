@@ -28,3 +28,19 @@ def test_a_server_that_exits_is_reported_with_its_output(tmp_path: Path) -> None
     server = EmbeddedDatabase(tmp_path / "data", executable="false")
     with pytest.raises(EmbeddedDatabaseError, match="exited with code 1"):
         server.start(timeout=5)
+
+
+def test_a_restart_keeps_the_port_so_a_connected_client_finds_the_server_again(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedDatabase(tmp_path / "data")
+    uri = server.start()
+    client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    with client:
+        client["keep"]["things"].insert_one({"_id": 1})
+        server.stop()
+        assert server.start() == uri
+        try:
+            assert client["keep"]["things"].find_one({"_id": 1}) == {"_id": 1}
+        finally:
+            server.stop()
