@@ -1,6 +1,6 @@
-"""Twilio's call webhooks while the database is away: an answer within Twilio's patience, never
-a 500 (which Twilio plays as "an application error has occurred"), and a log line holding what
-could not be stored."""
+"""Twilio's call webhooks and media streams while the database is away: an answer within ~2 s,
+never a 500 (which Twilio plays as "an application error has occurred"), and a log line holding
+what could not be stored."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from media import twilio as protocol
 from tests.database_outage import DatabaseOutage
 from tests.voice_server.conftest import Server, logged, open_server
+from tests.voice_server.telephony.test_stream import accept_call, closed_code, connect, start_frame
 from tests.voice_server.telephony.test_voice_webhooks import call_form
 from voice_server.settings import Settings
 from voice_server.telephony.voice_webhooks import APOLOGY
@@ -69,3 +71,23 @@ async def test_a_call_status_while_the_database_is_down_is_answered_and_logged(
     assert (response.status_code, took < ANSWER_WITHIN_S) == (204, True), (response.text, took)
     (entry,) = logged(caplog, "the database is unreachable")
     assert entry["form"] == form | {"To": server.line.number}
+
+
+@pytest.mark.parametrize("outage", ["frozen"], indirect=True)
+async def test_a_stream_that_starts_while_the_database_is_down_is_closed_at_once(
+    outage: DatabaseOutage, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_server(outage.db, settings) as server:
+        url, parameters = await accept_call(server, CALL_SID)
+        await outage.begin()
+        started = time.monotonic()
+        async with connect(url) as websocket:
+            await websocket.send(protocol.build_connected())
+            await websocket.send(start_frame(CALL_SID, parameters))
+            code = await closed_code(websocket)
+        took = time.monotonic() - started
+        await outage.end()
+
+    assert (code, took < ANSWER_WITHIN_S) == (1011, True), took
+    (entry,) = logged(caplog, "media stream refused: the database is unreachable")
+    assert (entry["level"], entry["call_sid"]) == ("error", CALL_SID)
