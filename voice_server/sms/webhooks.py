@@ -62,11 +62,10 @@ from voice_server.twilio_api.twiml import twiml_response
 log = get_logger(__name__)
 
 MAX_MEDIA = 10  # Twilio attaches at most ten media to one message
-
-
 OUTAGE_TEXT = (
     "Sorry, we could not read your message just now. Please send it again in a few minutes."
 )
+Unanswered = tuple[Exchange, Agent, list[Message]]  # what the agent is to answer, and with what
 
 
 @answers_outage(
@@ -86,9 +85,6 @@ async def incoming_sms(request: Request) -> Response:
             unanswered = await _store(services, params, number)
     with bound_contextvars(message_sid=sid):
         return _twiml(None if unanswered is None else await answer(services, *unanswered))
-
-
-Unanswered = tuple[Exchange, Agent, list[Message]]
 
 
 async def _store(
