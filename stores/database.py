@@ -76,15 +76,23 @@ class Database(Protocol):
 
 
 def connect(
-    uri: str, *, app_name: str = "voice-server", timeout_ms: int = 5000
+    uri: str, *, app_name: str = "voice-server", timeout_ms: int = 2000
 ) -> AsyncMongoClient[Document]:
     """Make the client. Dates come back timezone-aware (UTC) because of `tz_aware=True`.
 
-    The client connects lazily; the first operation waits up to `timeout_ms` for a server.
-    Close it with `await client.close()`.
+    The client connects lazily. An operation that finds no server waits at most `timeout_ms`
+    for one (finding it and opening a connection), so a database that is down is noticed within
+    that. A database that holds its connections and answers nothing is noticed only by a
+    caller that bounds its operations with `pymongo.timeout()` (the webhooks and a call's
+    writes do): a socket timeout for every operation would also cut long legitimate ones
+    (index builds, change streams). Close it with `await client.close()`.
     """
     return AsyncMongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, appname=app_name
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        appname=app_name,
     )
 
 

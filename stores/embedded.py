@@ -1,7 +1,9 @@
 """SecantusDB as a child process: a real MongoDB-compatible server for development and tests.
 
-The server keeps its data in `storage_path`, which survives restarts. Its output goes to
-`<storage_path>.log` beside that folder, not to pipes that could fill and stall it.
+The server keeps its data in `storage_path`, which survives restarts, and its port: a client
+that was connected before a `stop()` finds the server again after the next `start()`. Its
+output goes to `<storage_path>.log` beside that folder, not to pipes that could fill and stall
+it.
 
 The child never outlives the process that started it. It runs in a session of its own, so a
 Ctrl-C meant for the parent does not stop it under the parent's feet (the parent stops it once
@@ -103,6 +105,7 @@ class EmbeddedDatabase:
         self._pass_fds = tuple(pass_fds)
         self._process: subprocess.Popen[bytes] | None = None
         self._uri: str | None = None
+        self._port: int | None = None
         self._log_offset = 0
 
     @property
@@ -120,10 +123,11 @@ class EmbeddedDatabase:
         return self._uri
 
     def start(self, timeout: float = 30.0) -> str:
-        """Start the server and wait until it answers `ping`; returns its URI."""
+        """Start the server (on the port it had before, if it ran already) and wait until it
+        answers `ping`; returns its URI."""
         if self._uri is not None:
             return self._uri
-        port = _free_port()
+        port = self._port = self._port or _free_port()
         self._process = self._spawn(port)
         uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         deadline = time.monotonic() + timeout

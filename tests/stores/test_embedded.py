@@ -54,3 +54,19 @@ def test_a_folder_open_in_another_server_is_reported_as_locked_by_its_pid(
         with pytest.raises(DatabaseLocked) as locked:
             EmbeddedDatabase(tmp_path / "data").start(timeout=10)
         assert locked.value.holder == first.pid
+
+
+def test_a_restart_keeps_the_port_so_a_connected_client_finds_the_server_again(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedDatabase(tmp_path / "data")
+    uri = server.start()
+    client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    with client:
+        client["keep"]["things"].insert_one({"_id": 1})
+        server.stop()
+        assert server.start() == uri
+        try:
+            assert client["keep"]["things"].find_one({"_id": 1}) == {"_id": 1}
+        finally:
+            server.stop()

@@ -14,8 +14,12 @@ import pytest
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
+from stores import migrations
 from stores.agents import AgentStore
+from stores.database import connect
+from stores.embedded import EmbeddedDatabase
 from stores.phone_numbers import PhoneNumberStore
+from tests.database_outage import DatabaseOutage
 from tests.stores.factories import agent, phone_number
 from voice_server.log import configure_logging
 from voice_server.providers import local
@@ -80,6 +84,23 @@ async def server(
 ) -> AsyncIterator[Server]:
     async with open_server(database, settings) as server:
         yield server
+
+
+@pytest.fixture(params=["stopped", "frozen"])
+async def outage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DatabaseOutage]:
+    """A migrated database on a SecantusDB of the test's own, which the test may take away
+    (`tests.database_outage`); it is back when the test ends. Both kinds unless the test asks
+    for one (`@pytest.mark.parametrize("outage", ["stopped"], indirect=True)`)."""
+    with EmbeddedDatabase(tmp_path / "outage-db") as server:
+        client = connect(server.uri)
+        db = client["voice_agent"]
+        await migrations.upgrade(db)
+        outage = DatabaseOutage(server, db, request.param)
+        try:
+            yield outage
+        finally:
+            await outage.end()
+            await client.close()
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from media.codec import ulaw_to_pcm16
 from media.framing import Framer
@@ -121,6 +122,8 @@ class CallSession:
         )
         self._stt: SttSession | None = None
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
+        # When the call ended: its end, however long the last transcript entries take to store.
+        self.ended_at: datetime | None = None
         self._endpoint_at = self._last_final = 0.0
         self._held = HeldAnswer(self._turns, self._endpointer, self._supervision)
         self._closing = False  # a goodbye is being said: the call ends after it
@@ -158,6 +161,7 @@ class CallSession:
 
     def _end(self, reason: EndReason) -> None:
         if not self._ended.done():
+            self.ended_at = datetime.now(UTC)
             self._ended.set_result(reason)
 
     @property

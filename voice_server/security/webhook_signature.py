@@ -57,6 +57,7 @@ async def verified_form(
         raise refuse(
             request, "AccountSid is not the Twilio account of the number", number_id=number.id
         )
+    request.state.signature_verified = True  # for what is logged if the database fails later
     return params, number
 
 

@@ -30,7 +30,7 @@ from voice_server.log import get_logger
 from voice_server.provider_setup import agent_models
 from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import UnknownModel
-from voice_server.retry import database_retrying
+from voice_server.retry import retry_database
 from voice_server.services import Services
 from voice_server.twilio_api.rest import (
     SMS_MAX_CHARS,
@@ -194,9 +194,11 @@ async def _store(
         status=status,
     )
     try:
-        async for attempt in database_retrying("storing the SMS reply", STORE_WINDOW_S):
-            with attempt:
-                await services.messages.create_outbound_message(message)
+        await retry_database(
+            "storing the SMS reply",
+            lambda: services.messages.create_outbound_message(message),
+            STORE_WINDOW_S,
+        )
     except PyMongoError as error:
         log.error(
             "SMS reply could not be stored; logged in full instead",

@@ -28,6 +28,12 @@ Every answer is valid TwiML. Outcomes, each logged with the MessageSid bound:
 | empty body and no media | yes | no |
 | body over 1600 characters | cut to 1600 | yes |
 | MMS (`NumMedia` > 0) | with its media URLs | yes; the LLM is told of the attachments |
+| anything, while the database is unreachable | no: logged in full | "please send it again" |
+
+The database work before the reply has `WEBHOOK_DATABASE_BUDGET_S` in all
+(`voice_server.twilio_api.outage`): while the database is unreachable the texter is asked,
+within ~2 s, to send the message again, and the message is logged at ERROR with the whole form.
+A delivery status is then logged the same way and answered 204.
 """
 
 from __future__ import annotations
@@ -49,29 +55,42 @@ from voice_server.log import get_logger
 from voice_server.security.webhook_signature import verified_form
 from voice_server.services import Services
 from voice_server.sms.reply import Exchange, answer
+from voice_server.twilio_api.outage import answers_outage, database_budget
 from voice_server.twilio_api.rest import SMS_MAX_CHARS
 from voice_server.twilio_api.twiml import twiml_response
 
 log = get_logger(__name__)
 
 MAX_MEDIA = 10  # Twilio attaches at most ten media to one message
+OUTAGE_TEXT = (
+    "Sorry, we could not read your message just now. Please send it again in a few minutes."
+)
+Unanswered = tuple[Exchange, Agent, list[Message]]  # what the agent is to answer, and with what
 
 
+@answers_outage(
+    "the message was not stored; the texter was asked to send it again",
+    lambda: _twiml(OUTAGE_TEXT),
+    budget=False,  # the reply's LLM call and its storing come after the budget, on their own
+)
 async def incoming_sms(request: Request) -> Response:
     """POST /twilio/sms: store the message; answer it once, inline or through the REST API."""
     services: Services = request.state.services
-    params, number = await verified_form(request, "To")
-    sid = params.get("MessageSid", "")
-    if not sid:
-        raise HTTPException(status_code=400, detail="MessageSid is missing")
+    with database_budget():
+        params, number = await verified_form(request, "To")
+        sid = params.get("MessageSid", "")
+        if not sid:
+            raise HTTPException(status_code=400, detail="MessageSid is missing")
+        with bound_contextvars(message_sid=sid):
+            unanswered = await _store(services, params, number)
     with bound_contextvars(message_sid=sid):
-        return _twiml(await _answer(services, params, number))
+        return _twiml(None if unanswered is None else await answer(services, *unanswered))
 
 
-async def _answer(
+async def _store(
     services: Services, params: dict[str, str], number: PhoneNumber | None
-) -> str | None:
-    """The reply to send inline, if any; every outcome is logged here."""
+) -> Unanswered | None:
+    """Store the message; what the agent must answer, if anything. Every outcome is logged."""
     if number is None:
         log.warning("SMS to a number that is not registered", to=params.get("To", ""))
         return None
@@ -80,12 +99,12 @@ async def _answer(
     except InvalidPhoneNumber as error:
         log.warning("SMS from a sender that is not a phone number", error=str(error))
         return None
-    return await _store_and_reply(services, params, number, user_number)
+    return await _store_from(services, params, number, user_number)
 
 
-async def _store_and_reply(
+async def _store_from(
     services: Services, params: dict[str, str], number: PhoneNumber, user_number: str
-) -> str | None:
+) -> Unanswered | None:
     now = utc_now()
     history = await services.messages.last_24h_messages(
         number.userId, number.phoneNumber, user_number, now
@@ -107,7 +126,7 @@ async def _store_and_reply(
         log.warning("no active agent on the number: the SMS is stored, not answered")
         return None
     exchange = Exchange(number, user_number, conversation_id, inbound.message_sid)
-    return await answer(services, exchange, agent, [*history, _as_message(inbound)])
+    return exchange, agent, [*history, _as_message(inbound)]
 
 
 def _inbound(
@@ -164,6 +183,7 @@ def _twiml(reply: str | None) -> Response:
     return twiml_response(response)
 
 
+@answers_outage("the delivery status was not recorded", lambda: Response(status_code=204))
 async def message_status(request: Request) -> Response:
     """POST /twilio/sms-status: record an outbound message's delivery status on the stored
     message of the number's owner; never back from a final one (callbacks arrive out of

@@ -7,6 +7,11 @@ a valid `start` within `STREAM_START_TIMEOUT_SECONDS`, and only `MAX_PENDING_STR
 may wait at once (more are closed with 1013). A peer that goes away before its `start` is one
 INFO line. Whatever happens in the session, the call record is finalised, exactly once, when the
 stream ends.
+
+While the database is unreachable: a stream whose call cannot be read is closed with 1011
+within the webhooks' database budget (Twilio then ends the call); a call under way goes on (its
+transcript waits in memory, `voice_server.call.transcript`), and its end is recorded as the
+time it ended, retried for up to `FINISH_WINDOW_S` after the transcript, then logged in full.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 
+from pymongo.errors import PyMongoError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from media.twilio import Connected, Event, ProtocolError, Start, parse_event
@@ -23,17 +29,20 @@ from stores.calls import CallStore
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallContext, CallSession
+from voice_server.call.transcript import FINISH_WINDOW_S
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
 from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
-from voice_server.retry import database_retrying
+from voice_server.retry import retry_database
 from voice_server.security.stream_tokens import PendingStreamsFull, StreamTokenError
 from voice_server.services import Services
+from voice_server.twilio_api.outage import database_budget
 
 log = get_logger(__name__)
 
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013  # RFC 6455 §7.4.1, IANA registry: the server is too busy for this one
 MAX_BAD_FRAMES = 50  # past this many malformed frames the peer is not Twilio: hang up
 # Sending on a socket whose peer is gone: Starlette raises WebSocketDisconnect (for uvicorn's
@@ -58,9 +67,14 @@ async def media_stream(websocket: WebSocket) -> None:
     inbound = _Inbound(websocket)
     try:
         start = await _admit(websocket, services, inbound)
-        session = await _open_session(services, websocket, start)
+        with database_budget():
+            session = await _open_session(services, websocket, start)
     except _PeerGone:
         log.info("media stream closed before start", code=inbound.peer_close_code)
+        return
+    except PyMongoError as error:  # Twilio then ends the call: no TwiML follows the stream
+        log.error("media stream refused: the database is unreachable", error=str(error))
+        await _close(websocket, INTERNAL_ERROR, "the database is unreachable")
         return
     except (ProtocolError, StreamTokenError, StreamRefused) as error:
         log.warning("media stream refused", reason=str(error))
@@ -80,7 +94,7 @@ async def media_stream(websocket: WebSocket) -> None:
         if inbound.peer_close_code is not None:
             log.info("media stream closed by peer", code=inbound.peer_close_code)
         reason = inbound.refusal or reason
-        await _finalize(services.calls, start.call_sid, reason)
+        await _finalize(services.calls, start.call_sid, reason, session.ended_at)
         services.live_calls.remove(start.call_sid)
         code = POLICY_VIOLATION if inbound.refusal else 1000
         await _close(websocket, code, inbound.refusal or "")
@@ -208,12 +222,24 @@ class _Inbound:
                     return
 
 
-async def _finalize(calls: CallStore, call_sid: str, reason: EndReason) -> None:
+async def _finalize(
+    calls: CallStore, call_sid: str, reason: EndReason, ended_at: datetime | None
+) -> None:
+    """Record the end of the call (`ended_at`, or now if the session did not say), retrying
+    while the database is unreachable; what could not be recorded is logged in full."""
+    ended_at = ended_at or datetime.now(UTC)
     try:
-        async for attempt in database_retrying("call finalisation"):
-            with attempt:
-                ended = await calls.finalize(call_sid, ended_at=datetime.now(UTC), reason=reason)
-    except Exception:
-        log.exception("call could not be finalised")
+        ended = await retry_database(
+            "call finalisation",
+            lambda: calls.finalize(call_sid, ended_at=ended_at, reason=reason),
+            FINISH_WINDOW_S,
+        )
+    except Exception as error:  # a call's end is logged whatever kept it from being stored
+        log.error(
+            "call end could not be stored",
+            error=repr(error),
+            ended_at=ended_at.isoformat(),
+            reason=reason,
+        )
         return
     log.info("call ended", reason=reason, finalized=ended)

@@ -5,6 +5,10 @@ touches only calls on that number: a CallSid is just a form field, which any cus
 can sign, so a call of another number named in it is refused (403) and left alone. The
 incoming-call answer must be fast (Twilio waits 15 s at most): no provider is called here; the
 greeting render only starts, in the background.
+
+While the database is unreachable, a webhook answers within ~2 s all the same
+(`voice_server.twilio_api.outage`): an incoming call hears the apology and is hung up; a status
+callback gets its 204. Either is logged at ERROR with the whole form, as it is not stored.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
 from voice_server.security.webhook_signature import refuse, verified_form
 from voice_server.services import Services
+from voice_server.twilio_api.outage import answers_outage
 from voice_server.twilio_api.twiml import twiml_response
 
 log = get_logger(__name__)
@@ -40,6 +45,14 @@ TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", 
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
+def _apology() -> VoiceResponse:
+    response = VoiceResponse()
+    response.say(APOLOGY)
+    response.hangup()
+    return response
+
+
+@answers_outage("the call was answered with an apology", lambda: twiml_response(_apology()))
 async def incoming_call(request: Request) -> Response:
     """POST /twilio/voice: connect a known number's call to its agent, or apologise."""
     services: Services = request.state.services
@@ -120,13 +133,6 @@ async def _record(
         raise _foreign_call(request, number) from None
 
 
-def _apology() -> VoiceResponse:
-    response = VoiceResponse()
-    response.say(APOLOGY)
-    response.hangup()
-    return response
-
-
 def _foreign_call(request: Request, number: PhoneNumber | None) -> HTTPException:
     """The 403 for a webhook naming a call that is not on its number (logged, with the
     CallSid bound by the caller)."""
@@ -134,6 +140,7 @@ def _foreign_call(request: Request, number: PhoneNumber | None) -> HTTPException
     return refuse(request, "the CallSid is a call of another number", **number_id)
 
 
+@answers_outage("the call status was not recorded", lambda: Response(status_code=204))
 async def call_status(request: Request) -> Response:
     """POST /twilio/status: a terminal call status ends the call record (if nothing did yet),
     when that call is on the number the callback was signed for; 403 for anyone else's."""

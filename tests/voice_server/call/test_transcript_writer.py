@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, PyMongoError, WriteError
 
 from stores.calls import CallStore, TranscriptEntry
 from tests.stores.factories import START, call
@@ -22,20 +22,30 @@ def entry(text: str, role: Any = "user") -> TranscriptEntry:
     return TranscriptEntry(role=role, text=text, timestamp=START)
 
 
+CONNECTION_RESET = AutoReconnect("connection reset by peer")
+
+
 class FlakyCallStore(CallStore):
     """The real store, except that appending `fail_text` fails `failures` times first."""
 
-    def __init__(self, db: Db, fail_text: str, failures: int) -> None:
+    def __init__(
+        self,
+        db: Db,
+        fail_text: str,
+        failures: int,
+        error: PyMongoError = CONNECTION_RESET,
+    ) -> None:
         super().__init__(db)
         self.fail_text = fail_text
         self.failures_left = failures
+        self.error = error
         self.attempts: list[str] = []
 
     async def append_transcript(self, call_sid: str, entry: TranscriptEntry) -> None:
         self.attempts.append(entry.text)
         if entry.text == self.fail_text and self.failures_left > 0:
             self.failures_left -= 1
-            raise AutoReconnect("connection reset by peer")
+            raise self.error
         await super().append_transcript(call_sid, entry)
 
 
@@ -53,7 +63,7 @@ async def run_to_end(writer: TranscriptWriter) -> None:
 async def test_entries_arrive_in_order(database: Db) -> None:
     store = CallStore(database)
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=5)
+    writer = TranscriptWriter(store, "CA1")
     texts = [f"entry {n}" for n in range(20)]
 
     for n, text in enumerate(texts):
@@ -72,7 +82,7 @@ async def test_entries_arrive_in_order(database: Db) -> None:
 async def test_entries_added_while_running_arrive_in_order(database: Db) -> None:
     store = CallStore(database)
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=5)
+    writer = TranscriptWriter(store, "CA1")
 
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(run_to_end(writer))
@@ -89,7 +99,7 @@ async def test_store_hiccups_are_retried_without_loss_or_reordering(
 ) -> None:
     store = FlakyCallStore(database, fail_text="second", failures=2)
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=10)
+    writer = TranscriptWriter(store, "CA1")
 
     for text in ["first", "second", "third"]:
         writer.add(entry(text))
@@ -124,7 +134,7 @@ class LostReplyCallStore(CallStore):
 async def test_entry_whose_reply_was_lost_is_stored_once(database: Db) -> None:
     store = LostReplyCallStore(database, lose_text="second")
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=10)
+    writer = TranscriptWriter(store, "CA1")
 
     for text in ["first", "second", "third"]:
         writer.add(entry(text))
@@ -135,24 +145,26 @@ async def test_entry_whose_reply_was_lost_is_stored_once(database: Db) -> None:
     assert await stored_texts(store) == ["first", "second", "third"]
 
 
-async def test_entry_is_logged_in_full_when_the_store_stays_down(
+async def test_entries_are_logged_in_full_when_the_store_stays_down_after_the_call(
     database: Db, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = FlakyCallStore(database, fail_text="lost", failures=1_000)
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=0.3)
+    writer = TranscriptWriter(store, "CA1", finish_window_s=0.3)
 
     lost = entry("lost")
     entry_logged = lost.model_dump(mode="json", exclude_none=True)
     writer.add(lost)
-    writer.add(entry("kept"))
+    writer.add(entry("after it"))
     writer.close()
     await run_to_end(writer)
 
-    assert await stored_texts(store) == ["kept"]
+    assert await stored_texts(store) == []
+    assert set(store.attempts) == {"lost"}, "nothing is tried once the window has passed"
     errors = logged(caplog, "transcript entry could not be stored")
-    assert len(errors) == 1
-    assert errors[0]["level"] == "error"
+    assert [error["entry"]["text"] for error in errors] == ["lost", "after it"]
+    assert all(error["level"] == "error" for error in errors)
+    assert all("not stored within 0.3 s of the call's end" in error["error"] for error in errors)
     assert errors[0]["entry"] == entry_logged | {
         "role": "user",
         "text": "lost",
@@ -160,10 +172,47 @@ async def test_entry_is_logged_in_full_when_the_store_stays_down(
     }
 
 
+async def test_an_entry_the_database_refuses_is_logged_and_the_next_ones_are_stored(
+    database: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusal = WriteError("the document is too large", code=10334)
+    store = FlakyCallStore(database, fail_text="refused", failures=1, error=refusal)
+    await store.create(call("CA1"))
+    writer = TranscriptWriter(store, "CA1")
+
+    for text in ["first", "refused", "third"]:
+        writer.add(entry(text))
+    writer.close()
+    await run_to_end(writer)
+
+    assert await stored_texts(store) == ["first", "third"]
+    assert store.attempts == ["first", "refused", "third"], "a refusal is not retried"
+    (error,) = logged(caplog, "transcript entry could not be stored")
+    assert (error["entry"]["text"], error["error"]) == ("refused", "the document is too large")
+
+
+async def test_entries_past_the_bound_are_dropped_and_logged_in_full(
+    database: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CallStore(database)
+    await store.create(call("CA1"))
+    writer = TranscriptWriter(store, "CA1", max_unwritten=2)
+
+    for text in ["one", "two", "three"]:
+        writer.add(entry(text))  # nothing is written yet: the writer is not running
+    writer.close()
+    await run_to_end(writer)
+
+    assert await stored_texts(store) == ["one", "two"]
+    (error,) = logged(caplog, "transcript entry could not be stored")
+    assert error["entry"]["text"] == "three"
+    assert error["error"] == "dropped: 2 entries were already waiting for the database"
+
+
 async def test_close_makes_run_return_after_draining(database: Db) -> None:
     store = CallStore(database)
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=5)
+    writer = TranscriptWriter(store, "CA1")
     writer.add(entry("one"))
     writer.add(entry("two"))
     writer.add(entry("three"))
@@ -189,7 +238,7 @@ class NotifyingCallStore(CallStore):
 async def test_run_waits_for_entries_until_closed(database: Db) -> None:
     store = NotifyingCallStore(database)
     await store.create(call("CA1"))
-    writer = TranscriptWriter(store, "CA1", retry_window_s=5)
+    writer = TranscriptWriter(store, "CA1")
     writer.add(entry("one"))
 
     running = asyncio.create_task(run_to_end(writer))

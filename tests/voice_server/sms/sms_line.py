@@ -74,7 +74,7 @@ class SmsLine:
         """POST a form signed as Twilio signs it (with the number's token unless told)."""
         url = f"{self.base_url}{path}"
         signature = RequestValidator(token or self.demo.auth_token).compute_signature(url, form)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=15) as http:  # as long as Twilio waits
             return await http.post(url, data=form, headers={"X-Twilio-Signature": signature})
 
     async def text(self, body: str, sid: str, **fields: str) -> httpx.Response:
