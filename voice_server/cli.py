@@ -74,7 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-server", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server (embedded database by default)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (embedded database by default)",
+        description="Run the server on HOST:PORT (default 127.0.0.1:8000). With MONGODB_URI it "
+        "uses that MongoDB (SECRETS_KEY required; migrations must be applied); without it, an "
+        "embedded database in DATA_DIR/db (default var/db), migrated on start. SIGTERM or "
+        "SIGINT drains the live calls (DRAIN_SECONDS); a second one ends them at once. Every "
+        "setting is an environment variable or a .env line: see the README's Settings.",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="one simulated call, end to end, offline")
@@ -87,7 +95,12 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="show or apply database migrations")
     migrate.add_argument(
-        "action", choices=("status", "upgrade", "downgrade"), nargs="?", default="status"
+        "action",
+        choices=("status", "upgrade", "downgrade"),
+        nargs="?",
+        default="status",
+        help="status (default): applied and pending migrations; upgrade: apply the pending "
+        "ones; downgrade --to N: undo those after N",
     )
     migrate.add_argument(
         "--to", type=int, default=None, help="downgrade: the version to go back to (0: all)"
@@ -103,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     create_key.add_argument("--label", default="", help="a note saying what the key is for")
     create_key.set_defaults(run=_api_key_create)
     revoke_key = key_actions.add_parser("revoke", help="revoke a key by its id")
-    revoke_key.add_argument("key_id")
+    revoke_key.add_argument("key_id", help="the key's id, as `api-key create` printed it")
     revoke_key.set_defaults(run=_api_key_revoke)
 
     simulate = commands.add_parser(
@@ -115,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         "token from the database.",
     )
     simulate.add_argument("--to", default=DEMO_NUMBER, help="the number to call (%(default)s)")
-    simulate.add_argument("--from", dest="caller", default=DEMO_CALLER, help="the caller's number")
+    simulate.add_argument(
+        "--from", dest="caller", default=DEMO_CALLER, help="the caller's number (%(default)s)"
+    )
     simulate.add_argument(
         "--auth-token", help="the number's Twilio auth token (default: read from the database)"
     )

@@ -49,6 +49,19 @@ async def live_calls(server: ChildServer, line: DemoLine, database: Db, n: int) 
     return placed
 
 
+async def stopping_server(
+    mongo_uri: str, database: Db, data_dir: Path, drain_seconds: str, calls: int
+) -> tuple[ChildServer, DemoLine, list[Any]]:
+    """A `serve` child on the demo number with `calls` silent callers live on it."""
+    key = SecretBox.generate_key()
+    line = await demo_line(database, key)
+    server = await serve(
+        mongo_uri, database.name, data_dir, secrets_key=key,
+        drain_seconds=drain_seconds, shutdown_goodbye_text=GOODBYE,
+    )  # fmt: skip
+    return server, line, await live_calls(server, line, database, calls)
+
+
 async def records(database: Db) -> list[Call]:
     calls = CallStore(database)
     found = await database["calls"].find({}, {"call_sid": 1}).to_list()
@@ -58,13 +71,7 @@ async def records(database: Db) -> list[Call]:
 async def test_sigterm_drains_the_live_calls_each_with_a_goodbye(
     mongo_uri: str, database: Db, tmp_path: Path
 ) -> None:
-    key = SecretBox.generate_key()
-    line = await demo_line(database, key)
-    server = await serve(
-        mongo_uri, database.name, tmp_path, secrets_key=key,
-        drain_seconds="1", shutdown_goodbye_text=GOODBYE,
-    )  # fmt: skip
-    placed = await live_calls(server, line, database, 3)
+    server, line, placed = await stopping_server(mongo_uri, database, tmp_path, "1", calls=3)
 
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         was_ready = await http.get("/ready")
@@ -96,13 +103,7 @@ async def test_sigterm_drains_the_live_calls_each_with_a_goodbye(
 async def test_a_second_signal_ends_the_calls_at_once(
     mongo_uri: str, database: Db, tmp_path: Path
 ) -> None:
-    key = SecretBox.generate_key()
-    line = await demo_line(database, key)
-    server = await serve(
-        mongo_uri, database.name, tmp_path, secrets_key=key,
-        drain_seconds="600", shutdown_goodbye_text=GOODBYE,
-    )  # fmt: skip
-    placed = await live_calls(server, line, database, 2)
+    server, _, placed = await stopping_server(mongo_uri, database, tmp_path, "600", calls=2)
 
     server.process.send_signal(signal.SIGTERM)
     await asyncio.sleep(0)  # two signals, one after the other

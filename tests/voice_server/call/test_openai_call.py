@@ -30,7 +30,14 @@ from voice_server.security.secret_key import secret_box
 from voice_server.seed import seed_demo
 from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
-from voice_server.simulation.caller_script import Burst, CallerScript, Say, Step, render_steps
+from voice_server.simulation.caller_script import (
+    Burst,
+    CallerScript,
+    HangUp,
+    Say,
+    Step,
+    render_steps,
+)
 from voice_server.simulation.simulator import CallResult, Line, place_call
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -115,7 +122,11 @@ async def test_a_call_through_all_three_openai_providers(database: Db, settings:
 
 
 async def test_barge_in_closes_the_llm_and_tts_streams(database: Db, settings: Settings) -> None:
-    steps = (Say(QUESTION), Say("Stop. Wait a moment.", when="during-agent", delay_ms=600))
+    steps = (
+        Say(QUESTION),
+        Say("Stop. Wait a moment.", when="during-agent", delay_ms=600),
+        HangUp(when="now", delay_ms=0),  # the long answer's streams are what is checked
+    )
     async with openai_line(database, settings, steps) as (openai, line, script):
         # A long answer, streamed at twice real time: both streams are open when the caller
         # cuts in 0.6 s into the answer.
