@@ -32,7 +32,7 @@ from voice_server.seed import (
 from voice_server.serving import DrainingServer, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulation import simulate_command
-from voice_server.simulation.demo import run_demo
+from voice_server.simulation.demo import demo_command
 
 log = get_logger(__name__)
 
@@ -202,7 +202,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    return run_demo(settings, args.wav)
+    return demo_command(settings, args.wav)
 
 
 def _seed(settings: Settings, args: argparse.Namespace) -> int:

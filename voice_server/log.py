@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -68,3 +69,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pymongo").setLevel(max(logging.WARNING, root.level))
+
+
+def send_logs_to(path: Path) -> None:
+    """Write the log lines to `path` instead of stderr, formatted as before (the demo keeps the
+    terminal for the conversation)."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter)
+    root.handlers[:] = [handler]

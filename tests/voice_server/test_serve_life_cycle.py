@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import wave
 from pathlib import Path
 
 import httpx
@@ -74,14 +75,26 @@ async def test_a_database_locked_by_another_program_is_one_line(tmp_path: Path) 
         ]
 
 
-async def test_the_demo_leaves_its_call_agent_and_owner_for_serve(tmp_path: Path) -> None:
+async def test_the_demo_leaves_its_call_agent_and_owner_for_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = command_env(tmp_path)
     settings = load_settings(
         data_dir=tmp_path / "var", secrets_key=env["SECRETS_KEY"], log_format="console"
     )
     # The demo, as `voice-server demo` runs it, with one caller turn instead of three.
-    demo = await asyncio.to_thread(run_demo, settings, tmp_path / "demo.wav", ("Hello",))
+    monkeypatch.chdir(tmp_path)  # the recording's path is given relative, as users do
+    demo = await asyncio.to_thread(run_demo, settings, Path("demo.wav"), ("Hello",))
     assert demo == 0
+    printed = capsys.readouterr().out.splitlines()
+    said = printed.index(next(line for line in printed if line.endswith("caller: Hello")))
+    assert printed[said + 1].strip().startswith("(heard: "), "what the recogniser heard, beside"
+    assert not any(line.startswith("{") for line in printed), "no log lines in the conversation"
+    recorded = next(line for line in printed if line.startswith("recording"))
+    recording = Path(recorded.split(": ", 1)[1].rsplit(" (", 1)[0])
+    assert recording.is_absolute()
+    with wave.open(str(recording)) as wav:
+        assert wav.getnchannels() == 2, "the caller left, the agent right"
 
     created = await run(env, "api-key", "create", "--user", DEMO_USER)
     secret = created.stdout.split("Bearer …`): ")[1].strip()

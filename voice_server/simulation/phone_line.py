@@ -83,11 +83,13 @@ class CallResult:
         return self.played.count(1, *ticks) * 20.0
 
     def recording_wav(self) -> bytes:
-        """Both sides mixed into one 8 kHz mono WAV a person can listen to."""
+        """Both sides as one 8 kHz stereo WAV: the caller on the left, the agent on the right."""
         caller = np.frombuffer(ulaw_to_pcm16(bytes(self.caller_audio)), dtype=np.int16)
         agent = np.frombuffer(ulaw_to_pcm16(bytes(self.agent_audio)), dtype=np.int16)
-        mixed = (caller.astype(np.int32) + agent.astype(np.int32)).clip(-32768, 32767)
-        return wav_bytes(mixed.astype(np.int16).tobytes(), 8000)
+        length = max(len(caller), len(agent))
+        stereo = np.zeros((length, 2), dtype=np.int16)
+        stereo[: len(caller), 0], stereo[: len(agent), 1] = caller, agent
+        return wav_bytes(stereo.tobytes(), 8000, channels=2)
 
 
 def incoming_call(
