@@ -79,12 +79,20 @@ async def test_a_stream_that_never_starts_is_closed_at_the_deadline(
     assert all(entry["level"] == "warning" for entry in refused)
 
 
+def patient(server: Server) -> Settings:
+    """The server's settings with a start deadline no test reaches: only the test ends a stream."""
+    return server.settings.model_copy(update={"stream_start_timeout_seconds": 30})
+
+
+def stream_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://") + "/twilio/stream"
+
+
 async def test_streams_beyond_the_pending_cap_are_refused_at_once(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server_settings = server.settings.model_copy(update={"stream_start_timeout_seconds": 30})
-    async with serve_in_background(server_settings, server.db) as base_url:
-        url = base_url.replace("http://", "ws://") + "/twilio/stream"
+    async with serve_in_background(patient(server), server.db) as base_url:
+        url = stream_url(base_url)
         waiting = [await connect(url) for _ in range(PENDING_LIMIT)]
         async with connect(url) as extra, asyncio.timeout(2):
             assert await closed_code(extra) == 1013
@@ -117,10 +125,11 @@ async def test_peers_that_drop_before_start_log_one_line_each(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     drops = PENDING_LIMIT
-    for stream in await silent_streams(server, drops):
-        stream.transport.abort()  # gone without a closing handshake
-
-    records = await records_until(caplog, drops, "media stream closed before start")
+    async with serve_in_background(patient(server), server.db) as base_url:
+        streams = [await connect(stream_url(base_url)) for _ in range(drops)]
+        for stream in streams:
+            stream.transport.abort()  # gone without a closing handshake
+        records = await records_until(caplog, drops, "media stream closed before start")
 
     assert [r.levelno for r in records] == [logging.INFO] * drops
     stream_records = [r for r in caplog.records if r.name.startswith(("voice_server", "uvicorn"))]
