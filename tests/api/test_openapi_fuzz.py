@@ -28,7 +28,7 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 15  # derandomized: the same inputs every run
 
 
 def fuzz(base_url: str, secret: str, document: dict[str, Any]) -> list[str]:
