@@ -36,15 +36,20 @@ class BargeIn:
         speaker: Speaker,
         tasks: CallTasks,
         supervision: Supervision,
+        *,
         follow: Callable[[Said | None], Awaitable[None]],
+        interruptible: Callable[[], bool],
     ) -> None:
         """`follow` is what the session does after something said (ending the call after an
-        answer that asked to); a resumed answer is followed the same way."""
+        answer that asked to); a resumed answer is followed the same way. `interruptible` says
+        whether the agent is saying something the caller may cut short (asked only when a
+        sound or a key would interrupt it, never per frame)."""
         self._turns = turns
         self._speaker = speaker
         self._tasks = tasks
         self._supervision = supervision
         self._follow = follow
+        self._interruptible = interruptible
         self._interruption: Interruption | None = None
         self._onset = OnsetCheck()
         self._unconfirmed = False  # a sound over the agent not (yet) confirmed as speech
@@ -54,15 +59,15 @@ class BargeIn:
         """The agent was cut off and the caller's words are not in yet."""
         return self._interruption is not None
 
-    def heard(self, pcm16: bytes, *, agent_speaking: bool) -> None:
+    def heard(self, pcm16: bytes) -> None:
         """Every frame of the caller's audio (8 kHz PCM16)."""
-        if self._onset.hear(pcm16) and agent_speaking and self._interruption is None:
+        if self._onset.hear(pcm16) and self._interruption is None and self._interruptible():
             self._interrupt_soon(deliberate=False)
 
-    def speech_started(self, *, agent_speaking: bool, onset_ms: float) -> None:
+    def speech_started(self, onset_ms: float) -> None:
         """The caller's sound has lasted `minSpeechMs` (`onset_ms` since it began)."""
         self._unconfirmed = False  # a recogniser may never have finished an earlier sound
-        if self._turns.bargeIn and agent_speaking and self._interruption is None:
+        if self._turns.bargeIn and self._interruption is None and self._interruptible():
             self._unconfirmed = True
             if self._onset.begin(onset_ms):
                 self._interrupt_soon(deliberate=False)
@@ -72,8 +77,8 @@ class BargeIn:
             self._onset.end()
             log.info("a sound over the agent was not speech: the agent went on")
 
-    def key_pressed(self, *, agent_speaking: bool) -> None:
-        if self._turns.bargeIn and agent_speaking:
+    def key_pressed(self) -> None:
+        if self._turns.bargeIn and self._interruptible():
             self._interrupt_soon(deliberate=True)
 
     def dismissed(self, text: str, speech_ms: float) -> bool:

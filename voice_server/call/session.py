@@ -118,7 +118,12 @@ class CallSession:
         self._clock = self._supervision.clock
         self._tasks = CallTasks(self._supervision, self._make_way)
         self._barge_in = BargeIn(
-            self._turns, self._speaker, self._tasks, self._supervision, self._follow
+            self._turns,
+            self._speaker,
+            self._tasks,
+            self._supervision,
+            follow=self._follow,
+            interruptible=self._interruptible,
         )
         self._stt: SttSession | None = None
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
@@ -164,7 +169,6 @@ class CallSession:
             self.ended_at = datetime.now(UTC)
             self._ended.set_result(reason)
 
-    @property
     def _interruptible(self) -> bool:
         """The agent is speaking, and not its goodbye (which the caller cannot cut short)."""
         return self._speaking and not self._closing
@@ -200,7 +204,7 @@ class CallSession:
             self._stt.push_audio(ulaw)
         pcm = ulaw_to_pcm16(ulaw)
         voiced = self._vad.is_speech(pcm)
-        self._barge_in.heard(pcm, agent_speaking=self._interruptible)
+        self._barge_in.heard(pcm)
         decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):
             self._supervision.rules.caller_speaking()
@@ -209,7 +213,7 @@ class CallSession:
             if self._stt is not None:
                 self._stt.speech_started()
             onset_ms = (now - decision.at) * 1000
-            self._barge_in.speech_started(agent_speaking=self._interruptible, onset_ms=onset_ms)
+            self._barge_in.speech_started(onset_ms)
         elif isinstance(decision, SpeechEnded):
             self._endpoint_at = now
             self._barge_in.speech_ended()
@@ -223,7 +227,7 @@ class CallSession:
                 self._stt.speech_ended()
 
     def _on_key(self, digit: str) -> None:
-        self._barge_in.key_pressed(agent_speaking=self._interruptible)
+        self._barge_in.key_pressed()
         if digits := self._supervision.keys.press(digit, self._clock()):
             self._on_keys(digits)
         self._supervision.wake()

@@ -34,6 +34,10 @@ def media_after(call: Call, at: float) -> list[Sent]:
     return [s for s in call.phone.sent if s.at >= at and isinstance(s.message, OutboundMedia)]
 
 
+def media_between(call: Call, start: float, end: float) -> list[Sent]:
+    return [s for s in media_after(call, start) if s.at < end]
+
+
 async def test_a_response_replacing_one_still_playing_clears_it_first() -> None:
     # The time limit comes while the answer is playing (and still being rendered): the goodbye
     # replaces it.
@@ -118,8 +122,7 @@ async def test_no_answer_starts_while_the_caller_is_still_talking() -> None:
         await phone.agent_done()
         await phone.wait(1.0)
 
-    spoken = [s for s in media_after(call, talking_from) if s.at < stopped_at]
-    assert spoken == [], "no audio while the caller talked"
+    assert media_between(call, talking_from, stopped_at) == [], "no audio while the caller talked"
     (request,) = llm.requests
     assert request.messages[-2:] == [ChatMessage("user", BOOK), ChatMessage("user", TABLE)]
     assert [(e.role, e.text) for e in call.store.entries] == [
@@ -143,8 +146,7 @@ async def test_keys_then_speech_is_answered_once_the_caller_has_finished() -> No
         await phone.agent_done()
         await phone.wait(2.0)
 
-    spoken = [s for s in media_after(call, talking_from) if s.at < stopped_at]
-    assert spoken == [], "no answer started over the caller"
+    assert media_between(call, talking_from, stopped_at) == [], "no answer started over the caller"
     (request,) = llm.requests
     assert request.messages[-2:] == [
         ChatMessage("user", "(The caller pressed the keys: 4 2)"),
