@@ -26,10 +26,12 @@ async def test_an_unreachable_mongodb_uri_is_one_line_without_its_password(
     env = command_env(tmp_path, MONGODB_URI=f"mongodb://admin:hunter2@127.0.0.1:{port}/")
     failed = await run(env, *args)
     assert failed.code == 1
-    assert failed.stderr.splitlines() == [
-        f"cannot reach MongoDB at 127.0.0.1:{port} (MONGODB_URI) within 3 s: "
-        f"127.0.0.1:{port}: [Errno 111] Connection refused"
-    ]
+    (line,) = failed.stderr.splitlines()
+    # PyMongo's own reason follows: "Connection refused", or, when the machine is busy and no
+    # connection attempt has finished in the 3 s, "No servers found yet".
+    assert line.startswith(f"cannot reach MongoDB at 127.0.0.1:{port} (MONGODB_URI) within 3 s: ")
+    assert "hunter2" not in line
+    assert "admin" not in line
 
 
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])
