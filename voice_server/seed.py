@@ -19,8 +19,10 @@ from voice_server.providers import local, local_whisper
 DEMO_NUMBER = "+15550100100"
 DEMO_CALLER = "+15550100199"
 DEMO_USER = "demo-user"
+DEMO_STT_MODEL = local_whisper.STT_MODEL
+"""The demo agent's recogniser (stand-ins replace it under this name in tests)."""
 OFFLINE_MODELS = AgentUpdate(
-    sttModel=local_whisper.STT_MODEL, inferenceModel=local.LLM_MODEL, ttsModel=local.TTS_MODEL
+    sttModel=DEMO_STT_MODEL, inferenceModel=local.LLM_MODEL, ttsModel=local.TTS_MODEL
 )
 """The demo agent's models: all offline, needing no key and no network."""
 
