@@ -68,7 +68,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("pymongo").setLevel(max(logging.WARNING, root.level))
+    # Chatty at INFO: pymongo about its connections, faster-whisper about every utterance.
+    for library in ("pymongo", "faster_whisper"):
+        logging.getLogger(library).setLevel(max(logging.WARNING, root.level))
 
 
 def send_logs_to(path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from stores.agents import AgentCreate, AgentStore
+from stores.agents import AgentCreate, AgentStore, AgentUpdate
 from stores.database import Database
 from stores.phone_numbers import (
     PhoneNumber,
@@ -14,11 +14,17 @@ from stores.phone_numbers import (
     PhoneNumberUpdate,
 )
 from stores.secrets import SecretBox, SecretUnreadable
-from voice_server.providers import local
+from voice_server.providers import local, local_whisper
 
 DEMO_NUMBER = "+15550100100"
 DEMO_CALLER = "+15550100199"
 DEMO_USER = "demo-user"
+DEMO_STT_MODEL = local_whisper.STT_MODEL
+"""The demo agent's recogniser (stand-ins replace it under this name in tests)."""
+OFFLINE_MODELS = AgentUpdate(
+    sttModel=DEMO_STT_MODEL, inferenceModel=local.LLM_MODEL, ttsModel=local.TTS_MODEL
+)
+"""The demo agent's models: all offline, needing no key and no network."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,7 @@ async def seed_demo(db: Database, box: SecretBox, number: str = DEMO_NUMBER) -> 
                 name="Demo agent",
                 phoneNumber=number,
                 userId=DEMO_USER,
-                sttModel=local.STT_MODEL,
-                inferenceModel=local.LLM_MODEL,
-                ttsModel=local.TTS_MODEL,
+                **OFFLINE_MODELS.model_dump(exclude_none=True),
                 ttsVoice="en-us",
                 systemPrompt="You are a friendly receptionist. Answer in one or two sentences.",
                 greeting="Hello! You have reached the demo agent. How can I help you?",

@@ -1,15 +1,16 @@
 """Offline providers: PocketSphinx speech-to-text, espeak-ng speech, and a stand-in for an LLM.
 
 They run with no network and no key, for the demo, development and CI. PocketSphinx's bundled
-English model is weak on synthetic telephone audio; the stand-in is not a language model at all:
-it answers deterministically from what it was given, so tests can check exact wording.
+English model is weak on synthetic telephone audio (the demo agent recognises with Whisper,
+`local_whisper.py`, instead; PocketSphinx stays for its low latency). The stand-in is not a
+language model at all: it answers deterministically from what it was given, so tests can check
+exact wording.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from voice_server.providers.base import (
     ToolCall,
     TtsRequest,
 )
+from voice_server.providers.utterance_audio import UtteranceAudio
 from voice_server.providers.workers import running
 
 STT_MODEL = "pocketsphinx"
@@ -37,8 +39,6 @@ LLM_MODEL = "stand-in"
 TTS_MODEL = "espeak-ng"
 
 _DECODER_RATE = 16_000  # the bundled acoustic model is trained on 16 kHz audio
-_PREROLL_FRAMES = 15  # 300 ms kept before the VAD's speech onset, which fires late by design
-_BATCH_FRAMES = 10  # decode in 200 ms batches: one thread hop per batch, not per frame
 _BACKLOG_MS = 5000  # audio waiting for the decoder; more is dropped until it catches up
 
 
@@ -65,38 +65,21 @@ class _PocketSphinxSession:
 
     def __init__(self, decoder: Any) -> None:
         self._decoder = decoder
-        self._preroll: deque[bytes] = deque(maxlen=_PREROLL_FRAMES)
-        self._batch: list[bytes] = []
-        self._in_utterance = False
         self._work = AudioBacklog(_BACKLOG_MS, recogniser=STT_MODEL)
+        self._audio = UtteranceAudio(self._work)
         self._results = SttResults()
 
     def push_audio(self, ulaw: bytes) -> None:
-        if not self._in_utterance:
-            self._preroll.append(ulaw)
-            return
-        self._batch.append(ulaw)
-        if len(self._batch) >= _BATCH_FRAMES:
-            self._flush_batch()
+        self._audio.push(ulaw)
 
     def speech_started(self) -> None:
-        if not self._in_utterance:
-            self._in_utterance = True
-            self._batch = list(self._preroll)
-            self._preroll.clear()
+        self._audio.started()
 
     def speech_ended(self) -> None:
-        self._flush_batch()
-        self._in_utterance = False
-        self._work.put_end()
+        self._audio.ended()
 
     def results(self) -> AsyncIterator[SttResult]:
         return self._results.stream()
-
-    def _flush_batch(self) -> None:
-        if self._batch:
-            self._work.put_audio(b"".join(self._batch))
-            self._batch = []
 
     async def decode_forever(self) -> None:
         resampler: Resampler | None = None

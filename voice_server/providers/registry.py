@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from voice_server.log import get_logger
-from voice_server.providers import local
+from voice_server.providers import local, local_whisper
 from voice_server.providers.base import LanguageModel, SpeechToText, TextToSpeech
 
 log = get_logger(__name__)
@@ -84,7 +84,10 @@ class ProviderRegistry:
 def local_registry() -> ProviderRegistry:
     """The offline providers, under their model names."""
     return ProviderRegistry(
-        stt={local.STT_MODEL: local.PocketSphinxSpeechToText()},
+        stt={
+            local_whisper.STT_MODEL: local_whisper.WhisperSpeechToText(),
+            local.STT_MODEL: local.PocketSphinxSpeechToText(),
+        },
         llm={local.LLM_MODEL: local.StandInLanguageModel()},
         tts={local.TTS_MODEL: local.EspeakTextToSpeech()},
     )

@@ -15,12 +15,13 @@ from contextlib import suppress
 from pathlib import Path
 
 from stores import migrations
+from stores.agents import AgentStore
 from stores.calls import CallStore
 from stores.database import Database, connect, database_name
 from voice_server.command_database import open_database
 from voice_server.log import send_logs_to
 from voice_server.security.secret_key import secret_box
-from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
+from voice_server.seed import DEMO_CALLER, DEMO_USER, OFFLINE_MODELS, DemoLine, seed_demo
 from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 from voice_server.simulation.simulator import (
@@ -63,6 +64,8 @@ async def _demo(settings: Settings, uri: str, wav_path: Path, turns: tuple[str, 
         db = client[database_name(uri)]
         await migrations.upgrade(db)
         line = await seed_demo(db, secret_box(settings))
+        # The demo database is kept between runs: its agent may name older offline models.
+        await AgentStore(db).update(DEMO_USER, line.agent_id, OFFLINE_MODELS)
         async with serve_in_background(settings, db) as base_url:
             result = await _call_and_watch(db, base_url, line, turns)
     finally:

@@ -22,7 +22,7 @@ from voice_server.providers import local
 from voice_server.providers.base import LanguageModel
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.secret_key import secret_box
-from voice_server.seed import seed_demo
+from voice_server.seed import DEMO_STT_MODEL, seed_demo
 from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 from voice_server.simulation.caller_script import render_steps
@@ -42,7 +42,7 @@ async def calling(
     renders = await render_steps(conversation.script)
     texts = {step.text: audio for step, audio in renders.items() if hasattr(step, "text")}
     providers = ProviderRegistry(
-        stt={local.STT_MODEL: EchoingSpeechToText(texts)},
+        stt={DEMO_STT_MODEL: EchoingSpeechToText(texts)},
         llm={local.LLM_MODEL: llm or local.StandInLanguageModel()},
         tts={local.TTS_MODEL: local.EspeakTextToSpeech()},
     )

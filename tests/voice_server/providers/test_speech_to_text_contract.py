@@ -24,6 +24,8 @@ from voice_server.providers.base import (
     SttSession,
 )
 from voice_server.providers.local import PocketSphinxSpeechToText
+from voice_server.providers.local_whisper import STT_MODEL as WHISPER_MODEL
+from voice_server.providers.local_whisper import WhisperSpeechToText
 from voice_server.providers.openai_registry import OpenAiProviders
 
 from ..fakes import EchoingSpeechToText
@@ -55,7 +57,7 @@ def speak(session: SttSession, start: int = 0) -> None:
 
 
 async def next_final(session: SttSession) -> SttResult:
-    async with asyncio.timeout(10):  # PocketSphinx decodes in a thread: generous, never slept
+    async with asyncio.timeout(10):  # local recognisers decode in a thread: generous, never slept
         async for result in session.results():
             assert isinstance(result, SttResult)
             assert isinstance(result.text, str)
@@ -94,7 +96,9 @@ def _utterance(providers: OpenAiProviders, fake: FakeOpenAiHttp) -> Stt:
     return Stt(providers.stt, "whisper-1", failures=failures)
 
 
-@pytest.fixture(params=["pocketsphinx", "openai-realtime", "openai-http", "echoing-fake"])
+@pytest.fixture(
+    params=["pocketsphinx", "faster-whisper", "openai-realtime", "openai-http", "echoing-fake"]
+)
 def subject(
     request: pytest.FixtureRequest,
     openai_providers: OpenAiProviders,
@@ -107,6 +111,8 @@ def subject(
         return _utterance(openai_providers, http_fake)
     if request.param == "echoing-fake":
         return Stt(EchoingSpeechToText({}), "echo")
+    if request.param == "faster-whisper":
+        return Stt(WhisperSpeechToText(), WHISPER_MODEL)
     return Stt(PocketSphinxSpeechToText(), "pocketsphinx")
 
 
