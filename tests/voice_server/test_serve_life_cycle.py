@@ -13,6 +13,7 @@ import pytest
 
 from stores.embedded import EmbeddedDatabase
 from stores.shared_embedded import address_path
+from tests.voice_server.calllog.event_stream import read_events
 from tests.voice_server.commands import command_env, run, running, serving, wait_until
 from voice_server.seed import DEMO_NUMBER, DEMO_USER
 from voice_server.settings import load_settings
@@ -75,9 +76,11 @@ async def test_a_database_locked_by_another_program_is_one_line(tmp_path: Path) 
         ]
 
 
-async def test_the_demo_leaves_its_call_agent_and_owner_for_serve(
+async def test_the_newcomers_walkthrough_from_a_clean_data_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The README's first steps: the demo, `serve`, an API key for the demo's owner, the demo
+    call in the call log's API, then a simulated call of one's own appearing there live."""
     env = command_env(tmp_path)
     settings = load_settings(
         data_dir=tmp_path / "var", secrets_key=env["SECRETS_KEY"], log_format="console"
@@ -96,12 +99,30 @@ async def test_the_demo_leaves_its_call_agent_and_owner_for_serve(
     with wave.open(str(recording)) as wav:
         assert wav.getnchannels() == 2, "the caller left, the agent right"
 
-    created = await run(env, "api-key", "create", "--user", DEMO_USER)
-    secret = created.stdout.split("Bearer …`): ")[1].strip()
     async with serving(env) as served:
+        created = await run(env, "api-key", "create", "--user", DEMO_USER)
+        assert created.code == 0, created.stderr
+        secret = created.stdout.split("Bearer …`): ")[1].strip()
         headers = {"Authorization": f"Bearer {secret}"}
         async with httpx.AsyncClient(base_url=served.base_url, headers=headers) as http:
             calls = (await http.get("/api/calls")).json()["data"]
             agents = (await http.get("/api/agents")).json()["data"]
-    assert [(call["to_number"], call["status"]) for call in calls] == [(DEMO_NUMBER, "completed")]
-    assert [agent["name"] for agent in agents] == ["Demo agent"]
+            assert [(call["to_number"], call["status"]) for call in calls] == [
+                (DEMO_NUMBER, "completed")
+            ]
+            assert [agent["name"] for agent in agents] == ["Demo agent"]
+
+            token = (await http.post("/api/event-tokens")).json()["data"]["token"]
+            async with http.stream("GET", f"/api/events/calls?token={token}") as feed:
+                events = read_events(feed)
+                assert (await anext(events)).data == [], "no call is live yet"
+                simulated = asyncio.create_task(run(env, "simulate", "--say", "Hello"))
+                live = (await anext(events)).data
+            finished = await simulated
+            listed = (await http.get("/api/calls")).json()["data"]
+
+    assert finished.code == 0, finished.stderr
+    assert f"calling {DEMO_NUMBER} at {served.base_url}" in finished.stdout
+    assert [(call["to_number"], call["status"]) for call in live] == [(DEMO_NUMBER, "active")]
+    assert live[0]["id"] not in {call["id"] for call in calls}, "a new call, not the demo's"
+    assert sorted(call["status"] for call in listed) == ["completed", "completed"]
