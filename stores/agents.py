@@ -123,3 +123,15 @@ class AgentStore:
         }
         document = await self._collection.find_one(query, sort=_NEWEST_FIRST)
         return None if document is None else from_document(Agent, document)
+
+    async def find_for_outbound_call(self, user_id: str, phone_number: str) -> Agent | None:
+        """The agent whose models and voice a call placed from `phone_number` uses: the
+        owner's active `outgoing` agent on it, else their `incoming` one (newest first)."""
+        query = {"phoneNumber": phone_number, "active": True, "isDeleted": False}
+        for direction in ("outgoing", "incoming"):
+            document = await self._collection.find_one(
+                query | {"userId": user_id, "direction": direction}, sort=_NEWEST_FIRST
+            )
+            if document is not None:
+                return from_document(Agent, document)
+        return None

@@ -30,6 +30,10 @@ _ALL = 1 << 30
 _CREATE_ATTEMPTS = 3
 
 
+HANDED_OVER = "handed-over"
+"""A call's `stream_sid` between two media streams (`CallStore.hand_over`)."""
+
+
 class CallNotFound(LookupError):
     """No call has this `call_sid`."""
 
@@ -65,6 +69,9 @@ class CallCreate(BaseModel):
     userId: str
     session_id: str
     start_time: UtcDatetime
+    direction: Literal["inbound", "outbound"] = "inbound"
+    scheduled_call_id: str | None = None
+    """The scheduled call that placed an outbound call."""
 
 
 class CallSummary(CallCreate):
@@ -220,15 +227,32 @@ class CallStore:
 
     async def claim_stream(self, call_sid: str, stream_sid: str) -> bool:
         """Record that the call's media stream started; True only for the first stream of an
-        active call (a replayed stream token fails here, whichever server it reaches)."""
+        active call, or the one it was handed over to (a replayed stream token fails here,
+        whichever server it reaches)."""
+        unclaimed = [{"stream_sid": {"$exists": False}}, {"stream_sid": HANDED_OVER}]
         result = await self._collection.update_one(
-            {"call_sid": call_sid, "status": "active", "stream_sid": {"$exists": False}},
+            {"call_sid": call_sid, "status": "active", "$or": unclaimed},
             {"$set": {"stream_sid": stream_sid, "updated_at": utc_now()}},
         )
         return result.modified_count == 1
 
+    async def hand_over(self, call_sid: str) -> bool:
+        """The call is moving to a new media stream (Twilio is sent new TwiML): the end of
+        the current stream no longer ends the call, and the next stream may claim it."""
+        result = await self._collection.update_one(
+            {"call_sid": call_sid, "status": "active"},
+            {"$set": {"stream_sid": HANDED_OVER, "updated_at": utc_now()}},
+        )
+        return result.modified_count == 1
+
     async def finalize(
-        self, call_sid: str, *, ended_at: datetime, reason: str, line: CallLine | None = None
+        self,
+        call_sid: str,
+        *,
+        ended_at: datetime,
+        reason: str,
+        line: CallLine | None = None,
+        stream_sid: str | None = None,
     ) -> bool:
         """Mark the call completed. True for the one caller that ended it, False otherwise.
 
@@ -236,6 +260,8 @@ class CallStore:
         disconnect, Twilio's status callback) exactly one wins. Unknown calls give False.
         Given the `line` a webhook was signed for, a call not on it raises ForeignCall and is
         left as it is (a call's owner and numbers never change, so reading them once is enough).
+        Given the `stream_sid` of the stream that ended, a call handed over to another stream
+        is left running.
         """
         call = await self.get(call_sid)
         if call is None:
@@ -252,9 +278,10 @@ class CallStore:
             "end_reason": reason,
             "updated_at": utc_now(),
         }
-        result = await self._collection.update_one(
-            {"call_sid": call_sid, "status": "active"}, {"$set": ended}
-        )
+        query = {"call_sid": call_sid, "status": "active"}
+        if stream_sid is not None:
+            query["stream_sid"] = stream_sid
+        result = await self._collection.update_one(query, {"$set": ended})
         return result.modified_count == 1
 
     async def heartbeat(self, call_sids: list[str]) -> None:

@@ -164,6 +164,15 @@ def _in_turn(*steps: Step) -> Step:
     return run
 
 
+# Migration 7: scheduled calls whose worker's lease ran out, and outcomes found by call SID.
+_SCHEDULED_RUN_INDEXES = [
+    _Index(
+        "scheduled_calls", "status_leaseUntil", [("status", ASCENDING), ("leaseUntil", ASCENDING)]
+    ),
+    _Index("scheduled_calls", "destinations_callSid", [("destinations.callSid", ASCENDING)]),
+]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial indexes", _creating(_INITIAL_INDEXES), _dropping(_INITIAL_INDEXES)),
     Migration(
@@ -196,6 +205,12 @@ MIGRATIONS: list[Migration] = [
         "calls: heartbeats",
         _in_turn(_creating([_HEARTBEAT_INDEX]), _stamp_heartbeats),
         _dropping([_HEARTBEAT_INDEX]),
+    ),
+    Migration(
+        7,
+        "scheduled calls: leases and outcomes",
+        _creating(_SCHEDULED_RUN_INDEXES),
+        _dropping(_SCHEDULED_RUN_INDEXES),
     ),
 ]
 

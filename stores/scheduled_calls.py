@@ -1,13 +1,14 @@
-"""Scheduled calls: the `scheduled_calls` collection and the worker's claim on a due call.
+"""Scheduled calls: the `scheduled_calls` collection as its owner sees and changes it.
 
 Status moves `pending` → `in-progress` (claimed by one worker) → `completed` / `failed`. Only a
 pending call may be changed by its owner. `promptContent` is a snapshot of the prompt's text
 taken when the call is scheduled (or its prompt changed), so later prompt edits do not reach it.
+What the worker writes (its claim, one outcome per destination) is in
+`stores.scheduled_call_runs`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal, Self
 
 from bson import ObjectId
@@ -21,6 +22,8 @@ from stores.phone_numbers import E164
 
 COLLECTION = "scheduled_calls"
 Status = Literal["pending", "in-progress", "completed", "failed"]
+Outcome = Literal["answered", "voicemail", "busy", "no-answer", "failed"]
+MESSAGE_MAX_CHARS = 1000
 _REFERENCES = ("fromPhoneNumberId", "promptId")
 
 
@@ -29,18 +32,39 @@ class NotPending(Exception):
 
 
 class ScheduledCallFields(BaseModel):
-    """What an owner sets. An `ai` call needs a prompt (of the same `from` number)."""
+    """What an owner sets. An `ai` call needs a prompt (of the same `from` number); a `normal`
+    call says its `message` (`ScheduledCallBody`: required of new and changed calls; one stored
+    before it existed fails when it is due). `voicemailMessage` is left after an answering
+    machine's beep (a `normal` call leaves its `message` when it has none); without one, a
+    machine is hung up on."""
 
     callType: Literal["ai", "normal"]
     fromPhoneNumberId: IdText
     toPhoneNumbers: list[E164] = Field(min_length=1, max_length=100)
     scheduledDateTime: UtcDatetime
     promptId: IdText | None = None
+    message: str | None = Field(default=None, min_length=1, max_length=MESSAGE_MAX_CHARS)
+    voicemailMessage: str | None = Field(default=None, min_length=1, max_length=MESSAGE_MAX_CHARS)
 
     @model_validator(mode="after")
     def _ai_needs_a_prompt(self) -> Self:
         if self.callType == "ai" and self.promptId is None:
             raise ValueError("promptId is required when callType is 'ai'")
+        return self
+
+    @property
+    def left_on_voicemail(self) -> str | None:
+        """What is said after an answering machine's beep; None: hang up on it."""
+        return self.voicemailMessage or (self.message if self.callType == "normal" else None)
+
+
+class ScheduledCallBody(ScheduledCallFields):
+    """A scheduled call as it is created or left by a change: complete for its type."""
+
+    @model_validator(mode="after")
+    def _normal_needs_a_message(self) -> Self:
+        if self.callType == "normal" and self.message is None:
+            raise ValueError("message is required when callType is 'normal'")
         return self
 
 
@@ -52,11 +76,30 @@ class ScheduledCallUpdate(BaseModel):
     toPhoneNumbers: list[E164] | None = Field(default=None, min_length=1, max_length=100)
     scheduledDateTime: UtcDatetime | None = None
     promptId: IdText | None = None
+    message: str | None = Field(default=None, min_length=1, max_length=MESSAGE_MAX_CHARS)
+    voicemailMessage: str | None = Field(default=None, min_length=1, max_length=MESSAGE_MAX_CHARS)
 
 
 class ScheduledCallCreate(ScheduledCallFields):
     userId: str
     promptContent: str | None = None
+
+
+class Destination(BaseModel):
+    """One number of a scheduled call, and how calling it went.
+
+    `state`: `waiting` to be dialled; `dialling` while Twilio is asked (a worker that dies
+    then leaves it so, and it is never dialled again); `dialled` once Twilio gave the call's
+    SID; `done` with its `outcome`. `callId` is the answered call's record in `calls`.
+    """
+
+    to: str
+    state: Literal["waiting", "dialling", "dialled", "done"] = "waiting"
+    callSid: str | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    attempts: int = 0
+    callId: str | None = None
 
 
 class ScheduledCall(ScheduledCallCreate):
@@ -65,6 +108,11 @@ class ScheduledCall(ScheduledCallCreate):
     isDeleted: bool
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    destinations: list[Destination] = Field(default_factory=list)
+    error: str | None = None
+    """Why the whole call failed before dialling anyone (bad input)."""
+    startedAt: UtcDatetime | None = None
+    finishedAt: UtcDatetime | None = None
 
 
 def _stored(fields: dict[str, Any]) -> dict[str, Any]:
@@ -118,21 +166,3 @@ class ScheduledCallStore:
 
     async def delete(self, user_id: str, call_id: str) -> bool:
         return await self._owned.soft_delete(user_id, call_id)
-
-    async def claim_due(self, now: datetime) -> ScheduledCall | None:
-        """Atomically take the earliest pending call due by `now`, for one worker only."""
-        document = await self._collection.find_one_and_update(
-            {"status": "pending", "isDeleted": False, "scheduledDateTime": {"$lte": now}},
-            {"$set": {"status": "in-progress", "updated_at": utc_now()}},
-            sort=[("scheduledDateTime", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
-        return None if document is None else from_document(ScheduledCall, document)
-
-    async def finish(self, call_id: str, status: Literal["completed", "failed"]) -> bool:
-        """Record how a claimed call went; False unless it was in progress."""
-        result = await self._collection.update_one(
-            {"_id": ObjectId(call_id), "status": "in-progress"},
-            {"$set": {"status": status, "updated_at": utc_now()}},
-        )
-        return result.modified_count == 1

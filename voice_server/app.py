@@ -25,6 +25,7 @@ from stores.database import Database, connect, database_name
 from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
+from stores.scheduled_call_runs import ScheduledCallRuns
 from stores.scheduled_calls import ScheduledCallStore
 from voice_server.access_log import AccessLog
 from voice_server.api import NO_ROUTE_HANDLERS, api_mount
@@ -38,14 +39,17 @@ from voice_server.live_calls import LiveCalls, keep_alive
 from voice_server.metrics import read_at_scrape
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
+from voice_server.scheduling.worker import scheduled_call_worker
 from voice_server.security.secret_key import secret_box
 from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.services import Services
 from voice_server.settings import Settings
 from voice_server.sms.webhooks import incoming_sms, message_status
 from voice_server.telephony.media_stream import media_stream
+from voice_server.telephony.outbound_webhooks import machine_verdict, outbound_answer
 from voice_server.telephony.voice_webhooks import call_status, incoming_call
-from voice_server.twilio_api.rest import TwilioMessaging
+from voice_server.twilio_api.calls import ANSWER_PATH, MACHINE_PATH
+from voice_server.twilio_api.rest import TwilioRest
 
 
 def create_app(
@@ -75,6 +79,7 @@ def create_app(
             calls=CallStore(db),
             prompts=PromptStore(db),
             scheduled_calls=ScheduledCallStore(db),
+            scheduled_runs=ScheduledCallRuns(db),
             messages=MessageStore(db),
             api_keys=ApiKeyStore(db),
             providers=registry,
@@ -88,7 +93,7 @@ def create_app(
                 settings.stream_token_secret.get_secret_value(), settings.event_token_ttl_seconds
             ),
             live_keys=LiveKeys(ApiKeyStore(db), settings.api_key_recheck_seconds),
-            twilio=TwilioMessaging(settings.twilio_api_base_url),
+            twilio=TwilioRest(settings.twilio_api_base_url),
             live_calls=live_calls or LiveCalls(),
         )
         upkeep = asyncio.create_task(
@@ -100,11 +105,20 @@ def create_app(
             ),
             name="call upkeep",
         )
+        worker = (
+            asyncio.create_task(
+                scheduled_call_worker(db, settings, services.twilio).run(), name="scheduler"
+            )
+            if settings.scheduler
+            else None
+        )
         try:
             async with services.call_log.running(), services.twilio.running():
                 yield {"services": services}
         finally:
             upkeep.cancel()
+            if worker is not None:
+                worker.cancel()
             await services.twilio.aclose()
             await greetings.close()
             await close_providers()
@@ -114,6 +128,8 @@ def create_app(
     routes = [
         Route("/twilio/voice", incoming_call, methods=["POST"]),
         Route("/twilio/status", call_status, methods=["POST"]),
+        Route(ANSWER_PATH, outbound_answer, methods=["POST"]),
+        Route(MACHINE_PATH, machine_verdict, methods=["POST"]),
         Route("/twilio/sms", incoming_sms, methods=["POST"]),
         Route("/twilio/sms-status", message_status, methods=["POST"]),
         WebSocketRoute("/twilio/stream", media_stream),

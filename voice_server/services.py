@@ -16,6 +16,7 @@ from stores.calls import CallStore
 from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
+from stores.scheduled_call_runs import ScheduledCallRuns
 from stores.scheduled_calls import ScheduledCallStore
 from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
@@ -24,7 +25,7 @@ from voice_server.live_calls import LiveCalls
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.settings import Settings
-from voice_server.twilio_api.rest import TwilioMessaging
+from voice_server.twilio_api.rest import TwilioRest
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Services:
     calls: CallStore
     prompts: PromptStore
     scheduled_calls: ScheduledCallStore
+    scheduled_runs: ScheduledCallRuns
     messages: MessageStore
     api_keys: ApiKeyStore
     providers: ProviderRegistry
@@ -44,5 +46,5 @@ class Services:
     call_log: CallLog
     event_tokens: EventTokens
     live_keys: LiveKeys
-    twilio: TwilioMessaging
+    twilio: TwilioRest
     live_calls: LiveCalls

@@ -143,6 +143,37 @@ class Settings(BaseSettings):
         description="An active call whose heartbeat is older than this (its server died, or "
         "its media stream never started) is finalised by any server's sweeper.",
     )
+    scheduler: bool = Field(
+        default=True,
+        description="Run the scheduled-call worker inside `serve` (`voice-server worker` runs "
+        "it alone); any number of servers may run one.",
+    )
+    scheduler_lease_seconds: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="How long a worker's claim on a scheduled call lasts without renewal; "
+        "another worker takes over a call whose worker died after this.",
+    )
+    scheduled_call_max_lateness_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A scheduled call found due more than this late (the servers were down) "
+        "fails instead of ringing people at an unexpected hour.",
+    )
+    scheduled_call_max_destinations: int = Field(
+        default=50,
+        ge=1,
+        le=100,
+        description="The most numbers one scheduled call may dial; a call with more fails.",
+    )
+    outbound_hello_wait_ms: float = Field(
+        default=2000.0,
+        ge=0,
+        le=10_000,
+        description="On a call we placed, how long the agent waits for the callee's first "
+        "words before it speaks first.",
+    )
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] = "json"
 

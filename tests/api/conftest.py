@@ -30,7 +30,7 @@ class Api:
 
 @pytest.fixture
 async def api(database: Db, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(data_dir=tmp_path, log_format="console")
+    settings = Settings(data_dir=tmp_path, log_format="console", scheduler=False)
     keys = ApiKeyStore(database)
     alice, bob = await keys.create("alice"), await keys.create("bob")
     async with (

@@ -46,7 +46,9 @@ async def test_a_document_the_database_refuses_is_the_clients_error(
     database: Db, tmp_path: Path
 ) -> None:
     """With the body cap raised past MongoDB's 16 MB document limit, the database refuses."""
-    settings = Settings(data_dir=tmp_path, log_format="console", api_body_max_bytes=64 * MB)
+    settings = Settings(
+        data_dir=tmp_path, log_format="console", api_body_max_bytes=64 * MB, scheduler=False
+    )
     key = await ApiKeyStore(database).create("alice")
     async with (
         serve_in_background(settings, database) as base_url,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stores.scheduled_calls import ScheduledCallStore
+from stores.scheduled_call_runs import ScheduledCallRuns
 from tests.api.conftest import (
     Api,
     agent_body,
@@ -30,7 +30,12 @@ def prompt_body(number_id: str, **fields: Any) -> dict[str, Any]:
 
 
 def scheduled_body(number_id: str, **fields: Any) -> dict[str, Any]:
-    values = {"callType": "normal", "toPhoneNumbers": ["(555) 000-1111"], "scheduledDateTime": WHEN}
+    values = {
+        "callType": "normal",
+        "message": "Your table is ready.",
+        "toPhoneNumbers": ["(555) 000-1111"],
+        "scheduledDateTime": WHEN,
+    }
     return {**values, "fromPhoneNumberId": number_id, **fields}
 
 
@@ -147,7 +152,8 @@ async def test_scheduled_call_references_and_rules(api: Api) -> None:
 async def test_a_claimed_call_cannot_be_changed(api: Api) -> None:
     first, _ = await numbers(api)
     call = await make(api.alice, "/scheduled-calls", scheduled_body(first))
-    claimed = await ScheduledCallStore(api.db).claim_due(datetime(2031, 1, 1, tzinfo=UTC))
+    due = datetime(2031, 1, 1, tzinfo=UTC)
+    claimed = await ScheduledCallRuns(api.db).claim_due(due, "worker", timedelta(minutes=1))
     assert claimed is not None
     assert claimed.id == call["id"]
     change = await api.alice.patch(f"/scheduled-calls/{call['id']}", json={"toPhoneNumbers": []})

@@ -23,7 +23,7 @@ from voice_server.settings import Settings
 
 
 async def test_restart_against_a_migrated_database(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, log_format="console")
+    settings = Settings(data_dir=tmp_path, log_format="console", scheduler=False)
     with EmbeddedDatabase(tmp_path / "db") as server:
         db_client = connect(server.uri)
         db = db_client["voice_agent"]

@@ -49,7 +49,8 @@ def _logging() -> Iterator[None]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, log_format="console")
+    # No scheduled-call worker unless a test asks for one: its log lines and its change stream.
+    return Settings(data_dir=tmp_path, log_format="console", scheduler=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from stores.owned import IdText
 from stores.scheduled_calls import (
     NotPending,
     ScheduledCall,
+    ScheduledCallBody,
     ScheduledCallCreate,
     ScheduledCallFields,
     ScheduledCallUpdate,
@@ -44,7 +45,7 @@ async def _prompt_content(request: ApiRequest, fields: ScheduledCallFields) -> s
 
 
 async def create(request: ApiRequest) -> ScheduledCall:
-    body: ScheduledCallFields = request.body
+    body: ScheduledCallBody = request.body
     content = await _prompt_content(request, body)
     data = ScheduledCallCreate(**body.model_dump(), userId=request.user_id, promptContent=content)
     return await request.services.scheduled_calls.create(data)
@@ -58,7 +59,7 @@ async def update(request: ApiRequest) -> ScheduledCall | None:
         raise not_found("scheduled call")
     merged = current.model_dump(include=set(ScheduledCallFields.model_fields))
     try:
-        fields = ScheduledCallFields.model_validate(merged | change.model_dump(exclude_none=True))
+        fields = ScheduledCallBody.model_validate(merged | change.model_dump(exclude_none=True))
     except ValidationError as error:
         raise invalid_input(error, "body") from None
     content = await _prompt_content(request, fields)
@@ -77,7 +78,7 @@ RESOURCE = Resource(
     tag="scheduled calls",
     what="scheduled call",
     view=ScheduledCall,
-    create_body=ScheduledCallFields,
+    create_body=ScheduledCallBody,
     update_body=ScheduledCallUpdate,
     filters=ScheduledCallFilters,
     sorts=("scheduledDateTime", "created_at", "updated_at"),

@@ -19,6 +19,11 @@ class EndReason(enum.StrEnum):
     SERVER_ERROR = "server-error"  # the session failed; the log says why
     MALFORMED_FRAMES = "too-many-malformed-frames"  # the peer sent garbage, not Twilio frames
     SERVER_SHUTDOWN = "server-shutdown"  # the server was stopped: a drain's end, or at once
+    # A call we placed: its message was said (a `normal` call, or a voicemail after the beep),
+    # or an answering machine took it and there was no message to leave.
+    MESSAGE_DELIVERED = "message-delivered"
+    VOICEMAIL_LEFT = "voicemail-left"
+    ANSWERING_MACHINE = "answering-machine"
     # A sweeper ended a call whose server stopped marking it alive (killed, machine lost) ...
     SERVER_LOST = "server-lost"
     # ... or whose media stream never started after the voice webhook accepted it.

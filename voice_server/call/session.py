@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from media.codec import ulaw_to_pcm16
@@ -47,6 +47,7 @@ from voice_server.call.end_reasons import EndReason
 from voice_server.call.greetings import greeting_text
 from voice_server.call.held_answer import HeldAnswer
 from voice_server.call.latency import TurnTimer
+from voice_server.call.opening import CALLEE_SILENT, Opening
 from voice_server.call.outbound import Outbound
 from voice_server.call.phrases import NOT_HEARD_TEXT, STT_GOODBYE_TEXT
 from voice_server.call.rendering import Renderer
@@ -81,6 +82,7 @@ class CallContext:
     # What the call hears when the server stops (`shut_down`), rendered as the call starts.
     shutdown_text: str = "Goodbye!"
     shutdown_audio: Awaitable[bytes | None] | None = None
+    opening: Opening = field(default_factory=Opening)
 
 
 class CallSession:
@@ -142,8 +144,8 @@ class CallSession:
                 tasks.spawn(self._listen(), name="stt"),
                 tasks.spawn(self._supervise(), name="supervisor"),
             ]
-            greeting = self._speaker.say(greeting_text(self._agent), self._context.greeting_audio)
-            tasks.respond(greeting)
+            if (waiting := self._open()) is not None:
+                background.append(waiting)
             try:
                 reason = await self._ended
             finally:
@@ -163,6 +165,32 @@ class CallSession:
             self._goodbye(reason, text, context.shutdown_audio)
         else:
             self._end(EndReason.SERVER_SHUTDOWN)
+
+    def _open(self) -> asyncio.Task[object] | None:
+        """The agent's first words (`Opening`): its greeting, or on a call we placed, an answer
+        to the callee's first words or, after `hello_wait_s` of their silence, unprompted (the
+        task waiting for them is returned)."""
+        opening = self._context.opening
+        if not opening.greet:
+            return self._tasks.spawn(self._wait_for_hello(opening.hello_wait_s), name="hello")
+        greeting = self._speaker.say(greeting_text(self._agent), self._context.greeting_audio)
+        self._tasks.respond(greeting)
+        return None
+
+    async def _wait_for_hello(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)  # the deadline the callee has to speak first
+        if self._endpointer.last_speech_at == 0 and not self._speaking:
+            self._speak_first()
+
+    def _speak_first(self) -> None:
+        """The agent's turn without the callee's words: the message, or an answer to none."""
+        opening = self._context.opening
+        if opening.message is not None:
+            self._goodbye(opening.message_ends_as, opening.message, opening.message_audio)
+            return
+        self._history.append(ChatMessage("user", CALLEE_SILENT))
+        now = self._clock()
+        self._respond(self._answer(TurnTimer(last_speech=now, endpoint=now, final=now)))
 
     def _end(self, reason: EndReason) -> None:
         if not self._ended.done():
@@ -301,6 +329,9 @@ class CallSession:
     def _release(self) -> None:
         """Give the held answer, if the caller's turn is over."""
         if (timer := self._held.take()) is not None:
+            if self._context.opening.message is not None:  # it answers anything said
+                self._speak_first()
+                return
             # With barge-in off, an answer waits for the agent to finish what it is saying.
             self._respond(self._answer(timer), replace=self._turns.bargeIn)
 

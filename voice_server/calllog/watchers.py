@@ -18,8 +18,9 @@ from typing import Protocol
 
 from pymongo.errors import PyMongoError
 
-from stores.call_changes import CallChange, ChangeStreamsUnsupported, open_call_changes
+from stores.call_changes import CallChange, open_call_changes
 from stores.calls import Call, CallStore, CallSummary, TranscriptEntry
+from stores.change_streams import ChangeStreamsUnsupported
 from stores.database import Database
 from stores.owned import MAX_PAGE, ListQuery
 from voice_server.log import get_logger

@@ -1,7 +1,7 @@
 """Which of our numbers a Twilio webhook speaks for, once its signature proves Twilio sent it.
 
 Every webhook names one of our numbers: `To` for what reaches it (a call, a text), `From` for
-what it sent (a text's delivery status; later, a call we placed). The request's
+what it sent (a text's delivery status, a call we placed). The request's
 `X-Twilio-Signature` is checked against the URL as Twilio requested it (our public base URL,
 not what a proxy forwarded) under that number's own auth token only. The deployment's
 `TWILIO_AUTH_TOKEN` stands in only for a number that has no token of its own or is not
@@ -40,15 +40,23 @@ async def verified_form(
     """
     services: Services = request.state.services
     form = await request.form()
+    number = None
+    with contextlib.suppress(InvalidPhoneNumber):
+        number = await services.phone_numbers.find_registered(
+            normalize_phone_number(str(form.get(number_field, "")))
+        )
+    return await verified_form_for(request, number), number
+
+
+async def verified_form_for(request: Request, number: PhoneNumber | None) -> dict[str, str]:
+    """The webhook's form, once verified as Twilio's for `number` (found by the caller: for a
+    call we placed, from the scheduled call the URL names); HTTP 403 as `verified_form`."""
+    services: Services = request.state.services
+    form = await request.form()
     params = {key: str(value) for key, value in form.multi_items()}
     signature = request.headers.get("x-twilio-signature")
     if not signature:
         raise refuse(request, "missing X-Twilio-Signature header")
-    number = None
-    with contextlib.suppress(InvalidPhoneNumber):
-        number = await services.phone_numbers.find_registered(
-            normalize_phone_number(params.get(number_field, ""))
-        )
     token = _signing_token(request, services, number)
     url = public_url(services.settings.base_url, request.url.path, request.url.query)
     if not twilio_signature_valid(url, params, signature, [token]):
@@ -58,7 +66,7 @@ async def verified_form(
             request, "AccountSid is not the Twilio account of the number", number_id=number.id
         )
     request.state.signature_verified = True  # for what is logged if the database fails later
-    return params, number
+    return params
 
 
 def _signing_token(request: Request, services: Services, number: PhoneNumber | None) -> str:

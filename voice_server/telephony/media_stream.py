@@ -25,8 +25,10 @@ from pymongo.errors import PyMongoError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from media.twilio import Connected, Event, ProtocolError, Start, parse_event
+from stores.agents import Agent
 from stores.calls import CallStore
 from voice_server.call.end_reasons import EndReason
+from voice_server.call.opening import Opening
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallContext, CallSession
 from voice_server.call.transcript import FINISH_WINDOW_S
@@ -94,7 +96,7 @@ async def media_stream(websocket: WebSocket) -> None:
         if inbound.peer_close_code is not None:
             log.info("media stream closed by peer", code=inbound.peer_close_code)
         reason = inbound.refusal or reason
-        await _finalize(services.calls, start.call_sid, reason, session.ended_at)
+        await _finalize(services.calls, start, reason, session.ended_at)
         services.live_calls.remove(start.call_sid)
         code = POLICY_VIOLATION if inbound.refusal else 1000
         await _close(websocket, code, inbound.refusal or "")
@@ -155,7 +157,10 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         providers = services.providers.for_models(agent_models(agent))
     except UnknownModel as error:
         raise StreamRefused(str(error)) from error
-    greeting = services.greetings.prepare(agent, providers.tts)
+    opening = Opening()
+    if call.scheduled_call_id is not None:
+        agent, opening = await _placed_call_opening(services, call.scheduled_call_id, agent, start)
+    greeting = services.greetings.prepare(agent, providers.tts) if opening.greet else None
     fallback = services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
     shutdown_text = services.settings.shutdown_goodbye_text
     context = CallContext(
@@ -166,8 +171,36 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         fallback,
         shutdown_text=shutdown_text,
         shutdown_audio=services.greetings.prepare(agent, providers.tts, shutdown_text),
+        opening=opening,
     )
     return CallSession(context, providers, services.calls, _sender(websocket))
+
+
+async def _placed_call_opening(
+    services: Services, scheduled_call_id: str, agent: Agent, start: Start
+) -> tuple[Agent, Opening]:
+    """On a call we placed: the agent with the scheduled call's prompt snapshot as its system
+    prompt, and how the call opens (the `opening` our TwiML put on the stream)."""
+    scheduled = await services.scheduled_runs.get(scheduled_call_id)
+    if scheduled is None:
+        raise StreamRefused("the call's scheduled call no longer exists")
+    opening = start.custom_parameters.get("opening", "conversation")
+    if opening == "conversation":
+        agent = agent.model_copy(update={"systemPrompt": scheduled.promptContent or ""})
+        wait_s = services.settings.outbound_hello_wait_ms / 1000
+        return agent, Opening(greet=False, hello_wait_s=wait_s)
+    voicemail = opening == "voicemail"
+    text = scheduled.left_on_voicemail if voicemail else scheduled.message
+    if text is None:
+        raise StreamRefused(f"the scheduled call has no message for its {opening} stream")
+    providers = services.providers.for_models(agent_models(agent))
+    return agent, Opening(
+        greet=False,
+        hello_wait_s=0 if voicemail else services.settings.outbound_hello_wait_ms / 1000,
+        message=text,
+        message_audio=services.greetings.prepare(agent, providers.tts, text),
+        message_ends_as=EndReason.VOICEMAIL_LEFT if voicemail else EndReason.MESSAGE_DELIVERED,
+    )
 
 
 def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
@@ -223,15 +256,18 @@ class _Inbound:
 
 
 async def _finalize(
-    calls: CallStore, call_sid: str, reason: EndReason, ended_at: datetime | None
+    calls: CallStore, start: Start, reason: EndReason, ended_at: datetime | None
 ) -> None:
     """Record the end of the call (`ended_at`, or now if the session did not say), retrying
-    while the database is unreachable; what could not be recorded is logged in full."""
+    while the database is unreachable; what could not be recorded is logged in full. A call
+    handed over to another stream goes on."""
     ended_at = ended_at or datetime.now(UTC)
     try:
         ended = await retry_database(
             "call finalisation",
-            lambda: calls.finalize(call_sid, ended_at=ended_at, reason=reason),
+            lambda: calls.finalize(
+                start.call_sid, ended_at=ended_at, reason=reason, stream_sid=start.stream_sid
+            ),
             FINISH_WINDOW_S,
         )
     except Exception as error:  # a call's end is logged whatever kept it from being stored

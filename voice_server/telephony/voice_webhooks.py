@@ -25,6 +25,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from stores.calls import Call, CallCreate, CallLine, ForeignCall
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
+from stores.scheduled_calls import Outcome
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.log import bind_call, get_logger
@@ -40,6 +41,15 @@ log = get_logger(__name__)
 
 APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# What a terminal status means for a destination of a scheduled call (a voicemail found by
+# answering-machine detection stays a voicemail when the call completes).
+OUTBOUND_OUTCOMES: dict[str, Outcome] = {
+    "completed": "answered",
+    "busy": "busy",
+    "no-answer": "no-answer",
+    "failed": "failed",
+    "canceled": "failed",
+}
 # Twilio's call SIDs: "CA" and 32 hex digits. Anything else did not come from Twilio, and is
 # refused before it reaches a call record, a stream token or the TwiML we answer.
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
@@ -167,5 +177,9 @@ async def call_status(request: Request) -> Response:
         )
     except ForeignCall:
         raise _foreign_call(request, number) from None
+    if direction.startswith("outbound"):
+        await services.scheduled_runs.outcome(
+            call_sid, OUTBOUND_OUTCOMES[status], from_number_id=number.id
+        )
     log.info("call status received", status=status, finalized=ended)
     return Response(status_code=204)

@@ -1,4 +1,4 @@
-"""Sending SMS through Twilio's REST API, with each number's own credentials.
+"""Twilio's REST API, with each number's own credentials: the client, and SMS sends.
 
 One aiohttp session serves the whole app, behind twilio's `AsyncHttpClient` seam; a
 `twilio.rest.Client` is made per send, as it only holds the account's credentials. Sends that
@@ -120,8 +120,9 @@ async def _logged(work: Coroutine[Any, Any, None]) -> None:
         log.error("late SMS work failed", error=repr(error), exc_info=error)
 
 
-class TwilioMessaging:
-    """Sends SMS; `api_base_url` replaces https://api.twilio.com (a local stand-in in tests)."""
+class TwilioRest:
+    """Twilio's REST API for any number's credentials, and SMS sends; `api_base_url` replaces
+    https://api.twilio.com (a local stand-in in tests and the demo)."""
 
     def __init__(self, api_base_url: str | None) -> None:
         self._http = _AiohttpTwilioClient(REQUEST_TIMEOUT_S)
@@ -129,11 +130,8 @@ class TwilioMessaging:
         self._group: asyncio.TaskGroup | None = None
         self._later: set[asyncio.Task[None]] = set()
 
-    async def send(
-        self, credentials: Credentials, *, from_: str, to: str, body: str, status_callback: str
-    ) -> SentSms:
-        """POST …/Accounts/{sid}/Messages.json, `body` without what XML cannot carry (Twilio
-        hands it on as XML). Raises SendFailed."""
+    def client(self, credentials: Credentials) -> Client:
+        """A client for one account, on the app's HTTP session (cheap: it holds credentials)."""
         client = Client(
             credentials.account_sid,
             credentials.auth_token,
@@ -142,6 +140,14 @@ class TwilioMessaging:
         )
         if self._api_base_url is not None:
             client.api.base_url = self._api_base_url
+        return client
+
+    async def send(
+        self, credentials: Credentials, *, from_: str, to: str, body: str, status_callback: str
+    ) -> SentSms:
+        """POST …/Accounts/{sid}/Messages.json, `body` without what XML cannot carry (Twilio
+        hands it on as XML). Raises SendFailed."""
+        client = self.client(credentials)
         try:
             message = await client.messages.create_async(
                 to=to, from_=from_, body=xml_safe(body), status_callback=status_callback

@@ -55,6 +55,7 @@ def settings(tmp_path: Path) -> Settings:
     reconnects all the time, each time with a token of its own."""
     return Settings(
         data_dir=tmp_path,
+        scheduler=False,
         log_format="console",
         event_token_ttl_seconds=1,
         event_stream_max_seconds=1,

@@ -28,7 +28,9 @@ RECHECK_S = 0.05
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Open streams re-check their API key every 50 ms, so a revocation shows in milliseconds."""
-    return Settings(data_dir=tmp_path, log_format="console", api_key_recheck_seconds=RECHECK_S)
+    return Settings(
+        data_dir=tmp_path, log_format="console", api_key_recheck_seconds=RECHECK_S, scheduler=False
+    )
 
 
 def said(text: str) -> TranscriptEntry:

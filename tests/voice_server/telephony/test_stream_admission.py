@@ -31,6 +31,7 @@ PENDING_LIMIT = 5
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
+        scheduler=False,
         log_format="console",
         stream_start_timeout_seconds=START_TIMEOUT_S,
         max_pending_streams=PENDING_LIMIT,

@@ -1,0 +1,1 @@
+"""The scheduled-call worker: finds due calls, claims each once, and places them."""

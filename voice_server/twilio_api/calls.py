@@ -1,0 +1,107 @@
+"""Placing and steering calls through Twilio's REST API (`Calls.json`).
+
+Every outbound call asks for asynchronous answering-machine detection that waits for the beep
+(`DetectMessageEnd`): the callee hears the agent at once, and the detection's verdict arrives
+later at its own callback, just after a machine's beep, which is when a message must start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+
+from voice_server.twilio_api.rest import Credentials, TwilioRest
+
+# Twilio's status callback events for a call we place: every step, so outcomes are exact.
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+MACHINE_DETECTION_TIMEOUT_S = 30
+
+
+class CallNotPlaced(Exception):
+    """Twilio did not place the call. `retryable`: asking again later may work (a rate limit,
+    Twilio's own error, the network); otherwise the request itself is wrong (the number)."""
+
+    def __init__(self, message: str, *, retryable: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+ANSWER_PATH = "/twilio/outbound"
+MACHINE_PATH = "/twilio/machine"
+STATUS_PATH = "/twilio/status"
+
+
+@dataclass(frozen=True)
+class CallUrls:
+    """Where Twilio asks for the answered call's TwiML, and reports its status and AMD."""
+
+    answer: str
+    status: str
+    machine: str
+
+    @classmethod
+    def of(cls, base_url: str, scheduled_call_id: str, destination: int) -> CallUrls:
+        """The URLs for one destination of a scheduled call (named in their query)."""
+        query = f"?scheduled={scheduled_call_id}&destination={destination}"
+        return cls(
+            answer=f"{base_url}{ANSWER_PATH}{query}",
+            status=f"{base_url}{STATUS_PATH}",
+            machine=f"{base_url}{MACHINE_PATH}{query}",
+        )
+
+
+async def place_call(
+    twilio: TwilioRest, credentials: Credentials, *, from_: str, to: str, urls: CallUrls
+) -> str:
+    """Ask Twilio to call `to` from `from_`; the new call's SID. Raises CallNotPlaced."""
+    client = twilio.client(credentials)
+    with _refusals("Twilio refused the call"):
+        call = await client.calls.create_async(
+            to=to,
+            from_=from_,
+            url=urls.answer,
+            status_callback=urls.status,
+            status_callback_event=STATUS_EVENTS,
+            machine_detection="DetectMessageEnd",
+            machine_detection_timeout=MACHINE_DETECTION_TIMEOUT_S,
+            async_amd="true",
+            async_amd_status_callback=urls.machine,
+        )
+    return str(call.sid)
+
+
+async def redirect_call(
+    twilio: TwilioRest, credentials: Credentials, call_sid: str, url: str
+) -> None:
+    """Send a live call to new TwiML at `url` (its media stream stops). Raises CallNotPlaced."""
+    await _update(twilio, credentials, call_sid, url=url, method="POST")
+
+
+async def hang_up(twilio: TwilioRest, credentials: Credentials, call_sid: str) -> None:
+    """End a live call. Raises CallNotPlaced."""
+    await _update(twilio, credentials, call_sid, status="completed")
+
+
+async def _update(
+    twilio: TwilioRest, credentials: Credentials, call_sid: str, **change: str
+) -> None:
+    client = twilio.client(credentials)
+    with _refusals("Twilio refused to change the call"):
+        await client.calls(call_sid).update_async(**change)
+
+
+@contextmanager
+def _refusals(what: str) -> Iterator[None]:
+    """Twilio's errors as CallNotPlaced: a rate limit, a 5xx or the network may pass."""
+    try:
+        yield
+    except TwilioRestException as error:
+        retryable = error.status == 429 or error.status >= 500
+        raise CallNotPlaced(f"{what}: {error.msg}", retryable=retryable, code=error.code) from error
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise CallNotPlaced(f"Twilio could not be reached: {error!r}", retryable=True) from error
