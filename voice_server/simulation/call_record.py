@@ -61,8 +61,13 @@ class CallRequest:
             async_amd=fields.get("AsyncAmd", "").lower() == "true",
             amd_callback=fields.get("AsyncAmdStatusCallback"),
             amd_callback_method=fields.get("AsyncAmdStatusCallbackMethod", "POST").upper(),
-            timeout_s=float(fields.get("Timeout") or 60),
+            timeout_s=_ring_timeout(fields.get("Timeout")),
         )
+
+
+def _ring_timeout(value: str | None) -> float:
+    """`Timeout`: whole seconds, 60 when absent, at most 600 (Twilio lowers larger values)."""
+    return float(min(600, int(value))) if value and value.isdigit() else 60.0
 
 
 @dataclass

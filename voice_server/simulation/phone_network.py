@@ -81,7 +81,8 @@ class PhoneCall:
         self, record: CallRecord, http: aiohttp.ClientSession, webhook_timeout_s: float
     ) -> None:
         self.record = record
-        self.done = asyncio.Event()
+        self.ended = asyncio.Event()  # the call has its final status
+        self.done = asyncio.Event()  # … and every callback about it has been made
         self._http = http
         self._webhook_timeout_s = webhook_timeout_s
         self._callbacks: asyncio.Queue[Webhook | None] = asyncio.Queue()
@@ -202,6 +203,7 @@ class PhoneCall:
         if self.record.status in TERMINAL:
             return
         self.record.ended = time.time()
+        self.ended.set()
         if self._player is not None:
             self._player.closed.set()
             if self._beep_tick is not None:
@@ -235,25 +237,34 @@ class PhoneCall:
         return await self._execute(pending, voice)
 
     async def _fetch_twiml(self, fetch: Fetch) -> Document | None:
+        """The TwiML at `fetch.url`; None when none came (Twilio then says an application error
+        occurred and hangs up)."""
         hook = Webhook("voice", fetch.url, fetch.method, self.record.base_form())
         self.record.webhooks.append(hook)
         body = await self._deliver(hook)
-        if body is None or hook.status != 200:
-            self.record.errors.append(
-                f"11200: the voice webhook answered {hook.status or hook.error}"
-            )
-            return None
-        return Document(body, fetch.url)
+        if body is None:
+            self._application_error(11205, f"the voice webhook did not answer: {hook.error}")
+        elif hook.status != 200:
+            self._application_error(11200, f"the voice webhook answered HTTP {hook.status}")
+        else:
+            return Document(body, fetch.url)
+        return None
+
+    def _application_error(self, code: int, reason: str) -> None:
+        """What Twilio's debugger would show; the call then ends as Twilio ends it."""
+        log.warning("application error on a simulated call", call_sid=self.record.sid, code=code)
+        self.record.errors.append(f"{code}: {reason}")
+        self.record.hung_up_by = self.record.hung_up_by or "network"
 
     async def _execute(self, document: Document, voice: CalleeVoice) -> Next:
         self.record.twiml.append(document.twiml)
         try:
             root = ET.fromstring(document.twiml)
         except ET.ParseError as error:
-            self.record.errors.append(f"12100: the TwiML is not XML ({error})")
+            self._application_error(12100, f"the TwiML is not XML ({error})")
             return None
         if root.tag != "Response":
-            self.record.errors.append(f"12100: the TwiML's root is <{root.tag}>, not <Response>")
+            self._application_error(12100, f"the TwiML's root is <{root.tag}>, not <Response>")
             return None
         for verb in root:
             if verb.tag == "Connect" and (stream := verb.find("Stream")) is not None:
@@ -268,8 +279,8 @@ class PhoneCall:
                 return Fetch(url, verb.get("method", "POST").upper())
             elif verb.tag == "Hangup":
                 return None
-            else:
-                self.record.errors.append(f"12200: <{verb.tag}> is not played by the stand-in")
+            else:  # Twilio would play it; the stand-in skips it, and says so
+                self.record.errors.append(f"<{verb.tag}> is not played by the stand-in")
         return None
 
     async def _stream(self, element: ET.Element, voice: CalleeVoice) -> None:
@@ -284,6 +295,7 @@ class PhoneCall:
         try:
             websocket = await connect(url, additional_headers=headers, max_size=WEBSOCKET_MAX_BYTES)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
+            log.warning("a simulated call's stream did not open", call_sid=self.record.sid)
             self.record.errors.append(f"31920: the stream to {url} did not open ({error!r})")
             return
         player = self._player
@@ -353,7 +365,10 @@ class PhoneCall:
     async def _send_callbacks(self) -> None:
         """Post the callbacks in the order they were made, each once (Twilio does not retry)."""
         while (hook := await self._callbacks.get()) is not None:
-            await self._deliver(hook)
+            if await self._deliver(hook) is None or not 200 <= (hook.status or 0) < 300:
+                reason = hook.error or f"HTTP {hook.status}"
+                log.warning("a simulated call's callback failed", call_sid=self.record.sid)
+                self.record.errors.append(f"11200: the {hook.kind} callback failed: {reason}")
 
     async def _deliver(self, hook: Webhook) -> str | None:
         """Make `hook`'s request, signed with the call's auth token; the answer's body, or None

@@ -152,7 +152,7 @@ class TwilioStandin:
                 Route(calls + "/{sid}.json", self._fetch, methods=["GET"]),
                 Route(calls + "/{sid}.json", self._update, methods=["POST"]),
             ],
-            exception_handlers={TwilioError: _error_response},
+            exception_handlers={TwilioError: _error_response, 404: _not_found},
             lifespan=lambda _: self.running(),
         )
 
@@ -224,7 +224,7 @@ class TwilioStandin:
         ):
             call.hang_up("api")
             async with asyncio.timeout(5):  # Twilio answers with the call already ended
-                await call.done.wait()
+                await call.ended.wait()
         elif "Twiml" in form or "Url" in form:
             if record.status not in ("queued", "ringing", "in-progress"):
                 raise TwilioError(400, 21220, "Call is not in-progress. Cannot redirect.")
@@ -268,6 +268,12 @@ class TwilioStandin:
 async def _error_response(_: Request, error: Exception) -> Response:
     assert isinstance(error, TwilioError)
     return error.response()
+
+
+async def _not_found(request: Request, _: Exception) -> Response:
+    return TwilioError(
+        404, 20404, f"The requested resource {request.url.path} was not found"
+    ).response()
 
 
 def _validated(create: CreateRequest) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ unanswered lines, answering machines with their beep and AMD callback, and REST 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator
@@ -196,6 +197,19 @@ async def test_lines_that_never_answer(rig: Rig, callee: Callee, status: str) ->
     assert rig.app.received("/status")[-1].form["CallDuration"] == "0"
     assert rig.app.received("/voice") == []
     assert (record.status, record.hung_up_by, record.streams) == (status, "network", [])
+
+
+async def test_a_voice_webhook_that_never_answers_ends_the_call(rig: Rig) -> None:
+    rig.standin.webhook_timeout_s = 0.3  # Twilio waits 15 s
+    rig.app.held["/voice"] = held = asyncio.Event()
+    try:
+        sid = await rig.create()
+        record = await rig.standin.finished(sid)
+    finally:
+        held.set()
+    assert [error[:6] for error in record.errors] == ["11205:"]
+    assert (record.status, record.hung_up_by, record.streams) == ("completed", "network", [])
+    assert rig.app.received("/status")[-1].form["CallStatus"] == "completed"
 
 
 async def leave_a_message(app: WebhookApp, websocket: WebSocket, seen: StreamSeen) -> None:

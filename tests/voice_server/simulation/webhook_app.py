@@ -58,6 +58,7 @@ class StreamSeen:
         frames = len(self.inbound) // FRAME_BYTES
         return float((frames - (loud[-1] + 1 if loud.size else 0)) * 20)
 
+
 Agent = Callable[["WebhookApp", WebSocket, StreamSeen], Awaitable[None]]
 
 
@@ -74,6 +75,7 @@ class WebhookApp:
     token: str
     agent: Agent
     twiml: dict[str, str] = field(default_factory=dict)  # path → the TwiML it answers
+    held: dict[str, asyncio.Event] = field(default_factory=dict)  # path → answer once set
     base_url: str = ""
     requests: list[Received] = field(default_factory=list)
     streams: list[StreamSeen] = field(default_factory=list)
@@ -108,6 +110,8 @@ class WebhookApp:
             Received(request.url.path, {k: str(v) for k, v in form.items()}, signed)
         )
         await self._notify()
+        if (held := self.held.get(request.url.path)) is not None:
+            await held.wait()
         return Response(self.twiml.get(request.url.path, ""), media_type="application/xml")
 
     async def stream(self, websocket: WebSocket) -> None:
