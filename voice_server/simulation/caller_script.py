@@ -156,3 +156,10 @@ def cough(ms: float, seed: int = 7) -> bytes:
     envelope = np.exp(-np.linspace(0.0, 4.0, samples)) * np.minimum(1.0, np.arange(samples) / 40)
     noise = rng.normal(0.0, 9000.0, samples) * envelope
     return pcm16_to_ulaw(noise.clip(-32768, 32767).astype(np.int16).tobytes())
+
+
+def tone(hz: float, ms: float, level: float = 8000.0) -> bytes:
+    """A steady sine tone (an answering machine's beep), in whole 20 ms frames."""
+    samples = int(ms / 20) * 160
+    wave = level * np.sin(2 * np.pi * hz * np.arange(samples) / 8000)
+    return pcm16_to_ulaw(wave.astype(np.int16).tobytes())

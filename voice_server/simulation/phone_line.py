@@ -4,6 +4,10 @@ Every 20 ms tick sends one caller frame and plays 20 ms of the agent's queued au
 echoed when the audio queued before it has played; `clear` drops the queue and echoes every
 pending mark at once. Tick times follow an absolute schedule, so a slow tick is caught up
 instead of drifting.
+
+An inbound call is one stream: its end ends the line. An outbound call's line outlives its
+streams (a REST redirect stops one and opens the next on the same call): between streams the
+ticks go on, and what the caller says then is heard by no one.
 """
 
 from __future__ import annotations
@@ -106,8 +110,13 @@ def incoming_call(
         "Direction": "inbound",
         "ApiVersion": "2010-04-01",
     }
-    signature = RequestValidator(auth_token).compute_signature(url, form)
-    return form, {"X-Twilio-Signature": signature}
+    return form, signed(url, auth_token, form)
+
+
+def signed(url: str, auth_token: str, form: Mapping[str, str]) -> dict[str, str]:
+    """The header that signs a webhook request to `url` carrying `form`, as Twilio signs it
+    (docs/twilio.md §5: HMAC-SHA1 of the URL and the sorted parameters, keyed by the token)."""
+    return {"X-Twilio-Signature": RequestValidator(auth_token).compute_signature(url, form)}
 
 
 def stream_from_twiml(twiml: str) -> tuple[str, dict[str, str]] | None:
@@ -160,8 +169,15 @@ def _loud(frame: bytes) -> bool:
 
 
 class Player:
-    def __init__(self, websocket: ClientConnection, result: CallResult) -> None:
+    """One caller's line. `closed` is set when the line is over: with `one_stream` (an inbound
+    call), when its stream ends; otherwise when the owner sets it, streams coming and going in
+    between (`begin(start, websocket)` puts a new one on the line)."""
+
+    def __init__(
+        self, websocket: ClientConnection | None, result: CallResult, *, one_stream: bool = True
+    ) -> None:
         self._ws = websocket
+        self._one_stream = one_stream
         self.result = result
         self.closed = asyncio.Event()
         self._sequence = self._chunk = 0
@@ -178,18 +194,30 @@ class Player:
         return self._sequence
 
     async def _send(self, message: str | bytes) -> None:
-        if self.closed.is_set():
-            return
+        if self.closed.is_set() or self._ws is None:
+            return  # no stream on the line: no one hears it
         try:
             await self._ws.send(message)
         except ConnectionClosed:
-            self.closed.set()
+            if self._one_stream:
+                self.closed.set()
 
-    async def begin(self, start: protocol.Start) -> None:
+    async def begin(self, start: protocol.Start, websocket: ClientConnection | None = None) -> None:
+        """Send `connected` and `start` on the stream (`websocket`, a new one on the line)."""
+        if websocket is not None:
+            self._ws = websocket
+            self._sequence = self._chunk = 0  # each stream counts its own messages
+            self._stopped = False
+            self._queue.clear()
         self._start = start
         await self._send(protocol.build_connected())
         await self._send(protocol.build_start(self._seq(), start))
         self._next_tick = time.monotonic()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the caller's side has ended the current stream (a `stop`, or a drop)."""
+        return self._stopped
 
     @property
     def _stream_sid(self) -> str:
@@ -197,14 +225,20 @@ class Player:
         return self._start.stream_sid
 
     async def receive(self) -> None:
+        """Take the agent's messages until the stream closes."""
+        assert self._ws is not None, "begin() on a stream first"
         try:
             async for message in self._ws:
                 await self._on_message(message if isinstance(message, str) else "")
         except ConnectionClosed:
             pass
         finally:
-            self.closed.set()
             self.result.server_hung_up = self._sequence > 0 and not self._stopped
+            if self._one_stream:
+                self.closed.set()
+            else:  # the line goes on without a stream; what was queued for it is lost
+                self._ws = None
+                self._queue.clear()
 
     async def _on_message(self, message: str) -> None:
         event = protocol.parse_outbound(message)
@@ -348,6 +382,8 @@ class Player:
         """End the call without a `stop`: cut the connection (`reset`: no closing handshake,
         as when a line dies) or close the WebSocket; return once the socket is closed."""
         self._stopped = True
+        if self._ws is None:
+            return
         if reset:
             self._ws.transport.abort()
         else:

@@ -41,7 +41,15 @@ from voice_server.simulation.phone_line import (
     stream_from_twiml,
 )
 
-__all__ = ["CallNotPlaced", "CallResult", "CallerScript", "Line", "new_call_sid", "place_call"]
+__all__ = [
+    "CallNotPlaced",
+    "CallResult",
+    "CallerScript",
+    "Line",
+    "new_call_sid",
+    "place_call",
+    "play_script",
+]
 
 
 class CallNotPlaced(Exception):
@@ -89,7 +97,7 @@ async def place_call(
         await player.begin(inbound_start(call_sid, line.account_sid, parameters))
         receiver = asyncio.create_task(player.receive())
         try:
-            await _play_script(player, script, audio, on_event)
+            await play_script(player, script, audio, on_event)
             if not player.closed.is_set():
                 await player.stop()
             # Hang up, then wait for the server to finish the call and close the socket.
@@ -130,7 +138,7 @@ async def _post_webhook(line: Line, call_sid: str) -> str:
     return body
 
 
-async def _play_script(
+async def play_script(
     player: Player,
     script: CallerScript,
     audio: dict[Step, bytes],
@@ -176,6 +184,7 @@ async def _perform(
         turn = Turn(said=step.text)
         player.result.turns.append(turn)
         first = len(player.result.played)
+        turn.ticks = (first, first)  # so far: a turn cut off by a hang-up still says when it began
         last_loud = await player.send_audio(audio[step], overlapping=step.when == "during-agent")
         turn.ticks = (first, len(player.result.played))
         return last_loud
