@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin
 
 import aiohttp
+import yarl
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
@@ -203,7 +204,6 @@ class PhoneCall:
         if self.record.status in TERMINAL:
             return
         self.record.ended = time.time()
-        self.ended.set()
         if self._player is not None:
             self._player.closed.set()
             if self._beep_tick is not None:
@@ -211,6 +211,7 @@ class PhoneCall:
                     self._player, self._beep_tick
                 )
         self._set_status(status)
+        self.ended.set()
 
     # --- following TwiML -------------------------------------------------------------------------
 
@@ -382,7 +383,10 @@ class PhoneCall:
             async with (
                 asyncio.timeout(self._webhook_timeout_s),
                 self._http.request(
-                    hook.method, url, data=data or None, headers=signed(url, token, data)
+                    hook.method,
+                    yarl.URL(url, encoded=True),  # sent as signed: aiohttp must not requote it
+                    data=data or None,
+                    headers=signed(url, token, data),
                 ) as response,
             ):
                 body = await response.text()
