@@ -49,6 +49,7 @@ log = get_logger(__name__)
 SAY_S_PER_CHAR = 0.06  # how long `<Say>` takes, near enough for a text-to-speech voice
 SAY_MAX_S = 10.0
 WEBSOCKET_MAX_BYTES = 2**20
+USER_AGENT = "TwilioProxy/1.1"  # what Twilio's webhook requests say they are
 
 
 @dataclass(frozen=True)
@@ -386,7 +387,7 @@ class PhoneCall:
                     hook.method,
                     yarl.URL(url, encoded=True),  # sent as signed: aiohttp must not requote it
                     data=data or None,
-                    headers=signed(url, token, data),
+                    headers=signed(url, token, data) | {"User-Agent": USER_AGENT},
                 ) as response,
             ):
                 body = await response.text()

@@ -97,7 +97,7 @@ class TwilioStandin:
 
     callees: dict[str, Callee] = field(default_factory=dict)
     default_callee: Callee = field(default_factory=Callee)
-    auth_tokens: Mapping[str, str] | None = None
+    auth_tokens: Mapping[str, str] | None = field(default=None, repr=False)
     webhook_timeout_s: float = WEBHOOK_TIMEOUT_S
     base_url: str = ""
     creates: list[CreateRequest] = field(default_factory=list)
