@@ -118,6 +118,10 @@ class TwilioStandin:
         """Answer the next create requests that dial `to` with `faults` (before `fail_next`'s)."""
         self._number_faults.setdefault(to, deque()).extend(faults)
 
+    def calls(self) -> list[CallRecord]:
+        """Every call's record as it stands, in the order the calls were created."""
+        return [call.record for call in self._calls.values()]
+
     def call(self, call_sid: str) -> CallRecord:
         """The call's record as it stands. Raises KeyError for a SID the stand-in never made."""
         return self._calls[call_sid].record
