@@ -24,7 +24,8 @@ class CallRequest:
     """A `POST …/Calls.json` that made a call, its form fields read as Twilio reads them."""
 
     account_sid: str
-    auth_token: str  # the Basic auth password: what every webhook of the call is signed with
+    # the Basic auth password: what every webhook of the call is signed with (never shown)
+    auth_token: str = field(repr=False)
     to: str
     from_: str
     url: str | None

@@ -70,6 +70,9 @@ def human_script(callee: Callee) -> CallerScript:
     if callee.first_words:
         opening = [Pause(callee.first_words_after_ms), Say(callee.first_words, when="now")]
     steps = opening + callee.script.all_steps()
+    hang_up = next((i for i, step in enumerate(steps) if isinstance(step, HangUp)), None)
+    if hang_up is not None:  # hanging up ends the person's part, whatever the script says next
+        del steps[hang_up + 1 :]
     if not steps or not isinstance(steps[-1], (HangUp, AwaitHangUp)):
         steps.append(AwaitHangUp(callee.hang_up_after_s, when="after-agent"))
     return replace(callee.script, turns=(), steps=tuple(steps))

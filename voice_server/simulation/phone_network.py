@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin
 
 import aiohttp
+import yarl
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
@@ -48,6 +49,7 @@ log = get_logger(__name__)
 SAY_S_PER_CHAR = 0.06  # how long `<Say>` takes, near enough for a text-to-speech voice
 SAY_MAX_S = 10.0
 WEBSOCKET_MAX_BYTES = 2**20
+USER_AGENT = "TwilioProxy/1.1"  # what Twilio's webhook requests say they are
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,6 @@ class PhoneCall:
         if self.record.status in TERMINAL:
             return
         self.record.ended = time.time()
-        self.ended.set()
         if self._player is not None:
             self._player.closed.set()
             if self._beep_tick is not None:
@@ -211,6 +212,7 @@ class PhoneCall:
                     self._player, self._beep_tick
                 )
         self._set_status(status)
+        self.ended.set()
 
     # --- following TwiML -------------------------------------------------------------------------
 
@@ -382,7 +384,10 @@ class PhoneCall:
             async with (
                 asyncio.timeout(self._webhook_timeout_s),
                 self._http.request(
-                    hook.method, url, data=data or None, headers=signed(url, token, data)
+                    hook.method,
+                    yarl.URL(url, encoded=True),  # sent as signed: aiohttp must not requote it
+                    data=data or None,
+                    headers=signed(url, token, data) | {"User-Agent": USER_AGENT},
                 ) as response,
             ):
                 body = await response.text()

@@ -97,7 +97,7 @@ class TwilioStandin:
 
     callees: dict[str, Callee] = field(default_factory=dict)
     default_callee: Callee = field(default_factory=Callee)
-    auth_tokens: Mapping[str, str] | None = None
+    auth_tokens: Mapping[str, str] | None = field(default=None, repr=False)
     webhook_timeout_s: float = WEBHOOK_TIMEOUT_S
     base_url: str = ""
     creates: list[CreateRequest] = field(default_factory=list)
@@ -117,6 +117,10 @@ class TwilioStandin:
     def fail_number(self, to: str, *faults: ApiFault) -> None:
         """Answer the next create requests that dial `to` with `faults` (before `fail_next`'s)."""
         self._number_faults.setdefault(to, deque()).extend(faults)
+
+    def calls(self) -> list[CallRecord]:
+        """Every call's record as it stands, in the order the calls were created."""
+        return [call.record for call in self._calls.values()]
 
     def call(self, call_sid: str) -> CallRecord:
         """The call's record as it stands. Raises KeyError for a SID the stand-in never made."""

@@ -22,7 +22,7 @@ from tests.voice_server.simulation.webhook_app import (
     serve_webhook_app,
 )
 from voice_server.simulation.callees import Callee
-from voice_server.simulation.caller_script import CallerScript
+from voice_server.simulation.caller_script import CallerScript, HangUp, Say
 from voice_server.simulation.twilio_standin import ApiFault, TwilioStandin, serve_twilio_standin
 from voice_server.twilio_api.rest import _AiohttpTwilioClient
 
@@ -187,7 +187,7 @@ async def test_a_late_answer_leaves_the_call_placed(rig: Rig) -> None:
 )
 async def test_lines_that_never_answer(rig: Rig, callee: Callee, status: str) -> None:
     rig.standin.callees[CALLEE] = callee
-    sid = await rig.create(timeout=1)
+    sid = await rig.create(timeout=1, status_callback_method="GET")
     record = await rig.standin.finished(sid)
     assert [r.form["CallStatus"] for r in rig.app.received("/status")] == [
         "initiated",
@@ -195,6 +195,7 @@ async def test_lines_that_never_answer(rig: Rig, callee: Callee, status: str) ->
         status,
     ]
     assert rig.app.received("/status")[-1].form["CallDuration"] == "0"
+    assert all(request.signed for request in rig.app.requests)
     assert rig.app.received("/voice") == []
     assert (record.status, record.hung_up_by, record.streams) == (status, "network", [])
 
@@ -305,3 +306,31 @@ async def test_an_update_with_a_url_moves_the_call_to_a_new_stream(rig: Rig) -> 
     [*_, yes] = record.line.turns
     assert yes.said == "Yes."
     assert record.streams[1].first_tick <= yes.ticks[0] < record.streams[1].last_tick
+
+
+@pytest.mark.parametrize("rig", [stay], indirect=True)
+async def test_an_update_with_twiml_replaces_the_stream(rig: Rig) -> None:
+    sid = await rig.create()
+    seen = await wait_for_hello(rig)
+    goodbye = "<Response><Say>Goodbye.</Say><Hangup/></Response>"
+
+    await rig.client.calls(sid).update_async(twiml=goodbye)
+    record = await rig.standin.finished(sid)
+
+    assert seen.stopped
+    assert record.twiml[-1] == goodbye
+    assert [s.ended_by for s in record.streams] == ["twilio"]
+    assert (record.status, record.hung_up_by, record.errors) == ("completed", "agent", [])
+
+
+async def test_a_callee_who_hangs_up_ends_the_call(rig: Rig) -> None:
+    hangs_up = dataclasses.replace(QUICK.script, steps=(HangUp(when="now"), Say("Never said.")))
+    rig.standin.callees[CALLEE] = dataclasses.replace(QUICK, script=hangs_up)
+    rig.app.agent = stay
+    sid = await rig.create()
+    record = await rig.standin.finished(sid)
+    [seen] = rig.app.streams
+    assert seen.stopped  # the callee's `stop`
+    assert record.hung_up_by == "callee"
+    assert record.line is not None
+    assert [turn.said for turn in record.line.turns] == ["Hello?"]

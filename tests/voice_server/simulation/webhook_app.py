@@ -102,13 +102,16 @@ class WebhookApp:
             self.changed.notify_all()
 
     async def webhook(self, request: Request) -> Response:
-        form = await request.form()
         signature = request.headers.get("x-twilio-signature", "")
-        url = str(request.url)
-        signed = RequestValidator(self.token).validate(url, form, signature)
-        self.requests.append(
-            Received(request.url.path, {k: str(v) for k, v in form.items()}, signed)
-        )
+        validator = RequestValidator(self.token)
+        if request.method == "GET":  # the parameters are in the URL, and the URL alone is signed
+            form = {k: str(v) for k, v in request.query_params.items()}
+            signed = validator.validate(str(request.url), {}, signature)
+        else:
+            posted = await request.form()
+            form = {k: str(v) for k, v in posted.items()}
+            signed = validator.validate(str(request.url), posted, signature)
+        self.requests.append(Received(request.url.path, form, signed))
         await self._notify()
         if (held := self.held.get(request.url.path)) is not None:
             await held.wait()
