@@ -1,7 +1,7 @@
 """The call-log page in a real browser: Debian's headless Chromium, driven by Playwright, watches
-a live simulated call through the real server and database. A screenshot of the live call goes to
-`test-artifacts/calllog.png`; the layout test keeps its laptop and phone screenshots in its
-tmp_path."""
+a live simulated call through the real server and database, and scheduled calls as the worker's
+own store writes leave them. A screenshot of the live call goes to `test-artifacts/calllog.png`;
+the layout tests keep their laptop and phone screenshots in their tmp_path."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import (
@@ -24,6 +25,8 @@ from playwright.async_api import (
 from stores.agents import AgentStore
 from stores.api_keys import ApiKeyStore
 from stores.calls import CallStore, TranscriptEntry
+from stores.scheduled_call_runs import Claim, ScheduledCallRuns
+from stores.scheduled_calls import ScheduledCallCreate, ScheduledCallStore
 from tests.stores.factories import agent, call
 from tests.voice_server.conftest import Server
 from voice_server.seed import DEMO_USER
@@ -69,8 +72,11 @@ async def keyless(server: Server) -> AsyncIterator[Page]:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             opened = await browser.new_page(viewport=LAPTOP)
+            failures: list[str] = []  # the page's uncaught script errors
+            opened.on("pageerror", lambda error: failures.append(str(error)))
             await opened.goto(f"{server.base_url}/calllog")
             yield opened
+            assert failures == []
         finally:
             await browser.close()
 
@@ -205,7 +211,8 @@ MEASURE_LAYOUT = """() => {
     const edges = [box.left + 1, box.right - 1];
     return edges.every((x) => cell.contains(document.elementFromPoint(x, middle)));
   };
-  const cells = [...document.querySelectorAll("#calls th, #calls td")];
+  const cells = [...document.querySelectorAll("#calls th, #calls td")]
+    .filter((cell) => cell.getClientRects().length); // the list's tab is shown
   return {
     headers: [...document.querySelectorAll("#calls th")].map((th) => th.textContent),
     pageWidth: document.documentElement.scrollWidth,
@@ -226,6 +233,11 @@ async def test_the_page_fits_a_laptop_and_a_phone(
     for n, start in enumerate((two_days_ago, datetime.now(UTC), datetime.now(UTC))):
         fields = {"from_number": f"+4479460{n:05d}", "agent_id": agent_id, "start_time": start}
         await calls.create(call(f"CA{n}", userId=DEMO_USER, **fields))
+    # And an outbound call, marked and linked to its scheduled call.
+    outbound = {"to_number": "+447946000003", "agent_id": agent_id, "direction": "outbound",
+                "scheduled_call_id": "0" * 24, "start_time": datetime.now(UTC)}  # fmt: skip
+    await calls.create(call("CA3", userId=DEMO_USER, **outbound))
+    await expect(page.locator("#calls .direction")).to_have_text("outbound")
     said = "Could you read me https://example.com/a-very-long-address-with-no-place-to-break-it?"
     answer = "Of course; it is on the card we sent."
     for entry in (
@@ -241,7 +253,7 @@ async def test_the_page_fits_a_laptop_and_a_phone(
         await page.set_viewport_size(size)
         layout = await page.evaluate(MEASURE_LAYOUT)
         await page.screenshot(path=tmp_path / f"calllog-{name}.png", full_page=True)
-        assert layout["headers"] == ["Status", "Caller", "Agent", "Started", "Duration"]
+        assert layout["headers"] == ["Status", "Number", "Agent", "Started", "Duration"]
         assert layout["overflowing"] == [], name
         assert layout["unseen"] == [], name
         assert layout["pageWidth"] == layout["width"] == size["width"], name
@@ -260,7 +272,7 @@ async def test_a_changed_fragment_opens_that_call(server: Server, page: Page) ->
     await expect(texts).to_have_text(["this is CA1"])
     await page.evaluate("id => { location.hash = `call=${id}`; }", opened["CA2"])
     await expect(texts).to_have_text(["this is CA2"])
-    await expect(page.locator("#call-caller")).to_have_text("+15550100202")
+    await expect(page.locator("#call-number")).to_have_text("+15550100202")
     await page.go_back()
     await expect(texts).to_have_text(["this is CA1"])
 
@@ -280,12 +292,186 @@ async def test_the_call_asked_for_last_is_shown_when_answers_cross(
     await page.route(f"**/api/calls/{first.id}", answer_late)
     await page.evaluate("id => { location.hash = `call=${id}`; }", first.id)
     await page.evaluate("id => { location.hash = `call=${id}`; }", second.id)
-    await expect(page.locator("#call-caller")).to_have_text("+15550100202")
+    await expect(page.locator("#call-number")).to_have_text("+15550100202")
     async with page.expect_request_finished(lambda request: first.id in request.url):
         release.set()
     # The first call's late answer is dropped: the second call stays, and its stream is followed.
     said = TranscriptEntry(role="user", text="still the second", timestamp=datetime.now(UTC))
     await calls.append_transcript("CA2", said)
     await expect(page.locator("#transcript .entry .text")).to_have_text(["still the second"])
-    await expect(page.locator("#call-caller")).to_have_text("+15550100202")
+    await expect(page.locator("#call-number")).to_have_text("+15550100202")
     assert page.url.endswith(f"#call={second.id}")
+
+
+# Scheduled calls, laid out and settled through the worker's own writes.
+
+NUMBER_ID, PROMPT_ID = "a" * 24, "b" * 24
+ANSWERED, BUSY, REFUSED, LATE = "+447946000101", "+447946000102", "+447946000103", "+447946000104"
+POLL_MS = 2000  # the page's SCHEDULED_POLL_MS
+REFUSAL = "Twilio refused the call (21215): the account may not call this country"
+LATE_ERROR = (
+    "due 2026-12-05T09:00:00+00:00, 3600 s ago: "
+    "later than SCHEDULED_CALL_MAX_LATENESS_SECONDS (900)"
+)
+NORMAL = {"callType": "normal", "message": "Your table is ready."}
+
+
+async def scheduled(server: Server, due: datetime, *numbers: str, **fields: Any) -> str:
+    """A scheduled call of the demo user's to `numbers`, due at `due`; its id."""
+    data = {"userId": DEMO_USER, "fromPhoneNumberId": NUMBER_ID, "scheduledDateTime": due}
+    created = await ScheduledCallStore(server.db).create(
+        ScheduledCallCreate.model_validate(data | {"toPhoneNumbers": numbers} | fields)
+    )
+    return created.id
+
+
+async def claimed(server: Server, due: datetime, *numbers: str, **fields: Any) -> Claim:
+    """A scheduled call, as `scheduled` makes it, taken by a worker."""
+    call_id = await scheduled(server, due, *numbers, **fields)
+    taken = await ScheduledCallRuns(server.db).claim_due(
+        datetime.now(UTC), "worker-a", timedelta(minutes=1)
+    )
+    assert taken is not None
+    assert taken.id == call_id
+    return Claim(call_id, "worker-a")
+
+
+async def dialled(server: Server, claim: Claim, *call_sids: str) -> ScheduledCallRuns:
+    """The claimed call's first destinations dialled, as `call_sids`."""
+    runs = ScheduledCallRuns(server.db)
+    for index, sid in enumerate(call_sids):
+        assert await runs.dialling(claim, index)
+        assert await runs.dialled(claim, index, sid, attempts=1)
+    return runs
+
+
+async def outbound_call(server: Server, claim: Claim, sid: str, to: str, said: list[str]) -> str:
+    """The record of the destination `to` answered as `sid`: the agent spoke, the callee
+    answered (`said`), and the call ended."""
+    calls = CallStore(server.db)
+    fields = {"to_number": to, "from_number": server.line.number, "direction": "outbound"}
+    created = await calls.create(
+        call(sid, userId=DEMO_USER, agent_id=server.line.agent_id, start_time=datetime.now(UTC),
+             scheduled_call_id=claim.call_id, **fields)
+    )  # fmt: skip
+    greeting, reply = said
+    for entry in (
+        TranscriptEntry(role="assistant", text=greeting, timestamp=datetime.now(UTC)),
+        TranscriptEntry(role="user", text=reply, timestamp=datetime.now(UTC)),
+    ):
+        await calls.append_transcript(sid, entry)
+    await calls.finalize(sid, ended_at=datetime.now(UTC), reason="stop")
+    return created.id
+
+
+async def test_scheduled_calls_show_how_each_number_went(
+    server: Server, page: Page, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    done = await claimed(
+        server, now - timedelta(hours=2), ANSWERED, BUSY, REFUSED, callType="ai", promptId=PROMPT_ID
+    )
+    runs = await dialled(server, done, "CA" + "1" * 32, "CA" + "2" * 32)
+    assert await runs.dialling(done, 2)
+    assert await runs.not_dialled(done, 2, REFUSAL, attempts=1)
+    await runs.release(done)
+    said = ["Hello, this is the clinic calling about tomorrow.", "Yes, I will be there."]
+    answered = await outbound_call(server, done, "CA" + "1" * 32, ANSWERED, said)
+    await runs.answered("CA" + "1" * 32, answered)
+    await runs.outcome("CA" + "1" * 32, "answered")
+    await runs.outcome("CA" + "2" * 32, "busy")
+    late = await claimed(server, now - timedelta(hours=1), LATE, **NORMAL)
+    assert await runs.fail(late, LATE_ERROR)
+
+    await page.click("#scheduled-tab")
+    entries = page.locator("#scheduled > li")
+    await expect(entries).to_have_count(2)
+    await expect(page.locator("#calls")).to_be_hidden()
+    failed, completed = entries.nth(0), entries.nth(1)  # the latest first
+    await expect(failed.locator(".head .status")).to_have_text("failed")
+    await expect(failed.locator(".type")).to_have_text("normal")
+    await expect(failed.locator("p.error")).to_have_text(LATE_ERROR)
+    await expect(failed.locator(".destination")).to_have_text(f"{LATE}failed")  # its error above
+    await expect(completed.locator(".head .status")).to_have_text("completed")
+    await expect(completed.locator(".type")).to_have_text("ai")
+    await expect(completed.locator(".destination .to")).to_have_text([ANSWERED, BUSY, REFUSED])
+    outcomes = ["answered", "busy", "failed"]
+    await expect(completed.locator(".destination .status")).to_have_text(outcomes)
+    await expect(completed.locator(".destination .error")).to_have_text([REFUSAL])
+    await expect(completed.locator(".destination a")).to_have_count(1)
+    for name, size in (("phone", PHONE), ("laptop", LAPTOP)):
+        await page.set_viewport_size(size)
+        layout = await page.evaluate(MEASURE_LAYOUT)
+        await page.screenshot(path=tmp_path / f"scheduled-{name}.png", full_page=True)
+        assert layout["overflowing"] == [], name
+        assert layout["pageWidth"] == layout["width"] == size["width"], name
+
+    # The answered number's link opens its transcript, an outbound call...
+    await completed.locator(".destination a", has_text="transcript").click()
+    await expect(page.locator("#transcript .entry .text")).to_have_text(said)
+    await expect(page.locator("#transcript .entry .who")).to_have_text(["Agent", "Callee"])
+    await expect(page.locator("#call-direction")).to_have_text("outbound")
+    await expect(page.locator("#call-parties")).to_have_text(f"Demo agent → {ANSWERED}")
+    # ...which links back to its scheduled call, from the call and from its row in the list.
+    await page.click("#calls-tab")
+    await page.click("#call-scheduled a")
+    await expect(page.locator("#scheduled > li.selected")).to_have_attribute(
+        "data-id", done.call_id
+    )
+    await page.click("#calls-tab")
+    row = page.locator("#calls tbody tr", has_text=ANSWERED)
+    await row.locator(".direction", has_text="outbound").click()  # the same link again
+    await expect(page.locator("#scheduled-section")).to_be_visible()
+    await expect(page.locator("#scheduled > li.selected")).to_have_attribute(
+        "data-id", done.call_id
+    )
+    assert page.url.endswith(f"#scheduled={done.call_id}")
+    await expect(page.locator("#call-number")).to_have_text(ANSWERED)  # still open
+
+
+async def test_the_list_is_read_again_while_a_call_runs_or_is_due(
+    server: Server, page: Page
+) -> None:
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if "/scheduled-calls" in r.url else None)
+    running = await claimed(server, datetime.now(UTC), ANSWERED, BUSY, **NORMAL)
+    runs = await dialled(server, running, "CA" + "3" * 32)
+    later = await scheduled(server, datetime.now(UTC) + timedelta(minutes=10), LATE, **NORMAL)
+    await page.clock.install()
+    await page.click("#scheduled-tab")
+    numbers = page.locator(f"#scheduled > li[data-id='{running.call_id}'] .destination .status")
+    await expect(numbers).to_have_text(["dialled", "waiting"])
+    await runs.outcome("CA" + "3" * 32, "voicemail", final=False)
+    await page.clock.run_for(POLL_MS)
+    await expect(numbers).to_have_text(["voicemail", "waiting"])
+    assert await runs.dialling(running, 1)
+    assert await runs.dialled(running, 1, "CA" + "4" * 32, attempts=1)
+    await runs.release(running)
+    await runs.outcome("CA" + "3" * 32, "answered")
+    await runs.outcome("CA" + "4" * 32, "busy")
+    await page.clock.run_for(POLL_MS)
+    await expect(numbers).to_have_text(["voicemail", "busy"])
+    # Nothing runs now: the list is read again when the pending call is due, not before.
+    assert await page.evaluate("scheduled.timer") is not None
+    read = len(reads)
+    await ScheduledCallStore(server.db).delete(DEMO_USER, later)
+    await page.clock.run_for(9 * 60_000)
+    await expect(page.locator("#scheduled > li")).to_have_count(2)
+    assert len(reads) == read
+    await page.clock.run_for(60_000)
+    await expect(page.locator("#scheduled > li")).to_have_count(1)  # the deleted call is gone
+    assert await page.evaluate("scheduled.timer") is None  # and nothing is left to wait for
+    assert len(reads) == read + 1
+
+
+async def test_a_link_to_a_call_past_the_first_page_shows_it(server: Server, page: Page) -> None:
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    oldest = await scheduled(server, tomorrow, LATE, **NORMAL)
+    for n in range(50):  # a page of later ones
+        await scheduled(server, tomorrow + timedelta(hours=1, minutes=n), ANSWERED, **NORMAL)
+    await page.evaluate("id => { location.hash = `scheduled=${id}`; }", oldest)
+    shown = page.locator("#scheduled > li.selected")
+    await expect(shown).to_have_attribute("data-id", oldest)
+    await expect(shown.locator(".destination")).to_have_text(f"{LATE}waiting")
+    await expect(page.locator("#scheduled > li")).to_have_count(51)
+    await expect(shown).to_be_in_viewport()

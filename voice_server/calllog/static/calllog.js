@@ -1,4 +1,5 @@
-// The call-log page: the calls list, and one call's transcript growing live.
+// The call-log page: the calls list, and one call's transcript growing live. (The scheduled
+// calls' tab is in calllog-scheduled.js.)
 // The API key stays in sessionStorage (this tab only) and travels only in Authorization
 // headers; the event streams get a token from POST /api/event-tokens instead, because
 // EventSource cannot send headers. A token lives about a minute, so a stream is never left to
@@ -135,12 +136,38 @@ function renderCalls() {
     agent.title = `${agentName(call.agent_id)} (${call.agent_id})`;
     const when = element("td");
     when.append(started(call.start_time));
-    row.append(status, element("td", "", call.from_number), agent);
+    row.append(status, numberCell(call), agent);
     row.append(when, element("td", "duration", duration(call)));
-    row.addEventListener("click", () => openCall(call.id).catch((error) => show(error.message)));
+    row.addEventListener("click", (event) => {
+      if (!event.target.closest("a")) openCall(call.id).catch((error) => show(error.message));
+    });
     return row;
   });
   $("#calls tbody").replaceChildren(...rows);
+}
+
+// The other party's number: the caller's, or the one an outbound call dialled (marked, and
+// linked to the scheduled call that placed it).
+function numberCell(call) {
+  const cell = element("td", "number");
+  cell.append(element("span", "", otherParty(call)));
+  if (call.direction !== "outbound") return cell;
+  const id = call.scheduled_call_id;
+  const marker = element(id ? "a" : "span", "direction", "outbound");
+  if (id) {
+    marker.href = scheduledLink(id);
+    marker.title = "Placed by a scheduled call: show it";
+  }
+  cell.append(" ", marker);
+  return cell;
+}
+
+function otherParty(call) {
+  return (call.direction === "outbound" ? call.to_number : call.from_number) || "";
+}
+
+function scheduledLink(id) {
+  return `#scheduled=${encodeURIComponent(id)}`;
 }
 
 // Calls `open` again after a pause once `stream` drops, unless another stream took its place.
@@ -202,8 +229,14 @@ function renderCallHead() {
   const call = state.selected;
   $("#call-status").textContent = call.status;
   $("#call-status").className = `status ${call.status}`;
-  $("#call-caller").textContent = call.from_number || "";
+  const outbound = call.direction === "outbound";
+  $("#call-number").textContent = otherParty(call);
   $("#call-agent").textContent = agentName(call.agent_id);
+  const [number, agent] = [$("#call-number"), $("#call-agent")];
+  $("#call-parties").replaceChildren(...(outbound ? [agent, " → ", number] : [number, " → ", agent]));
+  $("#call-direction").hidden = !outbound;
+  $("#call-scheduled").hidden = !call.scheduled_call_id;
+  if (call.scheduled_call_id) $("#call-scheduled a").href = scheduledLink(call.scheduled_call_id);
   $("#call-start").replaceChildren(call.start_time ? started(call.start_time) : "");
   $("#call-duration").textContent = call.start_time ? duration(call) : "";
 }
@@ -213,7 +246,8 @@ function addEntry(entry) {
   state.selected.next = entry.index + 1;
   const item = element("li", `entry ${entry.role}`);
   item.dataset.index = entry.index;
-  item.append(element("span", "who", entry.role === "user" ? "Caller" : "Agent"));
+  const other = state.selected.direction === "outbound" ? "Callee" : "Caller";
+  item.append(element("span", "who", entry.role === "user" ? other : "Agent"));
   const time = element("time", "", clock(entry.timestamp));
   time.dateTime = entry.timestamp;
   item.append(time, element("div", "text", entry.text));
@@ -241,6 +275,7 @@ function forgetKey() {
   state.callStream = state.listStream = null;
   state.agents = new Map(); // the next key may be another user's
   state.absentAgents = new Set();
+  forgetScheduled();
   start();
 }
 
@@ -254,11 +289,23 @@ async function start() {
     await loadCalls();
     show("");
     await followActiveCalls();
-    const wanted = new URLSearchParams(location.hash.slice(1)).get("call");
-    if (wanted) await openCall(wanted);
+    await followFragment();
   } catch (error) {
     show(error.message);
   }
+}
+
+// The fragment names a call to open (`#call=…`, as rows and transcript links set it) or a
+// scheduled call to show (`#scheduled=…`); either is brought into view, as on a phone it may be
+// below the list. The call a row opened is already open: it stays where it is.
+async function followFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const call = fragment.get("call");
+  if (call && call !== state.selected?.id) {
+    await openCall(call);
+    $("#call").scrollIntoView({ block: "nearest" });
+  }
+  if (fragment.has("scheduled")) await showScheduled(fragment.get("scheduled"));
 }
 
 $("#key-form").addEventListener("submit", (event) => {
@@ -268,11 +315,21 @@ $("#key-form").addEventListener("submit", (event) => {
   start();
 });
 $("#forget-key").addEventListener("click", forgetKey);
-// A link or the address bar naming another call (a same-page navigation: no reload) opens it.
+$("#calls-tab").addEventListener("click", () => showTab("calls"));
+$("#scheduled-tab").addEventListener("click", () => {
+  showTab("scheduled").catch((error) => show(error.message));
+});
+// A link or the address bar naming another call or a scheduled call (a same-page navigation: no
+// reload) shows it.
 window.addEventListener("hashchange", () => {
-  const wanted = new URLSearchParams(location.hash.slice(1)).get("call");
-  if (apiKey() && wanted && wanted !== state.selected?.id) {
-    openCall(wanted).catch((error) => show(error.message));
+  if (apiKey()) followFragment().catch((error) => show(error.message));
+});
+// A link to the fragment the page is already at changes nothing, so fires no hashchange: the
+// scheduled call it names may be on the tab not shown.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a");
+  if (link?.hash && link.hash === location.hash && apiKey()) {
+    followFragment().catch((error) => show(error.message));
   }
 });
 setInterval(() => {
