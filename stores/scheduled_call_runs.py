@@ -29,6 +29,18 @@ REACHED: tuple[Outcome, ...] = ("answered", "voicemail")
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A call Twilio placed for one destination of a scheduled call, as its webhooks name it
+    (the scheduled call and destination from their URL; `from_number_id`, the number the
+    webhook was signed for, when it must be that call's)."""
+
+    call_id: str
+    index: int
+    call_sid: str
+    from_number_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Claim:
     """One worker's hold on one scheduled call."""
 
@@ -107,8 +119,13 @@ class ScheduledCallRuns:
         return await self._set(claim, index, {"state": "waiting"}, {"state": "dialling"})
 
     async def dialled(self, claim: Claim, index: int, call_sid: str, attempts: int) -> bool:
+        """Twilio placed the call: its SID. (Its outcome may have come first, a fast failure:
+        the destination is then done already, and only gets its SID.)"""
         dialled = {"state": "dialled", "callSid": call_sid, "attempts": attempts}
-        return await self._set(claim, index, {"state": "dialling"}, dialled)
+        if await self._set(claim, index, {"state": "dialling"}, dialled):
+            return True
+        sid_only = {"callSid": call_sid, "attempts": attempts}
+        return await self._set(claim, index, {"state": "done", "callSid": call_sid}, sid_only)
 
     async def not_dialled(self, claim: Claim, index: int, error: str, attempts: int) -> bool:
         """The destination could not be dialled: it is done, `failed`, with `error`."""
@@ -162,60 +179,62 @@ class ScheduledCallRuns:
 
     async def outcome(
         self,
-        call_sid: str,
+        placed: Placed,
         outcome: Outcome,
         error: str | None = None,
         *,
         final: bool = True,
-        from_number_id: str | None = None,
-    ) -> ScheduledCall | None:
-        """Record what became of the destination dialled as `call_sid` (placed from the number
-        `from_number_id`, when given); the scheduled call, or None if no destination has it.
-        A `voicemail` outcome stays when the call then ends (`answered`); `final=False`
-        records the outcome while the call goes on."""
-        found = await self._destination(call_sid, from_number_id)
-        if found is None:
-            return None
-        call, index = found
-        kept = call.destinations[index].outcome is not None and outcome == "answered"
+    ) -> bool:
+        """Record what became of the destination `placed` names (Twilio's callbacks may come
+        before the worker has stored the call's SID). An outcome recorded while the call ran
+        (`voicemail`) stays when the call then ends (`answered`); `final=False` records the
+        outcome while the call goes on. False if no such destination was dialled."""
+        call = await self._placed(placed)
+        if call is None:
+            return False
+        kept = call.destinations[placed.index].outcome is not None and outcome == "answered"
         change: dict[str, Any] = {} if kept else {"outcome": outcome}
         if final:
             change["state"] = "done"
         if error is not None:
             change["error"] = error
-        await self._set_found(call, index, call_sid, change)
-        await self.settle(call.id)
+        changed = await self._set_placed(placed, change)
+        await self.settle(placed.call_id)
+        return changed
+
+    async def answered(self, placed: Placed, record_id: str) -> bool:
+        """Link the destination to its call's record in `calls`."""
+        return await self._set_placed(placed, {"callId": record_id})
+
+    async def placed_call(self, placed: Placed) -> ScheduledCall | None:
+        """The scheduled call, if `placed` names one of its destinations that was dialled."""
+        return await self._placed(placed)
+
+    async def _placed(self, placed: Placed) -> ScheduledCall | None:
+        call = await self.get(placed.call_id)
+        if call is None or not 0 <= placed.index < len(call.destinations):
+            return None
+        if placed.from_number_id is not None and call.fromPhoneNumberId != placed.from_number_id:
+            return None
+        destination = call.destinations[placed.index]
+        if destination.state == "waiting" or destination.callSid not in (None, placed.call_sid):
+            return None
         return call
 
-    async def answered(self, call_sid: str, call_id: str) -> ScheduledCall | None:
-        """Link the destination dialled as `call_sid` to its record in `calls`."""
-        found = await self._destination(call_sid)
-        if found is None:
-            return None
-        await self._set_found(*found, call_sid, {"callId": call_id})
-        return found[0]
-
-    async def _destination(
-        self, call_sid: str, from_number_id: str | None = None
-    ) -> tuple[ScheduledCall, int] | None:
-        query: dict[str, Any] = {"destinations.callSid": call_sid}
-        if from_number_id is not None:
-            query["fromPhoneNumberId"] = ObjectId(from_number_id)
-        document = await self._collection.find_one(query)
-        if document is None:
-            return None
-        call = from_document(ScheduledCall, document)
-        index = next(i for i, d in enumerate(call.destinations) if d.callSid == call_sid)
-        return call, index
-
-    async def _set_found(
-        self, call: ScheduledCall, index: int, call_sid: str, change: dict[str, Any]
-    ) -> None:
-        prefix = f"destinations.{index}"
-        await self._collection.update_one(
-            {"_id": ObjectId(call.id), f"{prefix}.callSid": call_sid},
-            {"$set": {f"{prefix}.{k}": v for k, v in change.items()} | {"updated_at": utc_now()}},
+    async def _set_placed(self, placed: Placed, change: dict[str, Any]) -> bool:
+        prefix = f"destinations.{placed.index}"
+        result = await self._collection.update_one(
+            {
+                "_id": ObjectId(placed.call_id),
+                f"{prefix}.callSid": {"$in": [None, placed.call_sid]},
+                f"{prefix}.state": {"$ne": "waiting"},
+            },
+            {
+                "$set": {f"{prefix}.{k}": v for k, v in change.items()}
+                | {f"{prefix}.callSid": placed.call_sid, "updated_at": utc_now()}
+            },
         )
+        return result.modified_count == 1
 
     async def get(self, call_id: str) -> ScheduledCall | None:
         """The scheduled call, whoever owns it (webhooks check the owner themselves)."""

@@ -1,4 +1,5 @@
-"""The `voice-server` command: serve, demo, seed, migrate, api-key, simulate."""
+"""The `voice-server` command: serve, worker, demo, seed, migrate, api-key, simulate,
+twilio-standin."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from voice_server.command_database import on_database, open_database
 from voice_server.command_errors import CommandError, explain
 from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
+from voice_server.scheduling.worker import scheduled_call_worker
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import (
     DEMO_CALLER,
@@ -32,7 +34,10 @@ from voice_server.seed import (
 from voice_server.serving import DrainingServer, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulation import simulate_command
+from voice_server.simulation.callees import Callee, CalleeKind
 from voice_server.simulation.demo import demo_command
+from voice_server.simulation.twilio_standin import run_standin
+from voice_server.twilio_api.rest import TwilioRest
 
 log = get_logger(__name__)
 
@@ -84,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
         "setting is an environment variable or a .env line: see the README's Settings.",
     )
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="place scheduled calls (without serving)",
+        description="Place scheduled calls when they are due, as `serve` does unless "
+        "SCHEDULER=false: any number of workers and servers may run on one database, and each "
+        "call is placed once. It uses the same database as `serve` (MONGODB_URI, or the "
+        "embedded one in DATA_DIR); the webhooks of the calls it places go to PUBLIC_BASE_URL.",
+    )
+    worker.set_defaults(run=_worker)
 
     demo = commands.add_parser("demo", help="one simulated call, end to end, offline")
     demo.add_argument("--wav", type=Path, default=Path("demo-call.wav"), help="recording path")
@@ -139,6 +154,27 @@ def _parser() -> argparse.ArgumentParser:
         "--say", action="append", help="one caller turn (repeatable; default: the demo's)"
     )
     simulate.set_defaults(run=simulate_command.simulate)
+
+    standin = commands.add_parser(
+        "twilio-standin",
+        help="stand in for Twilio's REST API and the phone network, locally",
+        description="Stand in for Twilio's call API (api.twilio.com) and the phones it rings, "
+        "to try scheduled calls without Twilio: run `serve` with "
+        "TWILIO_API_BASE_URL=http://HOST:PORT of this. Every number it is asked to call "
+        "answers as a person who says 'Hello?', then 'Yes, I can talk now.', and waits for the "
+        "agent to hang up; the options make some numbers behave otherwise.",
+    )
+    standin.add_argument("--host", default="127.0.0.1", help="where to listen (%(default)s)")
+    standin.add_argument("--port", type=int, default=8010, help="(%(default)s)")
+    for kind in ("machine", "busy", "no-answer"):
+        standin.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar="NUMBER",
+            help=f"this number answers as: {kind} (repeatable)",
+        )
+    standin.set_defaults(run=_twilio_standin)
     return parser
 
 
@@ -199,6 +235,34 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise CommandError(f"cannot listen on {host}:{port} (HOST, PORT): {reason}") from None
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> None:
+        twilio = TwilioRest(settings.twilio_api_base_url)
+        try:
+            await scheduled_call_worker(db, settings, twilio).run()
+        finally:
+            await twilio.aclose()
+
+    with open_database(settings, "worker") as database:
+        asyncio.run(on_database(database.uri, work))
+    return 0
+
+
+def _twilio_standin(settings: Settings, args: argparse.Namespace) -> int:
+    kinds: list[tuple[CalleeKind, list[str]]] = [
+        ("machine", args.machine),
+        ("busy", args.busy),
+        ("no-answer", args.no_answer),
+    ]
+    callees = {
+        normalize_phone_number(number): Callee(kind=kind)
+        for kind, numbers in kinds
+        for number in numbers
+    }
+    run_standin(args.host, args.port, callees)
+    return 0
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:

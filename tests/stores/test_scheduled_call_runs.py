@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from stores.scheduled_call_runs import Claim, ScheduledCallRuns
+from stores.scheduled_call_runs import Claim, Placed, ScheduledCallRuns
 from stores.scheduled_calls import ScheduledCall, ScheduledCallCreate, ScheduledCallStore
 from tests.stores.factories import START
 
@@ -68,9 +68,14 @@ async def test_the_call_completes_once_every_destination_is_done_and_one_was_rea
     await runs.release(claim)
     assert (await current(runs, claim)).status == "in-progress", "outcomes still to come"
 
-    await runs.outcome("CA" + "1" * 32, "voicemail", final=False)
-    await runs.outcome("CA" + "1" * 32, "answered")  # the completed callback after it
-    await runs.outcome("CA" + "2" * 32, "busy")
+    first, second = (
+        Placed(claim.call_id, 0, "CA" + "1" * 32),
+        Placed(claim.call_id, 1, "CA" + "2" * 32),
+    )
+    assert await runs.outcome(first, "voicemail", final=False)
+    assert await runs.outcome(first, "answered")  # the completed callback after it
+    assert await runs.outcome(second, "busy")
+    assert not await runs.outcome(Placed(claim.call_id, 1, "CA" + "3" * 32), "answered")
 
     call = await current(runs, claim)
     assert [(d.state, d.outcome) for d in call.destinations] == [
@@ -88,7 +93,7 @@ async def test_a_call_nobody_answered_fails(database: Db) -> None:
     assert await runs.dialling(claim, 1)
     assert await runs.dialled(claim, 1, "CA" + "2" * 32, attempts=2)
     await runs.release(claim)
-    await runs.outcome("CA" + "2" * 32, "no-answer")
+    assert await runs.outcome(Placed(claim.call_id, 1, "CA" + "2" * 32), "no-answer")
 
     call = await current(runs, claim)
     assert call.status == "failed"
@@ -106,3 +111,16 @@ async def test_a_call_that_cannot_be_placed_fails_whole_with_its_reason(database
     assert {(d.outcome, d.error) for d in call.destinations} == {
         ("failed", "the from number is inactive")
     }
+
+
+async def test_an_outcome_that_comes_before_the_sid_is_stored_is_kept(database: Db) -> None:
+    runs, claim = await claimed(database)
+    sid = "CA" + "1" * 32
+    assert await runs.dialling(claim, 0)
+    # Twilio failed the call at once: its callback came before `calls.create` returned.
+    assert await runs.outcome(Placed(claim.call_id, 0, sid), "failed", "unreachable")
+    assert await runs.dialled(claim, 0, sid, attempts=1)
+
+    call = await current(runs, claim)
+    assert (call.destinations[0].state, call.destinations[0].outcome) == ("done", "failed")
+    assert call.destinations[0].callSid == sid

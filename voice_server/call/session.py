@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from media.codec import ulaw_to_pcm16
@@ -41,13 +40,12 @@ from media.supervision import Action
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStarted
 from media.twilio import Dtmf, Event, Mark, Media, Stop
 from media.vad import VoiceActivityDetector
-from stores.agents import Agent
 from voice_server.call.barge_in import BargeIn
+from voice_server.call.context import CALLEE_SILENT, CallContext
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.greetings import greeting_text
 from voice_server.call.held_answer import HeldAnswer
 from voice_server.call.latency import TurnTimer
-from voice_server.call.opening import CALLEE_SILENT, Opening
 from voice_server.call.outbound import Outbound
 from voice_server.call.phrases import NOT_HEARD_TEXT, STT_GOODBYE_TEXT
 from voice_server.call.rendering import Renderer
@@ -68,21 +66,6 @@ from voice_server.providers.registry import CallProviders
 log = get_logger(__name__)
 
 SURE_SPEECH_MS = 500  # speech this long was words, even if no transcript came
-
-
-@dataclass(frozen=True)
-class CallContext:
-    call_sid: str
-    stream_sid: str
-    agent: Agent
-    # Renders started while the phone rang (μ-law; None when rendering failed): the greeting,
-    # and FALLBACK_TEXT, so that a failing TTS is still answered with speech.
-    greeting_audio: Awaitable[bytes | None] | None = None
-    fallback_audio: Awaitable[bytes | None] | None = None
-    # What the call hears when the server stops (`shut_down`), rendered as the call starts.
-    shutdown_text: str = "Goodbye!"
-    shutdown_audio: Awaitable[bytes | None] | None = None
-    opening: Opening = field(default_factory=Opening)
 
 
 class CallSession:

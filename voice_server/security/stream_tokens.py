@@ -39,10 +39,12 @@ class StreamTokens:
             raise StreamTokenError(str(refused)) from None
         if token_call != call_sid:
             raise StreamTokenError("stream token was issued for another call")
-        self._used = {sid: exp for sid, exp in self._used.items() if exp >= now}
-        if call_sid in self._used:
+        # Each token once, not each call: a call we placed may move to a second stream (the
+        # voicemail after the beep) with a token minted for it then.
+        self._used = {used: exp for used, exp in self._used.items() if exp >= now}
+        if token in self._used:
             raise StreamTokenError("stream token was already used")
-        self._used[call_sid] = now + self._signed.ttl_seconds
+        self._used[token] = now + self._signed.ttl_seconds
 
 
 class PendingStreamsFull(Exception):

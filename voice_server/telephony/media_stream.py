@@ -27,10 +27,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from media.twilio import Connected, Event, ProtocolError, Start, parse_event
 from stores.agents import Agent
 from stores.calls import CallStore
+from voice_server.call.context import CallContext, Opening
 from voice_server.call.end_reasons import EndReason
-from voice_server.call.opening import Opening
 from voice_server.call.phrases import FALLBACK_TEXT
-from voice_server.call.session import CallContext, CallSession
+from voice_server.call.session import CallSession
 from voice_server.call.transcript import FINISH_WINDOW_S
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES

@@ -25,6 +25,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from stores.calls import CallCreate, ForeignCall
 from stores.phone_numbers import PhoneNumber
+from stores.scheduled_call_runs import Placed
 from stores.scheduled_calls import ScheduledCall
 from voice_server.call.end_reasons import EndReason
 from voice_server.log import bind_call, get_logger
@@ -49,20 +50,21 @@ def _hang_up() -> VoiceResponse:
     return response
 
 
-class _Placed:
+class _Verified:
     """A verified webhook about one destination of one of our scheduled calls."""
 
     def __init__(
-        self, params: dict[str, str], call: ScheduledCall, index: int, number: PhoneNumber
+        self, params: dict[str, str], call: ScheduledCall, placed: Placed, number: PhoneNumber
     ) -> None:
         self.params = params
         self.call = call
-        self.index = index
+        self.placed = placed
+        self.index = placed.index
         self.number = number
-        self.call_sid = params["CallSid"]
+        self.call_sid = placed.call_sid
 
 
-async def _verified(request: Request) -> _Placed:
+async def _verified(request: Request) -> _Verified:
     """The webhook, verified for the scheduled call and destination its URL names; 403 for
     anything else (logged)."""
     services: Services = request.state.services
@@ -80,10 +82,10 @@ async def _verified(request: Request) -> _Placed:
     if not CALL_SID.fullmatch(call_sid):
         raise HTTPException(status_code=400, detail="CallSid is missing or not a Twilio call SID")
     bind_call(call_sid=call_sid)
-    dialled = call.destinations[index].callSid
-    if dialled is not None and dialled != call_sid:
+    placed = Placed(call.id, index, call_sid, number.id)
+    if await services.scheduled_runs.placed_call(placed) is None:
         raise refuse(request, "the CallSid is not the call placed to this destination")
-    return _Placed(params, call, index, number)
+    return _Verified(params, call, placed, number)
 
 
 @answers_outage("the call we placed was hung up", lambda: twiml_response(_hang_up()))
@@ -96,7 +98,7 @@ async def outbound_answer(request: Request) -> Response:
     if agent is None:
         log.warning("answered call has no agent to speak; hanging up")
         await services.scheduled_runs.outcome(
-            placed.call_sid, "failed", "no agent on the number", final=False
+            placed.placed, "failed", "no agent on the number", final=False
         )
         return twiml_response(_hang_up())
     voicemail = request.query_params.get("voicemail") == "1"
@@ -115,7 +117,7 @@ async def outbound_answer(request: Request) -> Response:
         created = await services.calls.create(record)
     except ForeignCall:
         raise refuse(request, "the CallSid is a call of another number") from None
-    await services.scheduled_runs.answered(placed.call_sid, created.id)
+    await services.scheduled_runs.answered(placed.placed, created.id)
     opening = (
         "voicemail" if voicemail else "message" if call.callType == "normal" else "conversation"
     )
@@ -140,7 +142,7 @@ async def machine_verdict(request: Request) -> Response:
     log.info("answering-machine verdict", answered_by=answered_by)
     if answered_by not in MACHINE_VERDICTS:
         return Response(status_code=204)  # a person (or unknown): the conversation goes on
-    await services.scheduled_runs.outcome(placed.call_sid, "voicemail", final=False)
+    await services.scheduled_runs.outcome(placed.placed, "voicemail", final=False)
     try:
         credentials = number_credentials(services.phone_numbers, placed.number)
         if placed.call.left_on_voicemail is None:

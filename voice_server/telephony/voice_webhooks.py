@@ -25,6 +25,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from stores.calls import Call, CallCreate, CallLine, ForeignCall
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
+from stores.scheduled_call_runs import Placed
 from stores.scheduled_calls import Outcome
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.phrases import FALLBACK_TEXT
@@ -150,6 +151,15 @@ def _foreign_call(request: Request, number: PhoneNumber | None) -> HTTPException
     return refuse(request, "the CallSid is a call of another number", **number_id)
 
 
+def _placed(request: Request, call_sid: str, number: PhoneNumber) -> Placed | None:
+    """The scheduled call's destination a status callback's URL names (one we placed)."""
+    scheduled = request.query_params.get("scheduled")
+    destination = request.query_params.get("destination", "")
+    if scheduled is None or not destination.isdigit():
+        return None
+    return Placed(scheduled, int(destination), call_sid, number.id)
+
+
 @answers_outage("the call status was not recorded", lambda: Response(status_code=204))
 async def call_status(request: Request) -> Response:
     """POST /twilio/status: a terminal call status ends the call record (if nothing did yet),
@@ -177,9 +187,7 @@ async def call_status(request: Request) -> Response:
         )
     except ForeignCall:
         raise _foreign_call(request, number) from None
-    if direction.startswith("outbound"):
-        await services.scheduled_runs.outcome(
-            call_sid, OUTBOUND_OUTCOMES[status], from_number_id=number.id
-        )
+    if (placed := _placed(request, call_sid, number)) is not None:
+        await services.scheduled_runs.outcome(placed, OUTBOUND_OUTCOMES[status])
     log.info("call status received", status=status, finalized=ended)
     return Response(status_code=204)

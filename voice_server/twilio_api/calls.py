@@ -46,11 +46,12 @@ class CallUrls:
 
     @classmethod
     def of(cls, base_url: str, scheduled_call_id: str, destination: int) -> CallUrls:
-        """The URLs for one destination of a scheduled call (named in their query)."""
+        """The URLs for one destination of a scheduled call, named in their query: Twilio's
+        callbacks may come before its call's SID is stored."""
         query = f"?scheduled={scheduled_call_id}&destination={destination}"
         return cls(
             answer=f"{base_url}{ANSWER_PATH}{query}",
-            status=f"{base_url}{STATUS_PATH}",
+            status=f"{base_url}{STATUS_PATH}{query}",
             machine=f"{base_url}{MACHINE_PATH}{query}",
         )
 

@@ -32,9 +32,10 @@ from stores.calls import TranscriptEntry
 from tests.stores.factories import agent as agent_fields
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel
 from tests.voice_server.fakes import EchoingSpeechToText
+from voice_server.call.context import CallContext
 from voice_server.call.greetings import greeting_text
 from voice_server.call.phrases import FALLBACK_TEXT
-from voice_server.call.session import CallContext, CallSession
+from voice_server.call.session import CallSession
 from voice_server.call.speech_audio import render_ulaw
 from voice_server.providers.base import LanguageModel, SpeechToText, TextToSpeech, TtsRequest
 from voice_server.providers.registry import CallProviders

@@ -25,7 +25,7 @@ from playwright.async_api import (
 from stores.agents import AgentStore
 from stores.api_keys import ApiKeyStore
 from stores.calls import CallStore, TranscriptEntry
-from stores.scheduled_call_runs import Claim, ScheduledCallRuns
+from stores.scheduled_call_runs import Claim, Placed, ScheduledCallRuns
 from stores.scheduled_calls import ScheduledCallCreate, ScheduledCallStore
 from tests.stores.factories import agent, call
 from tests.voice_server.conftest import Server
@@ -377,9 +377,13 @@ async def test_scheduled_calls_show_how_each_number_went(
     await runs.release(done)
     said = ["Hello, this is the clinic calling about tomorrow.", "Yes, I will be there."]
     answered = await outbound_call(server, done, "CA" + "1" * 32, ANSWERED, said)
-    await runs.answered("CA" + "1" * 32, answered)
-    await runs.outcome("CA" + "1" * 32, "answered")
-    await runs.outcome("CA" + "2" * 32, "busy")
+    first, second = (
+        Placed(done.call_id, 0, "CA" + "1" * 32),
+        Placed(done.call_id, 1, "CA" + "2" * 32),
+    )
+    assert await runs.answered(first, answered)
+    assert await runs.outcome(first, "answered")
+    assert await runs.outcome(second, "busy")
     late = await claimed(server, now - timedelta(hours=1), LATE, **NORMAL)
     assert await runs.fail(late, LATE_ERROR)
 
@@ -441,14 +445,15 @@ async def test_the_list_is_read_again_while_a_call_runs_or_is_due(
     await page.click("#scheduled-tab")
     numbers = page.locator(f"#scheduled > li[data-id='{running.call_id}'] .destination .status")
     await expect(numbers).to_have_text(["dialled", "waiting"])
-    await runs.outcome("CA" + "3" * 32, "voicemail", final=False)
+    first = Placed(running.call_id, 0, "CA" + "3" * 32)
+    assert await runs.outcome(first, "voicemail", final=False)
     await page.clock.run_for(POLL_MS)
     await expect(numbers).to_have_text(["voicemail", "waiting"])
     assert await runs.dialling(running, 1)
     assert await runs.dialled(running, 1, "CA" + "4" * 32, attempts=1)
     await runs.release(running)
-    await runs.outcome("CA" + "3" * 32, "answered")
-    await runs.outcome("CA" + "4" * 32, "busy")
+    assert await runs.outcome(first, "answered")
+    assert await runs.outcome(Placed(running.call_id, 1, "CA" + "4" * 32), "busy")
     await page.clock.run_for(POLL_MS)
     await expect(numbers).to_have_text(["voicemail", "busy"])
     # Nothing runs now: the list is read again when the pending call is due, not before.

@@ -29,6 +29,16 @@ def test_valid_token_is_accepted_once(tokens: StreamTokens) -> None:
         tokens.redeem(token, "CA1", now=NOW + 2)
 
 
+def test_a_second_stream_of_a_call_needs_a_token_of_its_own(tokens: StreamTokens) -> None:
+    first, second = tokens.mint("CA1", now=NOW), tokens.mint("CA1", now=NOW + 5)
+    tokens.redeem(first, "CA1", now=NOW + 6)
+
+    tokens.redeem(second, "CA1", now=NOW + 7)
+
+    with pytest.raises(StreamTokenError, match=r"^stream token was already used$"):
+        tokens.redeem(second, "CA1", now=NOW + 8)
+
+
 def test_token_is_accepted_until_its_expiry(tokens: StreamTokens) -> None:
     tokens.redeem(tokens.mint("CA1", now=NOW), "CA1", now=NOW + TTL)
 
