@@ -19,6 +19,17 @@ TURN_LATENCY = Histogram(
     "Caller's last speech frame to the agent's first audio frame",
     buckets=(0.3, 0.5, 0.7, 0.9, 1.2, 1.5, 2.0, 3.0, 5.0),
 )
+OUTBOUND_DIALS = Counter(
+    "voice_outbound_dials_total",
+    "Destinations of scheduled calls: dialled, not dialled (Twilio refused), or never dialled "
+    "(the scheduled call could not be placed)",
+    ["result"],
+)
+OUTBOUND_DIAL_DELAY = Histogram(
+    "voice_outbound_dial_delay_seconds",
+    "From a destination's scheduledDateTime to the end of its dialling (Twilio's answer)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 BARGE_INS = Counter("voice_barge_ins_total", "Times a caller interrupted the agent")
 TRANSCRIPT_LOSSES = Counter(
     "voice_transcript_entries_unstored_total",

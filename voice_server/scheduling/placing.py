@@ -20,6 +20,7 @@ from stores.prompts import PromptStore
 from stores.scheduled_call_runs import Claim, ScheduledCallRuns
 from stores.scheduled_calls import ScheduledCall
 from voice_server.log import get_logger
+from voice_server.metrics import OUTBOUND_DIAL_DELAY, OUTBOUND_DIALS
 from voice_server.settings import Settings
 from voice_server.twilio_api.calls import CallNotPlaced, CallUrls, place_call
 from voice_server.twilio_api.rest import Credentials, SendFailed, TwilioRest, number_credentials
@@ -61,6 +62,7 @@ async def place(dialling: Dialling, claim: Claim, call: ScheduledCall) -> None:
         caller = await _checked(dialling, call)
     except CannotPlace as problem:
         log.warning("scheduled call not placed", reason=str(problem))
+        OUTBOUND_DIALS.labels(result="never-dialled").inc(len(call.toPhoneNumbers))
         await dialling.runs.fail(claim, str(problem))
         return
     lease = timedelta(seconds=dialling.settings.scheduler_lease_seconds)
@@ -75,6 +77,8 @@ async def place(dialling: Dialling, claim: Claim, call: ScheduledCall) -> None:
             return
         if await dialling.runs.dialling(claim, index):
             await _dial(dialling, claim, index, caller, destination.to)
+            delay = datetime.now(UTC) - call.scheduledDateTime
+            OUTBOUND_DIAL_DELAY.observe(delay.total_seconds())
     await dialling.runs.release(claim)
 
 
@@ -140,7 +144,9 @@ async def _dial(dialling: Dialling, claim: Claim, index: int, caller: Caller, to
                 )
     except CallNotPlaced as error:
         log.warning("destination not dialled", to=to, error=str(error), attempts=attempt)
+        OUTBOUND_DIALS.labels(result="not-dialled").inc()
         await dialling.runs.not_dialled(claim, index, str(error), attempt)
         return
     log.info("destination dialled", to=to, call_sid=sid, attempts=attempt)
+    OUTBOUND_DIALS.labels(result="dialled").inc()
     await dialling.runs.dialled(claim, index, sid, attempt)
