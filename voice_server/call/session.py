@@ -117,6 +117,7 @@ class CallSession:
         self._endpoint_at = self._last_final = 0.0
         self._held = HeldAnswer(self._turns, self._endpointer, self._supervision)
         self._closing = False  # a goodbye is being said: the call ends after it
+        self._opened = False  # the agent has taken its first turn
 
     async def run(self, events: AsyncIterator[Event]) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
@@ -156,17 +157,27 @@ class CallSession:
         opening = self._context.opening
         if not opening.greet:
             return self._tasks.spawn(self._wait_for_hello(opening.hello_wait_s), name="hello")
+        self._opened = True
         greeting = self._speaker.say(greeting_text(self._agent), self._context.greeting_audio)
         self._tasks.respond(greeting)
         return None
 
     async def _wait_for_hello(self, wait_s: float) -> None:
         await asyncio.sleep(wait_s)  # the deadline the callee has to speak first
-        if self._endpointer.last_speech_at == 0 and not self._speaking:
+        self._open_if_due()
+
+    def _open_if_due(self) -> None:
+        """Speak first, unless the agent has spoken or the callee is saying something (or
+        said something whose words are still to come: their final decides)."""
+        endpointer = self._endpointer
+        if self._opened or self._speaking or endpointer.in_speech:
+            return
+        if endpointer.last_speech_at <= self._last_final:
             self._speak_first()
 
     def _speak_first(self) -> None:
         """The agent's turn without the callee's words: the message, or an answer to none."""
+        self._opened = True
         opening = self._context.opening
         if opening.message is not None:
             self._goodbye(opening.message_ends_as, opening.message, opening.message_audio)
@@ -292,6 +303,7 @@ class CallSession:
         if not text:
             log.info("caller spoke but no words were recognised")
             self._release()
+            self._open_if_due()
             return
         self._barge_in.settle()
         # The turn ended at our endpoint, or earlier if the recogniser endpointed first.
@@ -315,6 +327,7 @@ class CallSession:
             if self._context.opening.message is not None:  # it answers anything said
                 self._speak_first()
                 return
+            self._opened = True
             # With barge-in off, an answer waits for the agent to finish what it is saying.
             self._respond(self._answer(timer), replace=self._turns.bargeIn)
 
@@ -393,6 +406,8 @@ class CallSession:
                 self._release()
             elif self._endpointer.speech_ms >= SURE_SPEECH_MS:  # words, not a noise it ignored
                 self._respond(self._speaker.say(NOT_HEARD_TEXT))
+            elif not self._opened and not self._speaking:  # an unheard "Hello?"
+                self._speak_first()
         elif action is Action.RESPONSE_STUCK:
             log.error("the agent's response stalled; saying the fallback")
             self._respond(self._speaker.apologise("the response produced nothing in time"))

@@ -12,8 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from voice_server.simulation.callees import Callee
-from voice_server.simulation.twilio_standin import TwilioStandin, serve_twilio_standin
 
 from stores.agents import AgentStore
 from stores.change_streams import open_change_stream
@@ -36,7 +34,9 @@ from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_STT_MODEL, DEMO_USER, DemoLine, seed_demo
 from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
+from voice_server.simulation.callees import Callee
 from voice_server.simulation.caller_script import CallerScript, render_steps
+from voice_server.simulation.twilio_standin import TwilioStandin, serve_twilio_standin
 from voice_server.twilio_api.rest import TwilioRest
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -79,9 +79,10 @@ class Line:
         return call
 
 
-async def callee_renders() -> dict[str, bytes]:
-    """The callee's words as the stand-in sends them, for the recogniser stand-in."""
-    script = CallerScript(turns=(CALLEE.first_words, CALLEE_SAYS))
+async def callee_renders(*heard: str) -> dict[str, bytes]:
+    """The callee's words as the stand-in sends them, for the recogniser stand-in (which
+    hears those only)."""
+    script = CallerScript(turns=heard)
     renders = await render_steps(script)
     return {step.text: audio for step, audio in renders.items() if hasattr(step, "text")}
 
@@ -93,9 +94,11 @@ async def calling_line(
     *replies: str | Reply,
     worker: bool = True,
     standin: TwilioStandin | None = None,
+    heard: tuple[str, ...] = (CALLEE.first_words, CALLEE_SAYS),
 ) -> AsyncIterator[Line]:
     """The stand-in and the server (with its scheduled-call worker unless `worker` is False)
-    on the demo number, whose agent answers with `replies` in turn."""
+    on the demo number, whose agent answers with `replies` in turn and hears the callee's
+    words in `heard` (any other sound: no words)."""
     demo = await seed_demo(database, secret_box(settings))
     number = await PhoneNumberStore(database, secret_box(settings)).find_registered(demo.number)
     assert number is not None
@@ -104,7 +107,7 @@ async def calling_line(
     )
     llm = ScriptedLanguageModel(*replies)
     providers = ProviderRegistry(
-        stt={DEMO_STT_MODEL: EchoingSpeechToText(await callee_renders())},
+        stt={DEMO_STT_MODEL: EchoingSpeechToText(await callee_renders(*heard))},
         llm={local.LLM_MODEL: llm},
         tts={local.TTS_MODEL: local.EspeakTextToSpeech()},
     )

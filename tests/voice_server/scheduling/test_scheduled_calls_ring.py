@@ -17,6 +17,7 @@ from tests.voice_server.scheduling.line import (
     calling_line,
     settled,
 )
+from voice_server.call.context import CALLEE_SILENT
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings
 from voice_server.simulation.callees import Callee
@@ -70,6 +71,25 @@ async def test_an_ai_call_rings_runs_on_the_prompt_snapshot_and_is_recorded(
     ]
     assert call.end_reason == "agent-ended"
     assert record.status == "completed"
+
+
+async def test_when_the_callees_hello_is_not_heard_the_agent_speaks_first(
+    database: Db, settings: Settings
+) -> None:
+    replies = (OPENER, Reply("Great, see you Tuesday. Goodbye!", end_call=True))
+    async with calling_line(database, settings, *replies, heard=(CALLEE_SAYS,)) as line:
+        await line.schedule()
+        (create,) = await line.standin.wait_for_creates(1, answered=True)
+        assert create.call_sid is not None
+        await line.standin.finished(create.call_sid)
+
+    assert [m.content for m in line.llm.requests[0].messages[1:]] == [CALLEE_SILENT]
+    call = await CallStore(database).get(create.call_sid)
+    assert call is not None
+    assert [(e.role, e.text) for e in call.transcript][:2] == [
+        ("assistant", OPENER),
+        ("user", CALLEE_SAYS),
+    ]
 
 
 async def test_a_normal_call_says_its_message_and_hangs_up(
