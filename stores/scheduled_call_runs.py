@@ -15,7 +15,7 @@ destination is done and one was reached (answered, or a voicemail), `failed` whe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -26,6 +26,7 @@ from stores.documents import from_document, object_id, utc_now
 from stores.scheduled_calls import COLLECTION, Destination, Outcome, ScheduledCall
 
 REACHED: tuple[Outcome, ...] = ("answered", "voicemail")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # `$gte` it: any lease (`$ne: null` scans)
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,22 @@ class ScheduledCallRuns:
     async def claim_due(self, now: datetime, worker: str, lease: timedelta) -> ScheduledCall | None:
         """Atomically take the earliest due call (pending, or in progress under a lease that
         ran out) for `worker`, leased until `now + lease`; None when nothing is due."""
-        document = await self._collection.find_one_and_update(
-            {
-                "isDeleted": False,
-                "$or": [
-                    {"status": "pending", "scheduledDateTime": {"$lte": now}},
-                    {"status": "in-progress", "leaseUntil": {"$lt": now}},
-                ],
-            },
-            {
-                "$set": {
-                    "status": "in-progress",
-                    "claimedBy": worker,
-                    "leaseUntil": now + lease,
-                    "updated_at": utc_now(),
-                },
-            },
-            sort=[("scheduledDateTime", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
+        claimed = {"status": "in-progress", "claimedBy": worker, "leaseUntil": now + lease}
+        document = None
+        # Pending calls first, then calls whose worker's lease ran out: two queries rather than
+        # one `$or`, so each uses its own index.
+        for due in (
+            {"status": "pending", "isDeleted": False, "scheduledDateTime": {"$lte": now}},
+            {"status": "in-progress", "leaseUntil": {"$lt": now}, "isDeleted": False},
+        ):
+            document = await self._collection.find_one_and_update(
+                due,
+                {"$set": claimed | {"updated_at": utc_now()}},
+                sort=[("scheduledDateTime", 1)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if document is not None:
+                break
         if document is None:
             return None
         if "destinations" not in document:
@@ -101,7 +99,7 @@ class ScheduledCallRuns:
         times = []
         for query, field in (
             ({"status": "pending", "isDeleted": False}, "scheduledDateTime"),
-            ({"status": "in-progress", "leaseUntil": {"$ne": None}}, "leaseUntil"),
+            ({"status": "in-progress", "leaseUntil": {"$gte": _EPOCH}}, "leaseUntil"),
         ):
             first = await self._collection.find_one(query, {field: 1}, sort=[(field, 1)])
             if first is not None and first.get(field) is not None:
@@ -146,10 +144,13 @@ class ScheduledCallRuns:
     async def release(self, claim: Claim) -> None:
         """Every destination is dialled or done: no lease is needed while calls run (outcomes
         arrive by callback)."""
-        await self._collection.update_one(
-            claim.query, {"$set": {"leaseUntil": None, "updated_at": utc_now()}}
+        document = await self._collection.find_one_and_update(
+            claim.query,
+            {"$set": {"leaseUntil": None, "updated_at": utc_now()}},
+            return_document=ReturnDocument.AFTER,
         )
-        await self.settle(claim.call_id)
+        if document is not None and all(d["state"] == "done" for d in document["destinations"]):
+            await self.settle(claim.call_id)  # else the last outcome to come settles it
 
     async def fail(self, claim: Claim, error: str) -> bool:
         """The call cannot be placed at all (bad input): `failed`, with why, and every
@@ -198,13 +199,15 @@ class ScheduledCallRuns:
             change["state"] = "done"
         if error is not None:
             change["error"] = error
-        changed = await self._set_placed(placed, change)
-        await self.settle(placed.call_id)
-        return changed
+        after = await self._set_placed(placed, change)
+        # Whichever outcome is written last sees every destination done, and settles the call.
+        if after is not None and all(d["state"] == "done" for d in after["destinations"]):
+            await self.settle(placed.call_id)
+        return after is not None
 
     async def answered(self, placed: Placed, record_id: str) -> bool:
         """Link the destination to its call's record in `calls`."""
-        return await self._set_placed(placed, {"callId": record_id})
+        return await self._set_placed(placed, {"callId": record_id}) is not None
 
     async def placed_call(self, placed: Placed) -> ScheduledCall | None:
         """The scheduled call, if `placed` names one of its destinations that was dialled."""
@@ -221,9 +224,10 @@ class ScheduledCallRuns:
             return None
         return call
 
-    async def _set_placed(self, placed: Placed, change: dict[str, Any]) -> bool:
+    async def _set_placed(self, placed: Placed, change: dict[str, Any]) -> dict[str, Any] | None:
+        """The scheduled call after the change, or None if it did not apply."""
         prefix = f"destinations.{placed.index}"
-        result = await self._collection.update_one(
+        document: dict[str, Any] | None = await self._collection.find_one_and_update(
             {
                 "_id": ObjectId(placed.call_id),
                 f"{prefix}.callSid": {"$in": [None, placed.call_sid]},
@@ -233,8 +237,9 @@ class ScheduledCallRuns:
                 "$set": {f"{prefix}.{k}": v for k, v in change.items()}
                 | {f"{prefix}.callSid": placed.call_sid, "updated_at": utc_now()}
             },
+            return_document=ReturnDocument.AFTER,
         )
-        return result.modified_count == 1
+        return document
 
     async def get(self, call_id: str) -> ScheduledCall | None:
         """The scheduled call, whoever owns it (webhooks check the owner themselves)."""

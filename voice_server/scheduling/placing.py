@@ -66,15 +66,18 @@ async def place(dialling: Dialling, claim: Claim, call: ScheduledCall) -> None:
         await dialling.runs.fail(claim, str(problem))
         return
     lease = timedelta(seconds=dialling.settings.scheduler_lease_seconds)
+    renewed = datetime.now(UTC)  # the claim's lease was taken just now
     for index, destination in enumerate(call.destinations):
         if destination.state == "dialling":  # left so by a worker that died mid-request
             log.warning("destination abandoned mid-dial", to=destination.to)
             await dialling.runs.not_dialled(claim, index, ABANDONED, destination.attempts)
         if destination.state != "waiting":
             continue
-        if not await dialling.runs.renew(claim, datetime.now(UTC) + lease):
-            log.warning("scheduled call claim lost; stopping")
-            return
+        if datetime.now(UTC) - renewed > lease / 4:
+            renewed = datetime.now(UTC)
+            if not await dialling.runs.renew(claim, renewed + lease):
+                log.warning("scheduled call claim lost; stopping")
+                return
         if await dialling.runs.dialling(claim, index):
             await _dial(dialling, claim, index, caller, destination.to)
             delay = datetime.now(UTC) - call.scheduledDateTime

@@ -1,7 +1,7 @@
 """The scheduled-call worker: sleeps until a call is due, claims it, places it.
 
 It wakes when the next call becomes due (the earliest pending time, or a lease running out),
-and at once when the collection changes (a change stream; without one it looks again every
+and at once when a call is created or moved (a change stream; without one it looks again every
 `POLL_S`), so a call created or moved to a time already past rings within a second or two,
 and an idle worker costs the database nothing but the stream. Claims are atomic
 (`stores.scheduled_call_runs`): any number of workers, in any number of servers, run each call
@@ -40,8 +40,17 @@ MAX_SLEEP_S = 60.0  # a check now and then, whatever the stream says
 RETRY_S = 2.0  # after a database error
 _PIPELINE: list[dict[str, Any]] = [
     {"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}},
-    {"$project": {"operationType": 1}},
+    {"$project": {"operationType": 1, "updateDescription.updatedFields.scheduledDateTime": 1}},
 ]
+
+
+def _may_be_due(event: dict[str, Any]) -> bool:
+    """Whether a write can have made a call due: a new call, or a new time. (The workers' own
+    writes, claims and outcomes, cannot: waking on them would have every worker look again at
+    every write of every other.)"""
+    if event["operationType"] != "update":
+        return True
+    return "scheduledDateTime" in event.get("updateDescription", {}).get("updatedFields", {})
 
 
 def worker_name() -> str:
@@ -119,8 +128,9 @@ class ScheduledCallWorker:
         while True:
             try:
                 async with open_change_stream(self._db, COLLECTION, _PIPELINE) as stream:
-                    async for _ in stream:
-                        self._changed.set()
+                    async for event in stream:
+                        if _may_be_due(event):
+                            self._changed.set()
             except ChangeStreamsUnsupported:
                 log.info("no change streams: looking for due calls every second")
                 while True:

@@ -16,8 +16,6 @@ from twilio.base.exceptions import TwilioRestException
 
 from voice_server.twilio_api.rest import Credentials, TwilioRest
 
-# Twilio's status callback events for a call we place: every step, so outcomes are exact.
-STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 MACHINE_DETECTION_TIMEOUT_S = 30
 
 
@@ -66,8 +64,7 @@ async def place_call(
             to=to,
             from_=from_,
             url=urls.answer,
-            status_callback=urls.status,
-            status_callback_event=STATUS_EVENTS,
+            status_callback=urls.status,  # Twilio's default: once, when the call has ended
             machine_detection="DetectMessageEnd",
             machine_detection_timeout=MACHINE_DETECTION_TIMEOUT_S,
             async_amd="true",
