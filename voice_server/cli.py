@@ -227,14 +227,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The server's socket, bound before anything starts, so a busy port is told in one line."""
+def _listen(host: str, port: int, set_by: str = "HOST, PORT") -> socket.socket:
+    """The server's socket, bound before anything starts, so a busy port is told in one line
+    (naming the settings or options `set_by` that choose it)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
-        raise CommandError(f"cannot listen on {host}:{port} (HOST, PORT): {reason}") from None
+        raise CommandError(f"cannot listen on {host}:{port} ({set_by}): {reason}") from None
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -261,7 +262,8 @@ def _twilio_standin(settings: Settings, args: argparse.Namespace) -> int:
         for kind, numbers in kinds
         for number in numbers
     }
-    run_standin(args.host, args.port, callees)
+    with _listen(args.host, args.port, "--host, --port") as listening:
+        run_standin(listening, callees)
     return 0
 
 

@@ -56,6 +56,16 @@ async def test_serve_on_a_busy_port_is_one_line_and_starts_no_database(tmp_path:
     assert not (tmp_path / "var" / "db").exists()
 
 
+async def test_the_twilio_standin_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        failed = await run(command_env(tmp_path), "twilio-standin", "--port", str(port))
+    assert failed.code == 1
+    assert failed.stderr.splitlines() == [
+        f"cannot listen on 127.0.0.1:{port} (--host, --port): Address already in use"
+    ]
+
+
 async def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").touch()
     env = command_env(tmp_path) | {"DATA_DIR": str(tmp_path / "a-file" / "var")}

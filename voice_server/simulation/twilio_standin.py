@@ -21,6 +21,7 @@ import base64
 import binascii
 import re
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -326,17 +327,15 @@ async def serve_twilio_standin(
 
 
 def run_standin(
-    host: str,
-    port: int,
+    listening: socket.socket,
     callees: Mapping[str, Callee] | None = None,
     default_callee: Callee | None = None,
 ) -> None:
-    """Serve the stand-in at host:port until interrupted (Ctrl-C or SIGTERM). Every destination
-    not in `callees` is answered by `default_callee` (a person who says "Hello?", then "Yes, I
-    can talk now.", and waits for the agent to hang up)."""
+    """Serve the stand-in on a bound socket until interrupted (Ctrl-C or SIGTERM). Every
+    destination not in `callees` is answered by `default_callee` (a person who says "Hello?",
+    then "Yes, I can talk now.", and waits for the agent to hang up)."""
     standin = TwilioStandin(callees=dict(callees or {}), default_callee=default_callee or Callee())
-    config = uvicorn.Config(
-        standin.app(), host=host, port=port, log_config=None, access_log=False, lifespan="on"
-    )
+    config = uvicorn.Config(standin.app(), log_config=None, access_log=False, lifespan="on")
+    host, port = listening.getsockname()[:2]
     log.info("Twilio stand-in listening", url=f"http://{host}:{port}")
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[listening])
