@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pymongo.errors import PyMongoError
 from tenacity import RetryCallState
 
-from stores.calls import TranscriptEntry
+from stores.calls import CallNotFound, TranscriptEntry
 from voice_server.log import get_logger
 from voice_server.metrics import TRANSCRIPT_LOSSES
 from voice_server.retry import retry_database
@@ -115,6 +115,8 @@ class TranscriptWriter:
             )
         except PyMongoError as error:  # refused, or still unreachable once given up
             self._lost(entry, f"{self._late()}: {error}" if self._given_up() else str(error))
+        except CallNotFound:  # deleted under the call: the call goes on, its words are logged
+            self._lost(entry, "the call's record no longer exists")
 
     def _given_up(self, _: RetryCallState | None = None) -> bool:
         return asyncio.get_running_loop().time() >= self._give_up_at

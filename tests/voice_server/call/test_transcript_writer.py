@@ -191,6 +191,24 @@ async def test_an_entry_the_database_refuses_is_logged_and_the_next_ones_are_sto
     assert (error["entry"]["text"], error["error"]) == ("refused", "the document is too large")
 
 
+async def test_entries_of_a_call_whose_record_is_gone_are_logged_and_the_call_goes_on(
+    database: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CallStore(database)  # no record of CA1: deleted by hand, or never written
+    writer = TranscriptWriter(store, "CA1")
+
+    for text in ["first", "second"]:
+        writer.add(entry(text))
+    writer.close()
+    await run_to_end(writer)
+
+    lost = logged(caplog, "transcript entry could not be stored")
+    assert [(e["entry"]["text"], e["error"]) for e in lost] == [
+        ("first", "the call's record no longer exists"),
+        ("second", "the call's record no longer exists"),
+    ]
+
+
 async def test_entries_past_the_bound_are_dropped_and_logged_in_full(
     database: Db, caplog: pytest.LogCaptureFixture
 ) -> None:
