@@ -352,7 +352,9 @@ class CallSession:
     def _goodbye(
         self, reason: EndReason, text: str, rendered: Awaitable[bytes | None] | None = None
     ) -> None:
-        """Say a last goodbye, then end the call."""
+        """Say a last goodbye, then end the call. An interruption still awaiting its words is
+        settled first: what was cut is recorded as heard, and nothing resumes over the goodbye."""
+        self._barge_in.settle()
         self._respond(self._say_goodbye(reason, text, rendered))
         self._closing = True
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.voice_server.call.harness import Phone, running_call, speech
+from tests.voice_server.call.harness import SHUTDOWN_TEXT, Phone, running_call, speech
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel, speech_ms
 from tests.voice_server.fakes import EchoingSpeechToText
 from voice_server.simulation.caller_script import cough
@@ -186,3 +188,22 @@ async def test_barge_in_can_be_turned_off() -> None:
 async def test_a_backchannel_in_a_sentence_longer_than_the_lead_resumes_where_it_was() -> None:
     long_second = "Starters and soups come first, then the main dishes, then the desserts."
     await answered_over("mm-hm", (MENU_SENTENCES[0], long_second), at_s=3.5)
+
+
+async def test_a_goodbye_while_an_interruption_awaits_its_words_is_said_and_ends_the_call() -> None:
+    """The caller says "mm-hm" over the answer; before its words are in, the server starts
+    its shutdown goodbye. The backchannel must not resume the answer over the goodbye."""
+    llm = ScriptedLanguageModel(" ".join(MENU_SENTENCES))
+    async with running_call(llm=llm, caller_says=[MENU, "mm-hm"]) as call:
+        phone = call.phone
+        await phone.agent_done()
+        await phone.say(MENU)
+        await phone.agent_playing_for(2.0)
+        backchannel = asyncio.create_task(phone.say("mm-hm"))
+        await phone.until(lambda: len(phone.clears()) == 1)  # the agent stopped for it
+        call.call.shut_down(goodbye=True)
+        await backchannel
+        reason = await call.ended(timeout_s=30)
+
+    assert reason == "server-shutdown"
+    assert call.said("assistant")[-1] == SHUTDOWN_TEXT
