@@ -79,9 +79,10 @@ class ScheduledCallWorker:
                     await self._claim_all(group)
                     wake_at = await self._dialling.runs.next_wake()
                 except PyMongoError as error:
-                    if not transient(error):
-                        raise
-                    log.warning("scheduled calls unreachable; retrying", error=str(error))
+                    # The database is down, or refused a query: the calls wait, and the
+                    # worker looks again (a server must not lose its worker to an outage).
+                    level = log.warning if transient(error) else log.error
+                    level("scheduled calls could not be read; retrying", error=str(error))
                     wake_at = datetime.now(UTC) + timedelta(seconds=RETRY_S)
                 await self._sleep_until(wake_at)
 
