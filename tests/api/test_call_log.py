@@ -22,6 +22,7 @@ async def three_calls(calls: CallStore) -> None:
             call(sid, userId="alice", start_time=at, from_number=f"+1555000000{hours}")
         )
     await calls.create(call("CA9", userId="bob", start_time=START + timedelta(hours=5)))
+
     for sid in ("CA1", "CA3"):
         await calls.finalize(sid, ended_at=START + timedelta(hours=3), reason="stop")
 
@@ -53,6 +54,26 @@ async def test_the_list_filters_and_pages(api: Api) -> None:
     assert failing_fields(await api.alice.get("/calls", params={"number": "x"})) == {"query.number"}
     naive = {"started_after": "2026-01-01T00:00:00"}
     assert failing_fields(await api.alice.get("/calls", params=naive)) == {"query.started_after"}
+
+
+async def test_the_list_filters_calls_we_placed_and_their_scheduled_call(api: Api) -> None:
+    calls = CallStore(api.db)
+    await three_calls(calls)
+    scheduled = "6" * 24
+    await calls.create(
+        call("CA4", userId="alice", direction="outbound", scheduled_call_id=scheduled)
+    )
+    await api.db["calls"].update_one({"call_sid": "CA1"}, {"$unset": {"direction": ""}})
+
+    async def sids(**params: str) -> list[str]:
+        return [c["call_sid"] for c in data(await api.alice.get("/calls", params=params))]
+
+    assert await sids(direction="outbound") == ["CA4"]
+    assert await sids(direction="inbound") == ["CA2", "CA3", "CA1"], "CA1 as stored before"
+    assert await sids(scheduled_call_id=scheduled) == ["CA4"]
+    assert failing_fields(await api.alice.get("/calls", params={"direction": "sideways"})) == {
+        "query.direction"
+    }
 
 
 async def test_a_poller_reads_only_the_new_entries_and_the_status(api: Api) -> None:

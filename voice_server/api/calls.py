@@ -29,6 +29,10 @@ class CallFilters(BaseModel):
     from_number: str | None = None
     to_number: str | None = None
     number: E164 | None = Field(default=None, description="The caller's or the dialled number")
+    direction: Literal["inbound", "outbound"] | None = None
+    scheduled_call_id: str | None = Field(
+        default=None, description="Calls placed for this scheduled call"
+    )
     started_after: AwareDatetime | None = Field(default=None, description="start_time >= this")
     started_before: AwareDatetime | None = Field(default=None, description="start_time < this")
 
