@@ -119,15 +119,26 @@ class ScheduledCallRuns:
     async def dialled(self, claim: Claim, index: int, call_sid: str, attempts: int) -> bool:
         """Twilio placed the call: its SID. (Its outcome may have come first, a fast failure:
         the destination is then done already, and only gets its SID.)"""
-        dialled = {"state": "dialled", "callSid": call_sid, "attempts": attempts}
+        dialled = {
+            "state": "dialled",
+            "callSid": call_sid,
+            "attempts": attempts,
+            "dialledAt": utc_now(),
+        }
         if await self._set(claim, index, {"state": "dialling"}, dialled):
             return True
-        sid_only = {"callSid": call_sid, "attempts": attempts}
+        sid_only = {"callSid": call_sid, "attempts": attempts, "dialledAt": utc_now()}
         return await self._set(claim, index, {"state": "done", "callSid": call_sid}, sid_only)
 
     async def not_dialled(self, claim: Claim, index: int, error: str, attempts: int) -> bool:
         """The destination could not be dialled: it is done, `failed`, with `error`."""
-        done = {"state": "done", "outcome": "failed", "error": error, "attempts": attempts}
+        done = {
+            "state": "done",
+            "outcome": "failed",
+            "error": error,
+            "attempts": attempts,
+            "doneAt": utc_now(),
+        }
         return await self._set(claim, index, {"state": "dialling"}, done)
 
     async def _set(
@@ -159,7 +170,7 @@ class ScheduledCallRuns:
         if document is None:
             return False
         destinations = [
-            d | {"state": "done", "outcome": "failed", "error": error}
+            d | {"state": "done", "outcome": "failed", "error": error, "doneAt": utc_now()}
             if d["state"] == "waiting"
             else d
             for d in document.get("destinations", [])
@@ -196,7 +207,7 @@ class ScheduledCallRuns:
         kept = call.destinations[placed.index].outcome is not None and outcome == "answered"
         change: dict[str, Any] = {} if kept else {"outcome": outcome}
         if final:
-            change["state"] = "done"
+            change |= {"state": "done", "doneAt": utc_now()}
         if error is not None:
             change["error"] = error
         after = await self._set_placed(placed, change)

@@ -91,6 +91,7 @@ class Destination(BaseModel):
     `state`: `waiting` to be dialled; `dialling` while Twilio is asked (a worker that dies
     then leaves it so, and it is never dialled again); `dialled` once Twilio gave the call's
     SID; `done` with its `outcome`. `callId` is the answered call's record in `calls`.
+    `dialledAt`: when Twilio took the call; `doneAt`: when its outcome was final.
     """
 
     to: str
@@ -100,6 +101,8 @@ class Destination(BaseModel):
     error: str | None = None
     attempts: int = 0
     callId: str | None = None
+    dialledAt: UtcDatetime | None = None
+    doneAt: UtcDatetime | None = None
 
 
 class ScheduledCall(ScheduledCallCreate):

@@ -84,6 +84,10 @@ async def test_the_call_completes_once_every_destination_is_done_and_one_was_rea
     ]
     assert call.status == "completed"
     assert call.finishedAt is not None
+    for destination in call.destinations:
+        assert destination.dialledAt is not None
+        assert destination.doneAt is not None
+        assert destination.dialledAt <= destination.doneAt <= call.finishedAt
 
 
 async def test_a_call_nobody_answered_fails(database: Db) -> None:
