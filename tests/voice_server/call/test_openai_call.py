@@ -42,6 +42,7 @@ from voice_server.simulation.simulator import CallResult, Line, place_call
 
 Db = AsyncDatabase[dict[str, Any]]
 QUESTION = "What are your opening hours?"
+SEMANTIC_SILENCE_MS = 500  # the Realtime stand-in's end of a turn with `semantic_vad`
 ANSWER = "We are open from nine to five. Is there anything else?"
 
 
@@ -112,6 +113,13 @@ async def test_a_call_through_all_three_openai_providers(database: Db, settings:
     assert metrics is not None
     assert metrics["prompt_tokens"] == 12
     assert {"stt_final_ms", "llm_first_token_ms", "tts_first_byte_ms"} <= metrics.keys()
+    heard = stored.transcript[1].metrics
+    assert heard is not None
+    # The server's final came before our endpointing ended the turn; it is still timed from
+    # the caller's end of speech, past the stand-in's end-of-turn silence.
+    assert heard["stt_final_ms"] >= SEMANTIC_SILENCE_MS
+    assert metrics["stt_final_ms"] == heard["stt_final_ms"]
+    assert metrics["llm_first_token_ms"] >= heard["stt_final_ms"]
     session = openai.realtime.sessions[0]
     assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
     assert session["audio"]["input"]["transcription"]["model"] == "gpt-4o-mini-transcribe"
