@@ -285,6 +285,7 @@ class CallSession:
             model=self._agent.sttModel,
             turn_detection=turns.turnDetection,
             eagerness=turns.eagerness,
+            end_silence_ms=turns.endSilenceMs,
         )
         try:
             async with self._providers.stt.open_session(options) as stt:
