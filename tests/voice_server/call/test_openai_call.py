@@ -101,7 +101,9 @@ async def call(line: Line, script: CallerScript, database: Db) -> tuple[CallResu
     return result, stored
 
 
-async def test_a_call_through_all_three_openai_providers(database: Db, settings: Settings) -> None:
+async def test_a_call_through_all_three_openai_providers(
+    database: Db, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with openai_line(database, settings, (Say(QUESTION),)) as (openai, line, script):
         result, stored = await call(line, script, database)
 
@@ -128,6 +130,9 @@ async def test_a_call_through_all_three_openai_providers(database: Db, settings:
     assert chats[0].body["model"] == "gpt-5.4-mini"
     assert chats[0].body["messages"][-1] == {"role": "user", "content": QUESTION}
     assert stored.status == "completed"
+    # Two of the agent's models are deprecated: said once each, not at every lookup.
+    notices = [entry["notice"] for entry in logged(caplog, "model notice")]
+    assert sorted(notice.split(" ")[0] for notice in notices) == ["sttModel", "ttsModel"]
 
 
 async def test_the_agents_end_silence_ends_the_realtime_servers_turns(
