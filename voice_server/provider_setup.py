@@ -4,7 +4,7 @@ With `OPENAI_API_KEY`, every model name that is not a local one goes to OpenAI (
 OpenAI-compatible server at `OPENAI_BASE_URL` / `OPENAI_LLM_BASE_URL`), through one client per
 configuration for the whole process, and each agent's model names are checked against what the
 installed OpenAI library knows: a model of the wrong kind or already shut down refuses the call
-up front with the reason, a deprecated or unknown one is logged.
+up front with the reason, a deprecated or unknown one is logged (once per agent version).
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from voice_server.settings import Settings
 
 
 def agent_models(agent: Agent) -> ModelChoice:
-    """The agent's model names, as the provider registry takes them."""
-    return ModelChoice(stt=agent.sttModel, llm=agent.inferenceModel, tts=agent.ttsModel)
+    """The agent's model names, as the provider registry takes them, versioned by the agent's
+    last update (notices about them are logged once per version)."""
+    version = f"{agent.id}@{agent.updated_at.isoformat()}"
+    return ModelChoice(
+        stt=agent.sttModel, llm=agent.inferenceModel, tts=agent.ttsModel, version=version
+    )
 
 
 async def _nothing() -> None:

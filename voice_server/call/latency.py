@@ -1,5 +1,6 @@
-"""A turn's latency: timestamps on the event loop's clock, from the caller's last speech frame to
-the agent's first audio frame out, and the figures kept with the turn."""
+"""A turn's latency: timestamps on the event loop's clock, from the caller's real end of speech
+(`media.speech_end`: their last voiced frame with speech energy, not the VAD's hangover) to the
+agent's first audio frame out, and the figures kept with the turn."""
 
 from __future__ import annotations
 
@@ -8,23 +9,29 @@ from dataclasses import dataclass
 
 @dataclass
 class TurnTimer:
-    """Loop-clock timestamps (seconds) of one turn, from the caller's last speech frame onwards."""
+    """Loop-clock timestamps (seconds) of one turn, from the caller's end of speech onwards."""
 
     last_speech: float
+    """The end of the caller's last speech frame."""
     endpoint: float
+    """When the turn was judged over (our endpointing, or the recogniser's final if earlier)."""
     final: float = 0.0
     llm_first_token: float = 0.0
-    tts_requested: float = 0.0
     tts_first_byte: float = 0.0
     first_audio: float = 0.0
 
     def metrics(self) -> dict[str, float]:
-        """The turn's latency figures in milliseconds, each part and the total."""
-        parts = {
-            "endpointing_ms": self.endpoint - self.last_speech,
-            "stt_final_ms": self.final - self.endpoint,
-            "llm_first_token_ms": self.llm_first_token - self.final,
-            "tts_first_byte_ms": self.tts_first_byte - self.tts_requested,
-            "first_audio_ms": self.first_audio - self.last_speech,
+        """The turn's figures in milliseconds, each from the caller's end of speech to the
+        moment it names (a moment not reached yet is left out)."""
+        moments = {
+            "endpointing_ms": self.endpoint,
+            "stt_final_ms": self.final,
+            "llm_first_token_ms": self.llm_first_token,
+            "tts_first_byte_ms": self.tts_first_byte,
+            "first_audio_ms": self.first_audio,
         }
-        return {name: round(seconds * 1000, 1) for name, seconds in parts.items() if seconds >= 0}
+        return {
+            name: round((at - self.last_speech) * 1000, 1)
+            for name, at in moments.items()
+            if at >= self.last_speech
+        }

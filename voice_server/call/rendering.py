@@ -40,11 +40,10 @@ class Renderer:
         timestamps of an answer. Raises `ProviderError` when the TTS fails."""
         start = utterance.spoken.add_sentence(sentence)
         request = TtsRequest(model=self._model, voice=self._voice, text=sentence)
-        requested = self._clock()
         async with aclosing(ulaw_frames(self._tts, request)) as runs:
             async for run in runs:
                 if timer and not timer.tts_first_byte:
-                    timer.tts_requested, timer.tts_first_byte = requested, self._clock()
+                    timer.tts_first_byte = self._clock()
                 for offset in range(0, len(run), CHUNK_BYTES):
                     await self._send(utterance, run[offset : offset + CHUNK_BYTES], start)
                     if timer and not timer.first_audio:

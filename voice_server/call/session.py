@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 
 from media.codec import ulaw_to_pcm16
 from media.framing import Framer
+from media.speech_end import SpeechEnd
 from media.supervision import Action
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStarted
 from media.twilio import Dtmf, Event, Mark, Media, Stop
@@ -94,6 +95,7 @@ class CallSession:
         )
         self._framer = Framer()
         self._vad = VoiceActivityDetector()
+        self._speech_end = SpeechEnd()
         self._endpointer = Endpointer(
             EndpointingOptions(
                 min_speech_ms=self._turns.minSpeechMs, end_silence_ms=self._turns.endSilenceMs
@@ -226,6 +228,7 @@ class CallSession:
             self._stt.push_audio(ulaw)
         pcm = ulaw_to_pcm16(ulaw)
         voiced = self._vad.is_speech(pcm)
+        self._speech_end.process(pcm, voiced, now)
         self._barge_in.heard(pcm)
         decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):
@@ -282,6 +285,7 @@ class CallSession:
             model=self._agent.sttModel,
             turn_detection=turns.turnDetection,
             eagerness=turns.eagerness,
+            end_silence_ms=turns.endSilenceMs,
         )
         try:
             async with self._providers.stt.open_session(options) as stt:
@@ -306,12 +310,12 @@ class CallSession:
             self._open_if_due()
             return
         self._barge_in.settle()
-        # The turn ended at our endpoint, or earlier if the recogniser endpointed first.
-        last_voice = self._endpointer.last_speech_at
-        ended = self._endpoint_at if self._endpoint_at >= last_voice else now
-        timer = TurnTimer(last_speech=last_voice, endpoint=ended, final=now)
-        stt_ms = round((now - ended) * 1000, 1)
-        self._transcript.add(new_entry("user", text, metrics={"stt_final_ms": stt_ms}))
+        # The turn ended at our endpoint, or earlier if the recogniser endpointed first; its
+        # figures count from the caller's real end of speech, before the VAD's hangover.
+        ended = self._endpoint_at if self._endpoint_at >= self._endpointer.last_speech_at else now
+        timer = TurnTimer(last_speech=self._speech_end.at, endpoint=ended, final=now)
+        stt_final = {"stt_final_ms": timer.metrics()["stt_final_ms"]}
+        self._transcript.add(new_entry("user", text, metrics=stt_final))
         self._history.append(ChatMessage("user", text))
         punctuated = self._stt is not None and self._stt.punctuates
         self._answer_turn(timer, self._held.silence_for(text, punctuated=punctuated))

@@ -62,6 +62,9 @@ class SttOptions:
     """For recognisers that end turns themselves: on the words' meaning, or on silence."""
     eagerness: Literal["low", "medium", "high", "auto"] = "auto"
     """With `semantic_vad`, how soon a turn is ended."""
+    end_silence_ms: int | None = None
+    """With `server_vad`, the caller's silence that ends a turn, ms (None: the recogniser's
+    own default)."""
 
 
 class SpeechToText(Protocol):

@@ -58,7 +58,8 @@ _APPEND_SUFFIX = '"}'
 
 @dataclass(frozen=True, slots=True)
 class ServerVad:
-    """The server's endpointing (§4a `server_vad`); threshold 0–1, times in ms."""
+    """The server's endpointing (§4a `server_vad`); threshold 0–1, times in ms. An agent's own
+    end-of-turn silence (`SttOptions.end_silence_ms`) replaces `silence_duration_ms`."""
 
     threshold: float = 0.5
     prefix_padding_ms: int = 300
@@ -122,14 +123,15 @@ def _turn_detection(
     vad: ServerVad, options: SttOptions
 ) -> RealtimeTranscriptionSessionAudioInputTurnDetectionParam:
     """The agent's choice (§4a): the end of a turn judged on the words (`semantic_vad`, with its
-    eagerness) or on the configured silence."""
+    eagerness; it has no silence setting) or on silence: the agent's end-of-turn silence, else
+    the configured one."""
     if options.turn_detection == "semantic_vad":
         return {"type": "semantic_vad", "eagerness": options.eagerness}
     return {
         "type": "server_vad",
         "threshold": vad.threshold,
         "prefix_padding_ms": vad.prefix_padding_ms,
-        "silence_duration_ms": vad.silence_duration_ms,
+        "silence_duration_ms": options.end_silence_ms or vad.silence_duration_ms,
     }
 
 

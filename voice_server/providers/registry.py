@@ -3,12 +3,14 @@
 
 Local models are registered by exact name. Any other name goes to the default provider of its
 kind (the OpenAI ones in production); without a default, the name is unknown and the call is
-refused up front with a clear reason instead of failing mid-call.
+refused up front with a clear reason instead of failing mid-call. A notice that does not refuse
+the call (a deprecated or unknown model) is logged once per version of the choice and process,
+not at every lookup (a call looks its providers up more than once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +28,9 @@ class ModelChoice:
     stt: str
     llm: str
     tts: str
+    version: str = ""
+    """Whose choice this is and as of when (an agent's id and last update): a notice about
+    it is logged the first time this version is looked up."""
 
 
 class UnknownModel(LookupError):
@@ -49,6 +54,23 @@ class ModelNotice(Protocol):
     def blocking(self) -> bool: ...
 
 
+class FirstTimes:
+    """Tells whether a key is new, remembering the latest `limit` keys (older ones count as
+    new again, so that memory stays bounded however many agents change)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._seen: dict[Hashable, None] = {}
+
+    def first(self, key: Hashable) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._limit:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+
 @dataclass(frozen=True)
 class ProviderRegistry:
     stt: Mapping[str, SpeechToText] = field(default_factory=dict)
@@ -58,10 +80,12 @@ class ProviderRegistry:
     default_llm: LanguageModel | None = None
     default_tts: TextToSpeech | None = None
     model_check: Callable[[ModelChoice], Sequence[ModelNotice]] | None = None
+    _noticed: FirstTimes = field(default_factory=FirstTimes, init=False, repr=False, compare=False)
 
     def for_models(self, models: ModelChoice) -> CallProviders:
         """The providers of the three models. Raises UnknownModel naming every model nobody
-        serves, or that the model check says cannot work; other notices are logged."""
+        serves, or that the model check says cannot work; other notices are logged, once per
+        `models.version`."""
         stt = self.stt.get(models.stt) or self.default_stt
         llm = self.llm.get(models.llm) or self.default_llm
         tts = self.tts.get(models.tts) or self.default_tts
@@ -74,8 +98,8 @@ class ProviderRegistry:
         for notice in self.model_check(models) if self.model_check else ():
             if notice.blocking:
                 problems.append(notice.message)
-            else:
-                log.warning("model notice", notice=notice.message)
+            elif self._noticed.first((models.version, notice.message)):
+                log.warning("model notice", notice=notice.message, agent_version=models.version)
         if problems or stt is None or llm is None or tts is None:
             raise UnknownModel("; ".join(problems))
         return CallProviders(stt=stt, llm=llm, tts=tts)

@@ -36,6 +36,10 @@ async def test_spoken_question_is_answered_and_stored(server: Server) -> None:
         assert answer.text == f"Turn {turn}. I heard you say: {heard.text}. Is there anything else?"
         assert answer.metrics is not None
         assert answer.metrics["first_audio_ms"] >= answer.metrics["endpointing_ms"] > 0
+        # The recogniser's final, timed from the caller's end of speech like the rest.
+        assert heard.metrics is not None
+        assert heard.metrics["stt_final_ms"] == answer.metrics["stt_final_ms"]
+        assert answer.metrics["stt_final_ms"] >= answer.metrics["endpointing_ms"]
         assert not answer.interrupted
     assert result.marks_echoed > 0
     assert len(result.recording_wav()) > 8000 * 2 * 5

@@ -42,6 +42,7 @@ from voice_server.simulation.simulator import CallResult, Line, place_call
 
 Db = AsyncDatabase[dict[str, Any]]
 QUESTION = "What are your opening hours?"
+SEMANTIC_SILENCE_MS = 500  # the Realtime stand-in's end of a turn with `semantic_vad`
 ANSWER = "We are open from nine to five. Is there anything else?"
 
 
@@ -59,7 +60,7 @@ def tone(seconds: float, hz: float = 220.0) -> bytes:
 
 @asynccontextmanager
 async def openai_line(
-    database: Db, settings: Settings, steps: tuple[Step, ...]
+    database: Db, settings: Settings, steps: tuple[Step, ...], **turn_taking: Any
 ) -> AsyncIterator[tuple[OpenAi, Line, CallerScript]]:
     script = CallerScript(steps=steps)
     renders = await render_steps(script)
@@ -86,7 +87,8 @@ async def openai_line(
             "ttsModel": "gpt-4o-mini-tts",
             "ttsVoice": "alloy",
         }
-        await database["agents"].update_one({}, {"$set": models})
+        turns = {f"turnTaking.{name}": value for name, value in turn_taking.items()}
+        await database["agents"].update_one({}, {"$set": models | turns})
         async with serve_in_background(configured, database) as base_url:
             caller = Line(base_url, line.auth_token, "+15550100199", line.number)
             yield OpenAi(fake_http, fake_realtime), caller, script
@@ -99,7 +101,9 @@ async def call(line: Line, script: CallerScript, database: Db) -> tuple[CallResu
     return result, stored
 
 
-async def test_a_call_through_all_three_openai_providers(database: Db, settings: Settings) -> None:
+async def test_a_call_through_all_three_openai_providers(
+    database: Db, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     async with openai_line(database, settings, (Say(QUESTION),)) as (openai, line, script):
         result, stored = await call(line, script, database)
 
@@ -112,6 +116,13 @@ async def test_a_call_through_all_three_openai_providers(database: Db, settings:
     assert metrics is not None
     assert metrics["prompt_tokens"] == 12
     assert {"stt_final_ms", "llm_first_token_ms", "tts_first_byte_ms"} <= metrics.keys()
+    heard = stored.transcript[1].metrics
+    assert heard is not None
+    # The server's final came before our endpointing ended the turn; it is still timed from
+    # the caller's end of speech, past the stand-in's end-of-turn silence.
+    assert heard["stt_final_ms"] >= SEMANTIC_SILENCE_MS
+    assert metrics["stt_final_ms"] == heard["stt_final_ms"]
+    assert metrics["llm_first_token_ms"] >= heard["stt_final_ms"]
     session = openai.realtime.sessions[0]
     assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
     assert session["audio"]["input"]["transcription"]["model"] == "gpt-4o-mini-transcribe"
@@ -119,6 +130,31 @@ async def test_a_call_through_all_three_openai_providers(database: Db, settings:
     assert chats[0].body["model"] == "gpt-5.4-mini"
     assert chats[0].body["messages"][-1] == {"role": "user", "content": QUESTION}
     assert stored.status == "completed"
+    # Two of the agent's models are deprecated: said once each, not at every lookup.
+    notices = [entry["notice"] for entry in logged(caplog, "model notice")]
+    assert sorted(notice.split(" ")[0] for notice in notices) == ["sttModel", "ttsModel"]
+
+
+async def test_the_agents_end_silence_ends_the_realtime_servers_turns(
+    database: Db, settings: Settings
+) -> None:
+    steps = (Say(QUESTION),)
+    async with openai_line(
+        database, settings, steps, turnDetection="server_vad", endSilenceMs=900
+    ) as (openai, line, script):
+        result, stored = await call(line, script, database)
+
+    turn_detection = openai.realtime.sessions[0]["audio"]["input"]["turn_detection"]
+    assert turn_detection["type"] == "server_vad"
+    assert turn_detection["silence_duration_ms"] == 900
+    assert [(e.role, e.text) for e in stored.transcript[1:]] == [
+        ("user", QUESTION),
+        ("assistant", ANSWER),
+    ]
+    heard = stored.transcript[1].metrics
+    assert heard is not None
+    assert heard["stt_final_ms"] >= 900, "the stand-in ended the turn on that silence"
+    assert result.turns[0].reply_latency_ms is not None
 
 
 async def test_barge_in_closes_the_llm_and_tts_streams(database: Db, settings: Settings) -> None:

@@ -50,14 +50,15 @@ async def test_a_spoken_question_is_answered_from_the_transcript() -> None:
     ]
     answer = call.store.entries[2]
     assert answer.metrics is not None
-    # On the loop's clock, each wait is exactly what the fakes were told to take.
-    assert answer.metrics["llm_first_token_ms"] == 200.0
-    assert answer.metrics["tts_first_byte_ms"] == 50.0
+    # Each figure counts from the caller's end of speech; on the loop's clock, each wait
+    # between them is exactly what the fakes were told to take.
+    final_ms = answer.metrics["stt_final_ms"]
+    assert final_ms == answer.metrics["endpointing_ms"]  # this recogniser ends on our endpoint
+    assert answer.metrics["llm_first_token_ms"] == final_ms + 200
     # Speech starts once the first sentence is complete (here, the whole answer) and spoken.
     sentence_written_ms = len(HOURS.split()) * 200
-    assert answer.metrics["first_audio_ms"] == (
-        answer.metrics["endpointing_ms"] + sentence_written_ms + 50
-    )
+    assert answer.metrics["tts_first_byte_ms"] == final_ms + sentence_written_ms + 50
+    assert answer.metrics["first_audio_ms"] == answer.metrics["tts_first_byte_ms"]
     assert not answer.interrupted
 
 

@@ -318,6 +318,25 @@ async def test_realtime_session_is_configured_for_twilio_audio(
         await realtime_fake.closed.wait()
 
 
+async def test_server_turn_detection_is_asked_with_the_agents_end_silence(
+    openai_providers: OpenAiProviders, realtime_fake: FakeRealtime
+) -> None:
+    realtime_fake.transcripts.append("Hello there")
+    options = SttOptions(model="gpt-4o-mini-transcribe", end_silence_ms=750)
+    async with openai_providers.stt.open_session(options) as session:
+        for frame in frames(50):
+            session.push_audio(frame)
+        await next_results(session, 3)
+
+    turn_detection = realtime_fake.sessions[0]["audio"]["input"]["turn_detection"]
+    assert turn_detection == {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 750,
+    }
+
+
 @pytest.mark.parametrize("eagerness", ["low", "auto"])
 async def test_semantic_turn_detection_is_asked_with_the_agents_eagerness(
     openai_providers: OpenAiProviders,
