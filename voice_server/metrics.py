@@ -16,7 +16,8 @@ ACTIVE_CALLS = Gauge("voice_calls_active", "Media streams currently in a call")
 MALFORMED_FRAMES = Counter("voice_stream_malformed_frames_total", "Media-stream frames dropped")
 TURN_LATENCY = Histogram(
     "voice_turn_first_audio_seconds",
-    "Caller's last speech frame to the agent's first audio frame",
+    "The caller's end of speech (the last voiced frame above the line's noise floor) to the "
+    "agent's first audio frame",
     buckets=(0.3, 0.5, 0.7, 0.9, 1.2, 1.5, 2.0, 3.0, 5.0),
 )
 OUTBOUND_DIALS = Counter(
