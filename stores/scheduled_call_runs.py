@@ -252,6 +252,20 @@ class ScheduledCallRuns:
         )
         return document
 
+    async def awaiting_outcomes(self, dialled_before: datetime) -> list[ScheduledCall]:
+        """In-progress calls whose dialling is over and that still have a destination dialled
+        before `dialled_before` with no final outcome (its status callback never came)."""
+        cursor = self._collection.find({"status": "in-progress", "leaseUntil": None}, limit=500)
+        calls = [from_document(ScheduledCall, document) for document in await cursor.to_list()]
+        return [
+            call
+            for call in calls
+            if any(
+                d.state == "dialled" and d.dialledAt is not None and d.dialledAt < dialled_before
+                for d in call.destinations
+            )
+        ]
+
     async def get(self, call_id: str) -> ScheduledCall | None:
         """The scheduled call, whoever owns it (webhooks check the owner themselves)."""
         oid = object_id(call_id)

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         le=100,
         description="The most numbers one scheduled call may dial; a call with more fails.",
     )
+    scheduled_call_outcome_wait_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        description="A dialled number with no outcome this long after it was dialled (its "
+        "status callback never came) has its outcome asked of Twilio's REST API.",
+    )
     outbound_hello_wait_ms: float = Field(
         default=2000.0,
         ge=0,

@@ -28,6 +28,7 @@ from stores.scheduled_call_runs import Claim, ScheduledCallRuns
 from stores.scheduled_calls import COLLECTION, ScheduledCall
 from voice_server.log import get_logger
 from voice_server.retry import transient
+from voice_server.scheduling.outcomes import recover_outcomes
 from voice_server.scheduling.placing import Dialling, place
 from voice_server.security.secret_key import secret_box
 from voice_server.settings import Settings
@@ -36,6 +37,7 @@ from voice_server.twilio_api.rest import TwilioRest
 log = get_logger(__name__)
 
 POLL_S = 1.0  # without change streams
+OUTCOME_SWEEP_S = 60.0  # how often overdue outcomes are looked for
 MAX_SLEEP_S = 60.0  # a check now and then, whatever the stream says
 RETRY_S = 2.0  # after a database error
 _PIPELINE: list[dict[str, Any]] = [
@@ -74,6 +76,7 @@ class ScheduledCallWorker:
         log.info("scheduled-call worker started", worker=self.name)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch())
+            group.create_task(self._sweep_outcomes())
             while True:
                 try:
                     await self._claim_all(group)
@@ -113,6 +116,15 @@ class ScheduledCallWorker:
         finally:
             self._room.release()
             self._changed.set()  # a place freed: look for more due calls
+
+    async def _sweep_outcomes(self) -> None:
+        """Every `OUTCOME_SWEEP_S`, record the outcomes whose callback never came."""
+        while True:
+            try:
+                await recover_outcomes(self._dialling)
+            except PyMongoError as error:
+                log.warning("overdue outcomes could not be looked for", error=str(error))
+            await asyncio.sleep(OUTCOME_SWEEP_S)
 
     async def _sleep_until(self, wake_at: datetime | None) -> None:
         delay = MAX_SLEEP_S

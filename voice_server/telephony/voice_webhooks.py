@@ -26,7 +26,6 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from stores.calls import Call, CallCreate, CallLine, ForeignCall
 from stores.phone_numbers import InvalidPhoneNumber, PhoneNumber, normalize_phone_number
 from stores.scheduled_call_runs import Placed
-from stores.scheduled_calls import Outcome
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.log import bind_call, get_logger
@@ -35,6 +34,7 @@ from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
 from voice_server.security.webhook_signature import refuse, verified_form
 from voice_server.services import Services
+from voice_server.twilio_api.calls import OUTCOME_OF_STATUS
 from voice_server.twilio_api.outage import answers_outage
 from voice_server.twilio_api.twiml import twiml_response
 
@@ -42,15 +42,7 @@ log = get_logger(__name__)
 
 APOLOGY = "Sorry, this number cannot take your call right now. Goodbye."
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-# What a terminal status means for a destination of a scheduled call (a voicemail found by
-# answering-machine detection stays a voicemail when the call completes).
-OUTBOUND_OUTCOMES: dict[str, Outcome] = {
-    "completed": "answered",
-    "busy": "busy",
-    "no-answer": "no-answer",
-    "failed": "failed",
-    "canceled": "failed",
-}
+
 # Twilio's call SIDs: "CA" and 32 hex digits. Anything else did not come from Twilio, and is
 # refused before it reaches a call record, a stream token or the TwiML we answer.
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
@@ -188,6 +180,6 @@ async def call_status(request: Request) -> Response:
     except ForeignCall:
         raise _foreign_call(request, number) from None
     if (placed := _placed(request, call_sid, number)) is not None:
-        await services.scheduled_runs.outcome(placed, OUTBOUND_OUTCOMES[status])
+        await services.scheduled_runs.outcome(placed, OUTCOME_OF_STATUS[status])
     log.info("call status received", status=status, finalized=ended)
     return Response(status_code=204)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
+from stores.scheduled_calls import Outcome
 from voice_server.twilio_api.rest import Credentials, TwilioRest
 
 MACHINE_DETECTION_TIMEOUT_S = 30
@@ -28,6 +29,16 @@ class CallNotPlaced(Exception):
         self.retryable = retryable
         self.code = code
 
+
+# What a call's terminal status means for the destination it was placed to (an answering
+# machine found by detection is a voicemail, whatever the status then says).
+OUTCOME_OF_STATUS: dict[str, Outcome] = {
+    "completed": "answered",
+    "busy": "busy",
+    "no-answer": "no-answer",
+    "failed": "failed",
+    "canceled": "failed",
+}
 
 ANSWER_PATH = "/twilio/outbound"
 MACHINE_PATH = "/twilio/machine"
@@ -83,6 +94,23 @@ async def redirect_call(
 async def hang_up(twilio: TwilioRest, credentials: Credentials, call_sid: str) -> None:
     """End a live call. Raises CallNotPlaced."""
     await _update(twilio, credentials, call_sid, status="completed")
+
+
+@dataclass(frozen=True)
+class CallState:
+    """A call as Twilio's REST API reports it."""
+
+    status: str  # queued, ringing, in-progress, completed, busy, failed, no-answer, canceled
+    answered_by: str | None
+
+
+async def call_state(twilio: TwilioRest, credentials: Credentials, call_sid: str) -> CallState:
+    """The call's status now. Raises CallNotPlaced."""
+    client = twilio.client(credentials)
+    with _refusals("Twilio refused to tell the call's status"):
+        call = await client.calls(call_sid).fetch_async()
+    answered_by = None if call.answered_by is None else str(call.answered_by)
+    return CallState(status=str(call.status), answered_by=answered_by)
 
 
 async def _update(
