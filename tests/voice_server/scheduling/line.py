@@ -164,17 +164,22 @@ async def workers(line: Line, count: int = 1, **dialling: Any) -> AsyncIterator[
         await twilio.aclose()
 
 
-async def settled(line: Line, call_id: str, within_s: float = 30.0) -> ScheduledCall:
+async def settled(line: Line | Db, call_id: str, within_s: float = 30.0) -> ScheduledCall:
     """The scheduled call once it is completed or failed (its outcomes come by callback),
     looked at again at each write to the collection."""
+    db = line.db if isinstance(line, Line) else line
+    runs = ScheduledCallRuns(db)
+
+    async def current() -> ScheduledCall:
+        call = await runs.get(call_id)
+        assert call is not None
+        return call
+
     pipeline: list[dict[str, Any]] = [{"$project": {"operationType": 1}}]
-    async with (
-        asyncio.timeout(within_s),
-        open_change_stream(line.db, COLLECTION, pipeline) as changes,
-    ):
-        call = await line.current(call_id)
+    async with asyncio.timeout(within_s), open_change_stream(db, COLLECTION, pipeline) as changes:
+        call = await current()
         writes = aiter(changes)
         while call.status not in ("completed", "failed"):
             await anext(writes)
-            call = await line.current(call_id)
+            call = await current()
     return call
