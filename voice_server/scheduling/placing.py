@@ -22,7 +22,7 @@ from stores.scheduled_calls import ScheduledCall
 from voice_server.log import get_logger
 from voice_server.metrics import OUTBOUND_DIAL_DELAY, OUTBOUND_DIALS
 from voice_server.settings import Settings
-from voice_server.twilio_api.calls import CallNotPlaced, CallUrls, place_call
+from voice_server.twilio_api.calls import CallNotPlaced, CallUrls, place_call, recent_call
 from voice_server.twilio_api.rest import Credentials, SendFailed, TwilioRest, number_credentials
 
 log = get_logger(__name__)
@@ -137,14 +137,22 @@ async def _dial(dialling: Dialling, claim: Claim, index: int, caller: Caller, to
         ),
         reraise=True,
     )
-    attempt = 0
+    attempt, started, unanswered = 0, datetime.now(UTC), False
     try:
         async for try_ in retrying:
             with try_:
                 attempt = try_.retry_state.attempt_number
-                sid = await place_call(
-                    dialling.twilio, caller.credentials, from_=caller.number, to=to, urls=urls
-                )
+                # After a request that got no answer, Twilio may have placed the call: ask
+                # before asking again, so the number never rings twice.
+                if unanswered and (sid := await _placed_anyway(dialling, caller, to, started)):
+                    break
+                try:
+                    sid = await place_call(
+                        dialling.twilio, caller.credentials, from_=caller.number, to=to, urls=urls
+                    )
+                except CallNotPlaced as error:
+                    unanswered = unanswered or error.maybe_placed
+                    raise
     except CallNotPlaced as error:
         log.warning("destination not dialled", to=to, error=str(error), attempts=attempt)
         OUTBOUND_DIALS.labels(result="not-dialled").inc()
@@ -153,3 +161,13 @@ async def _dial(dialling: Dialling, claim: Claim, index: int, caller: Caller, to
     log.info("destination dialled", to=to, call_sid=sid, attempts=attempt)
     OUTBOUND_DIALS.labels(result="dialled").inc()
     await dialling.runs.dialled(claim, index, sid, attempt)
+
+
+async def _placed_anyway(dialling: Dialling, caller: Caller, to: str, since: datetime) -> str:
+    """The SID of the call Twilio placed after all (or "" if it did not)."""
+    sid = await recent_call(
+        dialling.twilio, caller.credentials, from_=caller.number, to=to, since=since
+    )
+    if sid:
+        log.warning("Twilio placed the call although it did not answer in time", call_sid=sid)
+    return sid or ""

@@ -154,6 +154,7 @@ class TwilioStandin:
         return Starlette(
             routes=[
                 Route(f"{calls}.json", self._create, methods=["POST"]),
+                Route(f"{calls}.json", self._list, methods=["GET"]),
                 Route(calls + "/{sid}.json", self._fetch, methods=["GET"]),
                 Route(calls + "/{sid}.json", self._update, methods=["POST"]),
             ],
@@ -195,11 +196,10 @@ class TwilioStandin:
 
     async def _place(self, create: CreateRequest, token: str) -> PhoneCall:
         fault = self._take_fault(create.get("To") or "")
-        if fault is not None:
+        if fault is not None and fault.status is not None:
             await asyncio.sleep(fault.delay_s)
-            if fault.status is not None:
-                code, message = _FAULTS.get(fault.status, (fault.status, "Scripted failure"))
-                raise TwilioError(fault.status, code, message)
+            code, message = _FAULTS.get(fault.status, (fault.status, "Scripted failure"))
+            raise TwilioError(fault.status, code, message)
         call_request = CallRequest.from_form(create.account_sid, token, _validated(create))
         callee = self.callees.get(call_request.to, self.default_callee)
         record = CallRecord("CA" + secrets.token_hex(16), call_request, callee)
@@ -209,6 +209,8 @@ class TwilioStandin:
         self._calls[record.sid] = call
         self._group.create_task(call.run())
         log.info("call placed", call_sid=record.sid, callee=callee.kind)
+        if fault is not None:  # placed, but the answer comes late
+            await asyncio.sleep(fault.delay_s)
         return call
 
     def _take_fault(self, to: str) -> ApiFault | None:
@@ -216,6 +218,38 @@ class TwilioStandin:
             if faults:
                 return faults.popleft()
         return None
+
+    async def _list(self, request: Request) -> Response:
+        """The account's calls, newest first, filtered by `To` and `From` (one page)."""
+        account_sid, _ = self._authenticate(request)
+        query = request.query_params
+        records = sorted(
+            (
+                call.record
+                for call in self._calls.values()
+                if call.record.request.account_sid == account_sid
+                and query.get("To") in (None, call.record.request.to)
+                and query.get("From") in (None, call.record.request.from_)
+            ),
+            key=lambda record: record.created,
+            reverse=True,
+        )
+        size = min(int(query.get("PageSize", "50")), 1000)
+        page = [call_json(record) for record in records[:size]]
+        path = request.url.path
+        return JSONResponse(
+            {
+                "calls": page,
+                "start": 0,
+                "end": max(len(page) - 1, 0),
+                "page": 0,
+                "page_size": size,
+                "uri": path,
+                "first_page_uri": f"{path}?PageSize={size}&Page=0",
+                "next_page_uri": None,
+                "previous_page_uri": None,
+            }
+        )
 
     async def _fetch(self, request: Request) -> Response:
         return JSONResponse(call_json(self._own_call(request).record))

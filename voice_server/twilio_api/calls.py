@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -22,12 +23,16 @@ MACHINE_DETECTION_TIMEOUT_S = 30
 
 class CallNotPlaced(Exception):
     """Twilio did not place the call. `retryable`: asking again later may work (a rate limit,
-    Twilio's own error, the network); otherwise the request itself is wrong (the number)."""
+    Twilio's own error, the network); otherwise the request itself is wrong (the number).
+    `maybe_placed`: no answer came in time, so Twilio may have placed it all the same."""
 
-    def __init__(self, message: str, *, retryable: bool, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, code: int | None = None, maybe_placed: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.maybe_placed = maybe_placed
 
 
 # What a call's terminal status means for the destination it was placed to (an answering
@@ -84,6 +89,21 @@ async def place_call(
     return str(call.sid)
 
 
+async def recent_call(
+    twilio: TwilioRest, credentials: Credentials, *, from_: str, to: str, since: datetime
+) -> str | None:
+    """The SID of a call Twilio created from `from_` to `to` at `since` or later, if any: after
+    a request that got no answer, whether Twilio placed the call all the same."""
+    client = twilio.client(credentials)
+    with _refusals("Twilio refused to list the calls"):
+        calls = await client.calls.list_async(to=to, from_=from_, limit=20)
+    slack = timedelta(seconds=2)  # Twilio's timestamps are to the second
+    for call in calls:
+        if call.date_created is not None and call.date_created >= since - slack:
+            return str(call.sid)
+    return None
+
+
 async def redirect_call(
     twilio: TwilioRest, credentials: Credentials, call_sid: str, url: str
 ) -> None:
@@ -129,5 +149,9 @@ def _refusals(what: str) -> Iterator[None]:
     except TwilioRestException as error:
         retryable = error.status == 429 or error.status >= 500
         raise CallNotPlaced(f"{what}: {error.msg}", retryable=retryable, code=error.code) from error
-    except (aiohttp.ClientError, TimeoutError) as error:
+    except TimeoutError as error:
+        raise CallNotPlaced(
+            "Twilio did not answer in time", retryable=True, maybe_placed=True
+        ) from error
+    except aiohttp.ClientError as error:
         raise CallNotPlaced(f"Twilio could not be reached: {error!r}", retryable=True) from error

@@ -124,8 +124,8 @@ class TwilioRest:
     """Twilio's REST API for any number's credentials, and SMS sends; `api_base_url` replaces
     https://api.twilio.com (a local stand-in in tests and the demo)."""
 
-    def __init__(self, api_base_url: str | None) -> None:
-        self._http = _AiohttpTwilioClient(REQUEST_TIMEOUT_S)
+    def __init__(self, api_base_url: str | None, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self._http = _AiohttpTwilioClient(timeout_s)
         self._api_base_url = api_base_url
         self._group: asyncio.TaskGroup | None = None
         self._later: set[asyncio.Task[None]] = set()

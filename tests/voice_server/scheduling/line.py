@@ -133,10 +133,12 @@ def later(seconds: float) -> datetime:
 
 
 @asynccontextmanager
-async def workers(line: Line, count: int = 1, **dialling: Any) -> AsyncIterator[None]:
+async def workers(
+    line: Line, count: int = 1, twilio_timeout_s: float = 10.0, **dialling: Any
+) -> AsyncIterator[None]:
     """`count` scheduled-call workers of their own (as in that many servers), placing calls
     through the stand-in with `dialling`'s policy, for the block."""
-    twilio = TwilioRest(line.settings.twilio_api_base_url)
+    twilio = TwilioRest(line.settings.twilio_api_base_url, twilio_timeout_s)
     running = [
         asyncio.create_task(
             ScheduledCallWorker(

@@ -16,6 +16,7 @@ from stores.phone_numbers import PhoneNumberStore, PhoneNumberUpdate
 from stores.prompts import PromptStore
 from stores.scheduled_call_runs import Claim, Placed, ScheduledCallRuns
 from stores.secrets import SecretBox
+from tests.voice_server.conftest import logged
 from tests.voice_server.scheduling.line import Db, Line, calling_line, settled, workers
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_USER
@@ -100,6 +101,22 @@ async def test_transient_refusals_are_retried_a_bounded_number_of_times(
 
 def numbers(line: Line) -> PhoneNumberStore:
     return PhoneNumberStore(line.db, secret_box(line.settings))
+
+
+async def test_a_request_twilio_answered_too_late_is_not_dialled_again(
+    database: Db, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    standin = TwilioStandin(default_callee=BUSY)
+    standin.fail_number("+15550100301", ApiFault(status=None, delay_s=1.0))  # placed, late
+    async with calling_line(database, settings, worker=False, standin=standin) as line:
+        call = await line.schedule(toPhoneNumbers=["+15550100301"])
+        async with workers(line, twilio_timeout_s=0.3, backoff_s=0.01):
+            done = await settled(line, call.id)
+
+    (create,) = line.standin.creates  # asked once; the retry found the call instead
+    assert done.destinations[0].callSid == create.call_sid
+    assert done.destinations[0].outcome == "busy"
+    assert logged(caplog, "Twilio placed the call although it did not answer in time")
 
 
 async def _deleted_number(line: Line) -> None:
