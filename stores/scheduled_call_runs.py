@@ -8,8 +8,10 @@ Each destination is marked `dialling` before Twilio is asked and `dialled` with 
 as soon as Twilio returns it: a new owner dials only the `waiting` ones, so no destination is
 ever dialled twice (one whose worker died mid-request ends `failed`, not dialled again).
 
-Outcomes arrive later, from Twilio's callbacks, by call SID; the call is `completed` once every
-destination is done and one was reached (answered, or a voicemail), `failed` when none was.
+Outcomes arrive later, from Twilio's callbacks, which name the scheduled call and destination
+in their URL (the call's SID must match, or is taken from them when they come first); the call
+is `completed` once every destination is done and one was reached (answered, or a voicemail),
+`failed` when none was.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 It wakes when the next call becomes due (the earliest pending time, or a lease running out),
 and at once when a call is created or moved (a change stream; without one it looks again every
 `POLL_S`), so a call created or moved to a time already past rings within a second or two,
-and an idle worker costs the database nothing but the stream. Claims are atomic
+and an idle worker costs the database little more than the stream (and, once a minute, a look
+for outcomes that never came: `voice_server.scheduling.outcomes`). Claims are atomic
 (`stores.scheduled_call_runs`): any number of workers, in any number of servers, run each call
 once. At most `max_placing` calls are being placed at a time per worker.
 """
