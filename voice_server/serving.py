@@ -49,18 +49,26 @@ async def serve_in_background(
             log_level="warning",  # uvicorn's own lines only: start-up and shut-down
             lifespan="on",
         )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if serving.done():
-                    await serving
-                    raise RuntimeError("the server stopped during start-up")
-                await asyncio.sleep(0.01)  # uvicorn offers no start-up event to wait on
+        async with serving_on(sock, config):
             yield base_url
-        finally:
-            server.should_exit = True
-            await serving
+
+
+@asynccontextmanager
+async def serving_on(sock: socket.socket, config: uvicorn.Config) -> AsyncIterator[None]:
+    """uvicorn with `config` on the bound `sock`, from when it has started until the block
+    ends (then it stops, running the app's shutdown)."""
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if serving.done():
+                await serving
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(0.01)  # uvicorn offers no start-up event to wait on
+        yield
+    finally:
+        server.should_exit = True
+        await serving
 
 
 class DrainingServer(uvicorn.Server):

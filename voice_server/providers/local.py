@@ -20,18 +20,16 @@ from pocketsphinx import Decoder
 from media.codec import ulaw_to_pcm16
 from media.resample import Resampler
 from media.wav import WavError, parse_wav_header
-from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import (
     LlmRequest,
     LlmUsage,
     ProviderError,
     SttOptions,
     SttResult,
-    SttResults,
     ToolCall,
     TtsRequest,
 )
-from voice_server.providers.utterance_audio import UtteranceAudio
+from voice_server.providers.utterance_audio import UtteranceSession
 from voice_server.providers.workers import running
 
 STT_MODEL = "pocketsphinx"
@@ -60,26 +58,12 @@ def _new_decoder() -> Any:
     return Decoder(logfn="/dev/null")
 
 
-class _PocketSphinxSession:
+class _PocketSphinxSession(UtteranceSession):
     punctuates = False
 
     def __init__(self, decoder: Any) -> None:
+        super().__init__(_BACKLOG_MS, STT_MODEL)
         self._decoder = decoder
-        self._work = AudioBacklog(_BACKLOG_MS, recogniser=STT_MODEL)
-        self._audio = UtteranceAudio(self._work)
-        self._results = SttResults()
-
-    def push_audio(self, ulaw: bytes) -> None:
-        self._audio.push(ulaw)
-
-    def speech_started(self) -> None:
-        self._audio.started()
-
-    def speech_ended(self) -> None:
-        self._audio.ended()
-
-    def results(self) -> AsyncIterator[SttResult]:
-        return self._results.stream()
 
     async def decode_forever(self) -> None:
         resampler: Resampler | None = None

@@ -30,9 +30,8 @@ import soxr
 
 from media.codec import SAMPLE_RATE, ulaw_to_pcm16
 from voice_server.log import get_logger
-from voice_server.providers.audio_backlog import AudioBacklog
-from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
-from voice_server.providers.utterance_audio import UtteranceAudio
+from voice_server.providers.base import ProviderError, SttOptions, SttResult
+from voice_server.providers.utterance_audio import UtteranceSession
 from voice_server.providers.workers import running
 
 if TYPE_CHECKING:
@@ -126,26 +125,12 @@ def _transcribe(model: WhisperModel, ulaw: bytes) -> str:
     return " ".join(segment.text.strip() for segment in segments).strip()
 
 
-class _WhisperSession:
+class _WhisperSession(UtteranceSession):
     punctuates = True
 
     def __init__(self, model: WhisperModel) -> None:
+        super().__init__(_BACKLOG_MS, STT_MODEL)
         self._model = model
-        self._work = AudioBacklog(_BACKLOG_MS, recogniser=STT_MODEL)
-        self._audio = UtteranceAudio(self._work)
-        self._results = SttResults()
-
-    def push_audio(self, ulaw: bytes) -> None:
-        self._audio.push(ulaw)
-
-    def speech_started(self) -> None:
-        self._audio.started()
-
-    def speech_ended(self) -> None:
-        self._audio.ended()
-
-    def results(self) -> AsyncIterator[SttResult]:
-        return self._results.stream()
 
     async def transcribe_forever(self) -> None:
         utterance, clipped = bytearray(), False

@@ -9,8 +9,10 @@ marked there, so its worker sees audio and ends in order.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import AsyncIterator
 
 from voice_server.providers.audio_backlog import AudioBacklog
+from voice_server.providers.base import SttResult, SttResults
 
 _PREROLL_FRAMES = 15  # 300 ms kept before the VAD's speech onset, which fires late by design
 _BATCH_FRAMES = 10  # 200 ms a batch
@@ -49,3 +51,26 @@ class UtteranceAudio:
         if self._batch:
             self._backlog.put_audio(b"".join(self._batch))
             self._batch = []
+
+
+class UtteranceSession:
+    """The part of an offline recogniser's session that takes the call's audio and hands out
+    results: its worker (a subclass's loop) takes utterances from `_work` and puts finals on
+    `_results`."""
+
+    def __init__(self, backlog_ms: int, recogniser: str) -> None:
+        self._work = AudioBacklog(backlog_ms, recogniser=recogniser)
+        self._audio = UtteranceAudio(self._work)
+        self._results = SttResults()
+
+    def push_audio(self, ulaw: bytes) -> None:
+        self._audio.push(ulaw)
+
+    def speech_started(self) -> None:
+        self._audio.started()
+
+    def speech_ended(self) -> None:
+        self._audio.ended()
+
+    def results(self) -> AsyncIterator[SttResult]:
+        return self._results.stream()

@@ -35,6 +35,7 @@ from voice_server.call.transcript import FINISH_WINDOW_S
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
 from voice_server.provider_setup import agent_models
+from voice_server.providers.base import TextToSpeech
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import retry_database
 from voice_server.security.stream_tokens import PendingStreamsFull, StreamTokenError
@@ -159,7 +160,9 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         raise StreamRefused(str(error)) from error
     opening = Opening()
     if call.scheduled_call_id is not None:
-        agent, opening = await _placed_call_opening(services, call.scheduled_call_id, agent, start)
+        agent, opening = await _placed_call_opening(
+            services, call.scheduled_call_id, agent, start, providers.tts
+        )
     greeting = services.greetings.prepare(agent, providers.tts) if opening.greet else None
     fallback = services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
     shutdown_text = services.settings.shutdown_goodbye_text
@@ -177,7 +180,7 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
 
 
 async def _placed_call_opening(
-    services: Services, scheduled_call_id: str, agent: Agent, start: Start
+    services: Services, scheduled_call_id: str, agent: Agent, start: Start, tts: TextToSpeech
 ) -> tuple[Agent, Opening]:
     """On a call we placed: the agent with the scheduled call's prompt snapshot as its system
     prompt, and how the call opens (the `opening` our TwiML put on the stream)."""
@@ -193,12 +196,11 @@ async def _placed_call_opening(
     text = scheduled.left_on_voicemail if voicemail else scheduled.message
     if text is None:
         raise StreamRefused(f"the scheduled call has no message for its {opening} stream")
-    providers = services.providers.for_models(agent_models(agent))
     return agent, Opening(
         greet=False,
         hello_wait_s=0 if voicemail else services.settings.outbound_hello_wait_ms / 1000,
         message=text,
-        message_audio=services.greetings.prepare(agent, providers.tts, text),
+        message_audio=services.greetings.prepare(agent, tts, text),
         message_ends_as=EndReason.VOICEMAIL_LEFT if voicemail else EndReason.MESSAGE_DELIVERED,
     )
 

@@ -133,19 +133,23 @@ def frames(ulaw: bytes) -> list[bytes]:
     return [ulaw[i : i + 160] for i in range(0, len(ulaw), 160)]
 
 
+async def heard(session: SttSession, ulaw: bytes) -> SttResult:
+    """The final for one utterance of `ulaw`, sent as the call sends it: 200 ms of silence
+    before the VAD's onset, then the speech frame by frame, then its end."""
+    for _ in range(10):
+        session.push_audio(b"\xff" * 160)
+    session.speech_started()
+    for frame in frames(ulaw):
+        session.push_audio(frame)
+    session.speech_ended()
+    return await next_final(session)
+
+
 async def test_pocketsphinx_recognises_words_in_espeak_speech() -> None:
     ulaw = await render_ulaw(EspeakTextToSpeech(), speech(SENTENCE))
-    silence = b"\xff" * 160
 
     async with PocketSphinxSpeechToText().open_session(SttOptions("pocketsphinx")) as session:
-        for _ in range(10):
-            session.push_audio(silence)
-        session.speech_started()
-        for frame in frames(ulaw):
-            session.push_audio(frame)
-        session.speech_ended()
-
-        result = await next_final(session)
+        result = await heard(session, ulaw)
 
     assert result.final
     assert result.text.strip()

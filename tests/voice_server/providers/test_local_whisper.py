@@ -14,7 +14,7 @@ from voice_server.providers.base import ProviderError, SttOptions, SttResult, St
 from voice_server.providers.local import EspeakTextToSpeech
 from voice_server.providers.local_whisper import STT_MODEL, WhisperSpeechToText
 
-from .test_local_providers import frames, next_final, speech
+from .test_local_providers import heard, next_final, speech
 
 OPTIONS = SttOptions(STT_MODEL)
 SILENCE = ULAW_SILENCE * FRAME_BYTES
@@ -24,14 +24,7 @@ async def test_whisper_hears_espeak_speech_and_punctuates_it() -> None:
     ulaw = await render_ulaw(EspeakTextToSpeech(), speech("I want to speak to a manager."))
 
     async with WhisperSpeechToText().open_session(OPTIONS) as session:
-        for _ in range(10):
-            session.push_audio(SILENCE)
-        session.speech_started()
-        for frame in frames(ulaw):
-            session.push_audio(frame)
-        session.speech_ended()
-
-        result = await next_final(session)
+        result = await heard(session, ulaw)
 
     assert result.final
     assert "want to speak to a manager" in result.text.lower(), result.text
