@@ -7,14 +7,13 @@ counts go into the caller's `LlmUsage` when the stream ends. Closing the generat
 closes the HTTP response, which drops the connection so the server stops generating.
 
 The SDK makes the request (auth, base URL, retries, status errors), but the server-sent events
-are read raw (`with_streaming_response`): each `data:` line is parsed as plain JSON and read as
-dicts, not built into the SDK's typed chunk models, which cost a fifth of the server's CPU.
+are read raw (`with_streaming_response`): each `data:` line is parsed by orjson and read as
+dicts, not built into the SDK's typed chunk models (four times the CPU per answer).
 An event whose data carries `error` fails the stream as the SDK's own reader does (`APIError`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Literal, cast
 
 import httpx2
 import openai
+import orjson
 from openai import AsyncAPIResponse, AsyncOpenAI, omit
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
@@ -99,7 +99,7 @@ async def _chunks(response: AsyncAPIResponse[Any]) -> AsyncGenerator[dict[str, A
             data = line[5:].strip()
             if data == b"[DONE]":
                 return
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
             if not isinstance(chunk, dict):
                 raise openai.APIError("a chunk is not an object", response.http_request, body=chunk)
             if error := chunk.get("error"):
