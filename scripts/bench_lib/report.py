@@ -33,6 +33,7 @@ class Usage:
 
     window_s: float
     server_cpu_s: float
+    server_wait_s: float  # runnable but waiting for a CPU that other processes held
     server_rss_mb: float
     baseline_rss_mb: float
     helpers_cpu_s: dict[str, float]  # the database, stand-ins and load generator, for context
@@ -72,6 +73,7 @@ def row(
         "audio_gaps": tally["gaps"],
         "audio_gap_ms": round(tally["gap_ms"], 1),
         "server_cores": round(usage.server_cpu_s / usage.window_s, 3),
+        "server_cpu_wait": round(usage.server_wait_s / usage.window_s, 3),
         "cpu_s_per_call_minute": round(usage.server_cpu_s / call_minutes, 3)
         if call_minutes
         else None,
@@ -104,6 +106,7 @@ COLUMNS: tuple[tuple[str, Callable[[Row], object]], ...] = (
     ("hook p99", lambda r: r["webhook_ms"]["p99"]),
     ("CPU-s/call-min", lambda r: r["cpu_s_per_call_minute"]),
     ("cores", lambda r: r["server_cores"]),
+    ("wait", lambda r: r["server_cpu_wait"]),
     ("MB/call", lambda r: r["mb_per_call"]),
     ("lag max", lambda r: r["loop_lag_max_ms"]),
     ("gen", lambda r: r["helper_cores"].get("loadgen")),

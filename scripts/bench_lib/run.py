@@ -25,9 +25,12 @@ The table, one line per step (W workers, N concurrent calls):
   own p50/p95   turn latency (last caller frame → first agent audio) minus the stand-ins' fixed
                 part (endpointing, STT, LLM to the first sentence, TTS): the server's own time
   hook p50/p99  the voice webhook, as the load generator timed it
-  CPU-s/call-min  server CPU per minute of call; `cores` its average load; MB/call its memory
-                growth per call; `gen`/`std`/`db` the load generator's, stand-ins' and
-                database's cores (on CPU 1 when pinned: near 1.0 means the harness is the limit)
+  CPU-s/call-min  server CPU per minute of call; `cores` its average load; `wait` the share of
+                the time it was ready to run while other processes held its CPU (a shared
+                machine: latencies then say little)
+  MB/call       the server's memory growth per call
+  gen/std/db    the load generator's, stand-ins' and database's cores (on CPU 1 when pinned:
+                near 1.0 means the harness is the limit)
 """
 
 from __future__ import annotations
@@ -81,8 +84,10 @@ def start_servers(bench: Bench, workers: int, tag: str, extra_env: dict[str, str
     return servers
 
 
-def _snapshot(pids: dict[str, int]) -> dict[str, float]:
-    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+def _snapshot(pids: dict[str, int], servers: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of every process, and the servers' waits for a CPU (`<name>-wait`)."""
+    waits = {f"{name}-wait": procs.waited_seconds(pid) for name, pid in servers.items()}
+    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()} | waits
 
 
 def _lag(servers: list[Server], since: float, until: float) -> dict[str, float]:
@@ -121,7 +126,7 @@ def run_step(
             message = json.loads(text)
             if "phase" in message:
                 rss = sum(procs.rss_mb(s.process.pid) for s in servers)
-                marks[message["phase"]] = (message["t"], _snapshot({**pids, **helpers}), rss)
+                marks[message["phase"]] = (message["t"], _snapshot({**pids, **helpers}, pids), rss)
                 if message["phase"] == "steady" and profile is not None:
                     spy = _profile(servers[0].process.pid, profile, min(20.0, seconds - 5))
             else:
@@ -137,6 +142,7 @@ def run_step(
     usage = Usage(
         window_s=t1 - t0,
         server_cpu_s=sum(cpu1[name] - cpu0[name] for name in pids),
+        server_wait_s=sum(cpu1[f"{name}-wait"] - cpu0[f"{name}-wait"] for name in pids),
         server_rss_mb=rss,
         baseline_rss_mb=0.0,
         helpers_cpu_s={name: cpu1[name] - cpu0[name] for name in helpers},
