@@ -30,6 +30,14 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    web_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="How many processes `serve` runs, each with an event loop of its own, all "
+        "on one port (`serve --workers N` overrides it); default: the CPUs this process may "
+        "run on. Each worker uses the CPU time of one core at most.",
+    )
     public_base_url: str | None = Field(
         default=None,
         description="The https:// address Twilio reaches this server at; "

@@ -1,0 +1,119 @@
+"""`voice-server serve --workers 2`, as a child process on its embedded database: two worker
+processes answer on one port, a simulated call completes, /metrics counts every worker's calls
+whichever answers, and SIGTERM drains both (a live call hears the goodbye)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stores.secrets import SecretBox
+from stores.shared_embedded import Address, address_path
+from tests.voice_server.commands import command_env, run, serving, wait_until
+from voice_server.command_database import on_database
+from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
+from voice_server.simulation.caller_script import AwaitHangUp, CallerScript
+from voice_server.simulation.simulator import Line, place_call
+
+GOODBYE = "We are closing for a moment. Goodbye!"
+_PROBES = 200  # fresh connections to find both workers; in practice a handful suffices
+
+
+def records(log: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+async def seeded_line(folder: Path, secrets_key: str) -> DemoLine:
+    """The demo number on the database `serve` owns in `folder`."""
+    address = Address(**json.loads(address_path(folder / "var" / "db").read_text()))
+    return await on_database(address.uri, lambda db: seed_demo(db, SecretBox(secrets_key)))
+
+
+async def answering_pids(base_url: str, log: Callable[[], str], path: str) -> set[int]:
+    """The processes that answered GET `path`, each asked on a new connection, until two have
+    (uvicorn's workers accept from one socket: whichever is first takes the connection)."""
+    for _ in range(_PROBES):
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            assert (await http.get(path)).status_code == 200
+        pids = {r["pid"] for r in records(log()) if r.get("path") == path}
+        if len(pids) == 2:
+            return pids
+    return pids
+
+
+def samples(text: str, name: str) -> list[Any]:
+    found = [f for f in text_string_to_metric_families(text) if f.name == name]
+    return found[0].samples if found else []
+
+
+async def test_two_workers_serve_one_port_count_together_and_both_drain(tmp_path: Path) -> None:
+    env = command_env(
+        tmp_path, DRAIN_SECONDS="1", SHUTDOWN_GOODBYE_TEXT=GOODBYE, HEARTBEAT_SECONDS="0.2"
+    )
+    async with serving(env, "--workers", "2") as served:
+        line = await seeded_line(tmp_path, env["SECRETS_KEY"])
+        simulated = await run(env, "simulate", "--say", "Hello")
+        assert simulated.code == 0, simulated.stderr
+        assert "agent answered after" in simulated.stdout
+
+        workers = await answering_pids(served.base_url, served.log, "/health")
+        parents = {parent_of(pid) for pid in workers}
+        scrapes: dict[int, str] = {}
+        while len(scrapes) < 2:  # /metrics as each worker shows it
+            async with httpx.AsyncClient(base_url=served.base_url) as http:
+                text = (await http.get("/metrics")).text
+            scrapes[
+                [r for r in records(served.log()) if r.get("path") == "/metrics"][-1]["pid"]
+            ] = text
+
+        caller = Line(served.base_url, line.auth_token, DEMO_CALLER, line.number)
+        silent = CallerScript(steps=(AwaitHangUp(timeout_s=60),))
+        live = asyncio.create_task(place_call(caller, silent))
+
+        def streaming() -> bool:
+            started = [r for r in records(served.log()) if r["event"] == "media stream started"]
+            return len(started) == 2  # the simulated call's, and this one's
+
+        await wait_until(streaming, within_s=30)
+        served.process.send_signal(signal.SIGTERM)
+        result = await live
+        assert await served.stopped() == 0
+    lines = records(served.log())
+
+    assert len(workers) == 2, "two processes answered on the one port"
+    assert parents == {served.process.pid}, "the supervisor's workers"
+    for text in scrapes.values():  # whichever worker answers, the same figures
+        answered = [s for s in samples(text, "voice_calls") if s.name == "voice_calls_total"]
+        assert sum(s.value for s in answered) == 1
+        tasks = samples(text, "voice_event_loop_tasks")
+        assert {int(s.labels["pid"]) for s in tasks} == workers, "one series per live worker"
+    assert result.server_hung_up, "the live call heard the goodbye, then the server hung up"
+    ended = [r for r in lines if r["event"] == "call ended" and r.get("reason")]
+    assert [r["reason"] for r in ended][-1:] == ["server-shutdown"]
+    for pid in workers:
+        said = [r["event"] for r in lines if r.get("pid") == pid]
+        assert "stop requested: draining" in said
+        assert "drained: stopping" in said
+    assert "Traceback" not in served.log()
+
+
+@pytest.mark.parametrize("option", ["0", "two", "-1", "257"])
+async def test_a_wrong_number_of_workers_is_one_line(tmp_path: Path, option: str) -> None:
+    refused = await run(command_env(tmp_path), "serve", "--workers", option)
+    assert refused.code == 1
+    assert refused.problems == [
+        f"--workers takes a number of processes from 1 to 256, not {option!r}"
+    ]
