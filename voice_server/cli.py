@@ -210,6 +210,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     workers = worker_count(args.workers, settings)
+    if settings.mongodb_uri and "stream_token_secret" not in settings.model_fields_set:
+        log.warning(
+            "STREAM_TOKEN_SECRET is not set: this server made up its own, so it refuses the "
+            "media streams of calls another instance answered; set the same one on every "
+            "instance"
+        )
     listening = _listen(settings.host, settings.port)
     with listening, open_database(settings, "serve", must_own=True) as database:
         uri = database.uri

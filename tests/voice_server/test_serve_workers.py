@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.secrets import SecretBox
 from stores.shared_embedded import Address, address_path
+from tests.voice_server import child_server
 from tests.voice_server.commands import command_env, run, serving, wait_until
 from voice_server.command_database import on_database
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
@@ -117,3 +119,19 @@ async def test_a_wrong_number_of_workers_is_one_line(tmp_path: Path, option: str
     assert refused.problems == [
         f"--workers takes a number of processes from 1 to 256, not {option!r}"
     ]
+
+
+async def test_a_server_on_a_shared_database_without_a_stream_secret_says_so(
+    mongo_uri: str, database: AsyncDatabase[dict[str, Any]], tmp_path: Path
+) -> None:
+    server = await child_server.serve(mongo_uri, database.name, tmp_path)
+    try:
+        warned = await server.logged(
+            "STREAM_TOKEN_SECRET is not set: this server made up its own, so it refuses the "
+            "media streams of calls another instance answered; set the same one on every "
+            "instance"
+        )
+    finally:
+        server.process.terminate()
+        await server.process.wait()
+    assert warned["level"] == "warning"
