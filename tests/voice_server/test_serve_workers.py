@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +110,37 @@ async def test_two_workers_serve_one_port_count_together_and_both_drain(tmp_path
         said = [r["event"] for r in lines if r.get("pid") == pid]
         assert "stop requested: draining" in said
         assert "drained: stopping" in said
+    assert "Traceback" not in served.log()
+
+
+async def test_a_killed_worker_is_replaced_and_its_call_finalised(tmp_path: Path) -> None:
+    env = command_env(tmp_path, HEARTBEAT_SECONDS="0.2", CALL_LOST_AFTER_SECONDS="1.5")
+    async with serving(env, "--workers", "2") as served:
+        line = await seeded_line(tmp_path, env["SECRETS_KEY"])
+        caller = Line(served.base_url, line.auth_token, DEMO_CALLER, line.number)
+        live = asyncio.create_task(
+            place_call(caller, CallerScript(steps=(AwaitHangUp(timeout_s=60),)))
+        )
+
+        def events(event: str) -> list[dict[str, Any]]:
+            return [r for r in records(served.log()) if r["event"] == event]
+
+        await wait_until(lambda: bool(events("media stream started")), within_s=30)
+        (started,) = events("media stream started")
+        os.kill(started["pid"], signal.SIGKILL)
+        await live  # the caller's line went dead
+        await wait_until(lambda: bool(events("a lost call was finalised")), within_s=30)
+        await wait_until(lambda: len(events("Application startup complete.")) == 3, within_s=30)
+        async with httpx.AsyncClient(base_url=served.base_url) as http:
+            health = await http.get("/health")
+        served.process.terminate()
+        assert await served.stopped() == 0
+
+    (finalised,) = events("a lost call was finalised")
+    assert (finalised["call_sid"], finalised["reason"]) == (started["call_sid"], "server-lost")
+    assert finalised["pid"] != started["pid"], "another worker's sweeper"
+    assert started["pid"] not in {r["pid"] for r in events("Application startup complete.")[2:]}
+    assert health.status_code == 200
     assert "Traceback" not in served.log()
 
 
