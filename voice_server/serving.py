@@ -103,6 +103,8 @@ class Drain:
         elif sig in self._hurried_by:
             log.info("stop requested again: ending the live calls now", signal=sig.name)
             self._live_calls.hurry()
+        else:
+            log.info("stop requested again: still draining", signal=sig.name)
 
     async def _drained(self, sig: signal.Signals) -> None:
         await self._live_calls.drain(self._seconds)

@@ -20,10 +20,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from stores.secrets import SecretBox
 from stores.shared_embedded import Address, address_path
 from tests.voice_server import child_server
-from tests.voice_server.commands import command_env, run, serving, wait_until
+from tests.voice_server.commands import Served, command_env, run, serving, wait_until
 from voice_server.command_database import on_database
 from voice_server.seed import DEMO_CALLER, DemoLine, seed_demo
 from voice_server.simulation.caller_script import AwaitHangUp, CallerScript
+from voice_server.simulation.phone_line import CallResult
 from voice_server.simulation.simulator import Line, place_call
 
 GOODBYE = "We are closing for a moment. Goodbye!"
@@ -57,6 +58,19 @@ async def answering_pids(base_url: str, log: Callable[[], str], path: str) -> se
     return pids
 
 
+def events(served: Served, event: str) -> list[dict[str, Any]]:
+    return [r for r in records(served.log()) if r["event"] == event]
+
+
+async def silent_call(served: Served, line: DemoLine) -> asyncio.Task[CallResult]:
+    """A caller who says nothing and waits to be hung up on, once its stream has started."""
+    caller = Line(served.base_url, line.auth_token, DEMO_CALLER, line.number)
+    streams = len(events(served, "media stream started"))
+    call = asyncio.create_task(place_call(caller, CallerScript(steps=(AwaitHangUp(60),))))
+    await wait_until(lambda: len(events(served, "media stream started")) > streams, 30)
+    return call
+
+
 def samples(text: str, name: str) -> list[Any]:
     found = [f for f in text_string_to_metric_families(text) if f.name == name]
     return found[0].samples if found else []
@@ -82,15 +96,7 @@ async def test_two_workers_serve_one_port_count_together_and_both_drain(tmp_path
                 [r for r in records(served.log()) if r.get("path") == "/metrics"][-1]["pid"]
             ] = text
 
-        caller = Line(served.base_url, line.auth_token, DEMO_CALLER, line.number)
-        silent = CallerScript(steps=(AwaitHangUp(timeout_s=60),))
-        live = asyncio.create_task(place_call(caller, silent))
-
-        def streaming() -> bool:
-            started = [r for r in records(served.log()) if r["event"] == "media stream started"]
-            return len(started) == 2  # the simulated call's, and this one's
-
-        await wait_until(streaming, within_s=30)
+        live = await silent_call(served, line)
         served.process.send_signal(signal.SIGTERM)
         result = await live
         assert await served.stopped() == 0
@@ -116,32 +122,43 @@ async def test_two_workers_serve_one_port_count_together_and_both_drain(tmp_path
 async def test_a_killed_worker_is_replaced_and_its_call_finalised(tmp_path: Path) -> None:
     env = command_env(tmp_path, HEARTBEAT_SECONDS="0.2", CALL_LOST_AFTER_SECONDS="1.5")
     async with serving(env, "--workers", "2") as served:
-        line = await seeded_line(tmp_path, env["SECRETS_KEY"])
-        caller = Line(served.base_url, line.auth_token, DEMO_CALLER, line.number)
-        live = asyncio.create_task(
-            place_call(caller, CallerScript(steps=(AwaitHangUp(timeout_s=60),)))
-        )
-
-        def events(event: str) -> list[dict[str, Any]]:
-            return [r for r in records(served.log()) if r["event"] == event]
-
-        await wait_until(lambda: bool(events("media stream started")), within_s=30)
-        (started,) = events("media stream started")
+        live = await silent_call(served, await seeded_line(tmp_path, env["SECRETS_KEY"]))
+        (started,) = events(served, "media stream started")
         os.kill(started["pid"], signal.SIGKILL)
         await live  # the caller's line went dead
-        await wait_until(lambda: bool(events("a lost call was finalised")), within_s=30)
-        await wait_until(lambda: len(events("Application startup complete.")) == 3, within_s=30)
+        await wait_until(lambda: bool(events(served, "a lost call was finalised")), 30)
+        await wait_until(lambda: len(events(served, "Application startup complete.")) == 3, 30)
         async with httpx.AsyncClient(base_url=served.base_url) as http:
             health = await http.get("/health")
         served.process.terminate()
         assert await served.stopped() == 0
 
-    (finalised,) = events("a lost call was finalised")
+    (finalised,) = events(served, "a lost call was finalised")
     assert (finalised["call_sid"], finalised["reason"]) == (started["call_sid"], "server-lost")
     assert finalised["pid"] != started["pid"], "another worker's sweeper"
-    assert started["pid"] not in {r["pid"] for r in events("Application startup complete.")[2:]}
+    (replacement,) = events(served, "Application startup complete.")[2:]
+    assert replacement["pid"] != started["pid"]
     assert health.status_code == 200
     assert "Traceback" not in served.log()
+
+
+async def test_a_second_signal_to_the_supervisor_ends_the_calls_at_once(tmp_path: Path) -> None:
+    env = command_env(tmp_path, DRAIN_SECONDS="600", SHUTDOWN_GOODBYE_TEXT=GOODBYE)
+    async with serving(env, "--workers", "2") as served:
+        live = await silent_call(served, await seeded_line(tmp_path, env["SECRETS_KEY"]))
+        served.process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: len(events(served, "stop requested: draining")) == 2, 30)
+        served.process.send_signal(signal.SIGINT)
+        result = await live
+        assert await served.stopped() == 0
+    (ended,) = [r for r in events(served, "call ended") if r.get("reason")]
+
+    assert result.server_hung_up
+    assert ended["reason"] == "server-shutdown"
+    hurried = events(served, "stop requested again: ending the live calls now")
+    assert {r["signal"] for r in hurried} == {"SIGINT"}
+    assert {r["pid"] for r in hurried} >= {ended["pid"]}
+    assert GOODBYE not in served.log(), "no goodbye once hurried"
 
 
 @pytest.mark.parametrize("option", ["0", "two", "-1", "257"])
