@@ -45,17 +45,25 @@ log = get_logger(__name__)
 
 MAX_WORKERS = 256
 _LOOK_S = 0.5  # how often the supervisor looks at its signals while the workers drain
+_WORKER_ANSWERS_S = 30.0
 
 
 def worker_count(option: str | None, settings: Settings) -> int:
     """`--workers`, else WEB_WORKERS, else the CPUs this process may run on."""
     if option is None:
-        return settings.web_workers or len(os.sched_getaffinity(0))
+        return settings.web_workers or _usable_cpus()
     if not option.isdigit() or not 1 <= int(option) <= MAX_WORKERS:
         raise CommandError(
             f"--workers takes a number of processes from 1 to {MAX_WORKERS}, not {option!r}"
         )
     return int(option)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # a process pinned to some CPUs (taskset, cpuset)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def serve_workers(settings: Settings, count: int, listening: socket.socket, **options: Any) -> None:
@@ -67,7 +75,16 @@ def serve_workers(settings: Settings, count: int, listening: socket.socket, **op
         # imported, which it is in each worker, after this.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         app = partial(worker_app, settings, Path(folder))
-        config = uvicorn_config(app, factory=True, workers=count, **options)
+        config = uvicorn_config(
+            app,
+            factory=True,
+            workers=count,
+            # How long a worker may take to answer the supervisor's ping, and to start when
+            # SIGHUP replaces it. uvicorn's 5 s is about what importing the app takes on a busy
+            # machine, before the worker can answer: it would kill workers as they start.
+            timeout_worker_healthcheck=_WORKER_ANSWERS_S,
+            **options,
+        )
         _Supervisor(config, sockets=[listening]).run()
 
 
