@@ -210,12 +210,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     workers = worker_count(args.workers, settings)
-    if settings.mongodb_uri and "stream_token_secret" not in settings.model_fields_set:
-        log.warning(
-            "STREAM_TOKEN_SECRET is not set: this server made up its own, so it refuses the "
-            "media streams of calls another instance answered; set the same one on every "
-            "instance"
-        )
     listening = _listen(settings.host, settings.port)
     with listening, open_database(settings, "serve", must_own=True) as database:
         uri = database.uri
@@ -228,6 +222,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 3
+        _warn_of_a_stream_secret_of_its_own(settings)
         on_database_settings = settings.model_copy(update={"mongodb_uri": uri})
         options: dict[str, Any] = {
             "host": settings.host,
@@ -244,6 +239,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         config = uvicorn_config(app, **options)
         DrainingServer(config, live_calls, settings.drain_seconds).run(sockets=[listening])
     return 0
+
+
+def _warn_of_a_stream_secret_of_its_own(settings: Settings) -> None:
+    """On a shared database, a server that made up its STREAM_TOKEN_SECRET refuses the streams
+    of calls whose webhooks another server answered: said once, at start."""
+    if settings.mongodb_uri and "stream_token_secret" not in settings.model_fields_set:
+        log.warning(
+            "STREAM_TOKEN_SECRET is not set: this server made up its own, so it refuses the "
+            "media streams of calls another instance answered; set the same one on every "
+            "instance"
+        )
 
 
 def _listen(host: str, port: int, set_by: str = "HOST, PORT") -> socket.socket:

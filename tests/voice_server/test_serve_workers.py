@@ -32,7 +32,9 @@ _PROBES = 200  # fresh connections to find both workers; in practice a handful s
 
 
 def records(log: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    """The JSON lines of a log the server may be writing: the last one only once it is whole."""
+    lines = log.splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("\n")]
 
 
 def parent_of(pid: int) -> int:
@@ -48,7 +50,8 @@ async def seeded_line(folder: Path, secrets_key: str) -> DemoLine:
 
 async def answering_pids(base_url: str, log: Callable[[], str], path: str) -> set[int]:
     """The processes that answered GET `path`, each asked on a new connection, until two have
-    (uvicorn's workers accept from one socket: whichever is first takes the connection)."""
+    (uvicorn's workers accept from one socket: whichever is first takes the connection). Call
+    it once both have started."""
     for _ in range(_PROBES):
         async with httpx.AsyncClient(base_url=base_url) as http:
             assert (await http.get(path)).status_code == 200
@@ -86,6 +89,7 @@ async def test_two_workers_serve_one_port_count_together_and_both_drain(tmp_path
         assert simulated.code == 0, simulated.stderr
         assert "agent answered after" in simulated.stdout
 
+        await wait_until(lambda: len(events(served, "Application startup complete.")) == 2, 30)
         workers = await answering_pids(served.base_url, served.log, "/health")
         parents = {parent_of(pid) for pid in workers}
         scrapes: dict[int, str] = {}
@@ -130,6 +134,7 @@ async def test_a_killed_worker_is_replaced_and_its_call_finalised(tmp_path: Path
         await wait_until(lambda: len(events(served, "Application startup complete.")) == 3, 30)
         async with httpx.AsyncClient(base_url=served.base_url) as http:
             health = await http.get("/health")
+            metrics = (await http.get("/metrics")).text
         served.process.terminate()
         assert await served.stopped() == 0
 
@@ -139,6 +144,8 @@ async def test_a_killed_worker_is_replaced_and_its_call_finalised(tmp_path: Path
     (replacement,) = events(served, "Application startup complete.")[2:]
     assert replacement["pid"] != started["pid"]
     assert health.status_code == 200
+    shown = {int(s.labels["pid"]) for s in samples(metrics, "voice_event_loop_tasks")}
+    assert started["pid"] not in shown, "the killed worker's gauges are gone from /metrics"
     assert "Traceback" not in served.log()
 
 
