@@ -39,11 +39,10 @@ from voice_server.command_errors import CommandError
 from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
 from voice_server.serving import Drain, uvicorn_config
-from voice_server.settings import Settings
+from voice_server.settings import MAX_WEB_WORKERS, Settings
 
 log = get_logger(__name__)
 
-MAX_WORKERS = 256
 _LOOK_S = 0.5  # how often the supervisor looks at its signals while the workers drain
 _WORKER_ANSWERS_S = 30.0
 
@@ -52,9 +51,9 @@ def worker_count(option: str | None, settings: Settings) -> int:
     """`--workers`, else WEB_WORKERS, else the CPUs this process may run on."""
     if option is None:
         return settings.web_workers or _usable_cpus()
-    if not option.isdigit() or not 1 <= int(option) <= MAX_WORKERS:
+    if not option.isdigit() or not 1 <= int(option) <= MAX_WEB_WORKERS:
         raise CommandError(
-            f"--workers takes a number of processes from 1 to {MAX_WORKERS}, not {option!r}"
+            f"--workers takes a number of processes from 1 to {MAX_WEB_WORKERS}, not {option!r}"
         )
     return int(option)
 
