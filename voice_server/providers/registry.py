@@ -103,7 +103,12 @@ class ProviderRegistry:
         speech = self.default_speech if models.speech else None
         found = {
             "sttModel": (models.stt, stt is not None),
-            "inferenceModel": (models.llm, (speech if models.speech else llm) is not None),
+            # A speech-to-speech agent's calls need its speech provider; its texts (SMS) still
+            # go to a language model.
+            "inferenceModel": (
+                models.llm,
+                llm is not None and (speech is not None or not models.speech),
+            ),
             "ttsModel": (models.tts, tts is not None),
         }
         problems = [f"no provider for {f}={m!r}" for f, (m, ok) in found.items() if not ok]
