@@ -8,7 +8,8 @@ stopped after the session's silence), transcribes each utterance with `recognise
 scripted, then `response.done` with usage. `response.cancel`, `conversation.item.truncate`
 (refused past the item's audio, as the real server does) and `conversation.item.create` are
 recorded. Failures: refuse the next handshakes with a status (`refusals`), drop the socket
-(1011) after a response, or answer a response with a server `error` event.
+(1011) after a response, or answer a response with other events (`instead`: a server `error`,
+a failed `response.done`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class FakeRealtimeConversation:
         self.refusals: deque[int | None] = deque()  # the next handshakes: a status, or None: ok
         self.drop_after_response: int | None = None  # close (1011) once it is done
         self.fail_response: int | None = None  # the n-th response (1-based) is a server error
+        self.instead: deque[list[dict[str, Any]]] = deque()  # events to send for a response
         self.sessions: list[Session] = []
         self.refused_paths: list[str] = []
         self._responses = 0
@@ -142,15 +144,17 @@ class FakeRealtimeConversation:
 
     def _start_response(self, connection: ServerConnection, session: Session) -> None:
         if session.response is not None and not session.response.done():
-            busy = _error("invalid_request_error", "conversation_already_has_active_response")
+            busy = error_event("invalid_request_error", "conversation_already_has_active_response")
             session.pending.add(asyncio.create_task(self._send(connection, busy)))
             return
         self._responses += 1
-        reply = self.replies.popleft() if self.replies else self.default_reply
         if self._responses == self.fail_response:
-            failed = _error("server_error", None)
-            session.response = asyncio.create_task(self._send(connection, failed))
+            self.instead.appendleft([error_event("server_error", None)])
+        if self.instead:
+            events = self.instead.popleft()
+            session.response = asyncio.create_task(self._send_all(connection, events))
             return
+        reply = self.replies.popleft() if self.replies else self.default_reply
         session.response = asyncio.create_task(self._speak(connection, session, reply))
 
     async def _speak(self, connection: ServerConnection, session: Session, reply: Reply) -> None:
@@ -202,7 +206,7 @@ class FakeRealtimeConversation:
         running = session.response
         if running is None or running.done():
             await self._send(
-                connection, _error("invalid_request_error", "response_cancel_not_active")
+                connection, error_event("invalid_request_error", "response_cancel_not_active")
             )
             return
         running.cancel()
@@ -217,10 +221,14 @@ class FakeRealtimeConversation:
         session.truncates.append(event)
         made_ms = session.item_bytes.get(event["item_id"], 0) / 8
         if event["audio_end_ms"] > made_ms:  # longer than the item's audio
-            await self._send(connection, _error("invalid_request_error", "invalid_value"))
+            await self._send(connection, error_event("invalid_request_error", "invalid_value"))
             return
         fields = {k: event[k] for k in ("item_id", "content_index", "audio_end_ms")}
         await self._send(connection, {"type": "conversation.item.truncated", **fields})
+
+    async def _send_all(self, connection: ServerConnection, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            await self._send(connection, event)
 
     async def _send(self, connection: ServerConnection, event: dict[str, Any]) -> None:
         with suppress(ConnectionClosed):
@@ -233,7 +241,7 @@ def _response_event(kind: str, response: str, status: str) -> dict[str, Any]:
     return {"type": kind, "response": {**body, "usage": usage}}
 
 
-def _error(kind: str, code: str | None) -> dict[str, Any]:
+def error_event(kind: str, code: str | None) -> dict[str, Any]:
     """An `error` event, as the real server words it."""
     return {"type": "error", "error": {"type": kind, "code": code, "message": f"{kind} {code}"}}
 

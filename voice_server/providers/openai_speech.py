@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import get_args, get_type_hints
 
@@ -203,7 +203,7 @@ class RealtimeConversation:
     async def remember(self, message: ChatMessage) -> None:
         await self._send(self._connection.conversation.item.create(item=_text_item(message)))
 
-    async def events(self) -> AsyncIterator[SpeechEvent]:
+    async def events(self) -> AsyncGenerator[SpeechEvent, None]:
         try:
             async for event in self._connection:
                 if (mapped := self._map(event)) is not None:
