@@ -1,21 +1,16 @@
 """SpeechCallSession: one phone call on one media stream, spoken by a speech-to-speech model.
 
-The call's other shape (`CallSession` runs STT → LLM → TTS). Here one conversation session
-(`SpeechToSpeech`) hears the caller and speaks back: Twilio's μ-law goes to it untouched, the
-model's μ-law comes back to Twilio untouched (`AgentVoice`), and the model ends the caller's
-turns and answers them itself. The call keeps what the pipeline keeps: the transcript written
-live (the caller's turns from the model's input transcription, the agent's cut to what was
-heard), the figures of each turn, and a nursery that nothing outlives.
+The call's other shape (`CallSession` runs STT → LLM → TTS). Here one model hears the caller and
+speaks back (`ModelConversation`), with μ-law passed through both ways (`AgentVoice`). The call
+keeps what the pipeline keeps: the transcript written live and cut to what was heard, each
+turn's figures, supervision on deadlines, and a nursery that nothing outlives.
 
-Barge-in: when the model hears the caller start speaking over the agent, Twilio's queue is
-cleared at once, the response is cancelled, and the model's item is truncated at the audio
-the caller heard (from the echoed marks), so the model, the record and the call log hold the
-same words. Nothing resumes: the model hears what the caller said and answers it.
-
-The greeting (rendered while the phone rang) plays while the session opens, and the model is
-told what of it was heard. A failed session (dropped, refused, rate-limited, a server error)
-is answered with the fallback rendered ahead and opened again, once, with the conversation so
-far as text; a second failure ends the call with a goodbye.
+What the agent says without its model is rendered ahead, in the agent's TTS voice, and the model
+is told what of it the caller heard: the greeting (ready when the stream starts: the webhook
+rendered it while the phone rang, so it plays at once while the model's session opens), the
+fallback and goodbye when the model fails, the re-prompts and goodbyes of supervision
+(`voice_server.call.supervision`: silence, the time limit, a stalled playout) and the server's
+shutdown goodbye. A goodbye cannot be interrupted; the call ends once it has been heard.
 """
 
 from __future__ import annotations
@@ -26,32 +21,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from media.codec import ulaw_duration_ms
+from media.supervision import Action
 from media.twilio import Event, Mark, Media, Stop
 from stores.agents import Agent
 from voice_server.call.context import CALLEE_SILENT, CallContext
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.greetings import greeting_text
-from voice_server.call.latency import TurnTimer
 from voice_server.call.outbound import Outbound
-from voice_server.call.phrases import FALLBACK_TEXT
-from voice_server.call.speaker import END_CALL
+from voice_server.call.speech_conversation import ModelConversation
 from voice_server.call.speech_voice import AgentVoice
-from voice_server.call.transcript import TranscriptStore, TranscriptWriter, new_entry
+from voice_server.call.supervision import Supervision
+from voice_server.call.transcript import TranscriptStore, TranscriptWriter
 from voice_server.log import get_logger
-from voice_server.providers.base import (
-    AgentAudio,
-    AgentText,
-    CallerSpeech,
-    CallerText,
-    ChatMessage,
-    ProviderError,
-    ResponseDone,
-    SpeechConversation,
-    SpeechEvent,
-    SpeechOptions,
-    SpeechToSpeech,
-)
+from voice_server.providers.base import ChatMessage, SpeechToSpeech
 
 log = get_logger(__name__)
 
@@ -61,16 +43,24 @@ Rendered = Awaitable[bytes | None] | None
 
 @dataclass(frozen=True)
 class SpeechRenders:
-    """What a speech-to-speech call says without its model, rendered as the call starts."""
+    """What a speech-to-speech call may say without its model, rendered as the call starts
+    (each in the agent's voice; renders are cached per agent version)."""
 
     failure_goodbye: Rendered = None  # SPEECH_GOODBYE_TEXT
-    time_limit_goodbye: Rendered = None  # the agent's maxDurationGoodbyeText
+    reprompt: Rendered = None
+    silence_goodbye: Rendered = None
+    time_limit_goodbye: Rendered = None
 
     @classmethod
     def start(cls, agent: Agent, render: Callable[[str], Rendered]) -> SpeechRenders:
         """Start rendering them (`render`: text → its audio, in the agent's voice)."""
-        limit = agent.turnTaking.maxDurationGoodbyeText
-        return cls(failure_goodbye=render(SPEECH_GOODBYE_TEXT), time_limit_goodbye=render(limit))
+        turns = agent.turnTaking
+        return cls(
+            failure_goodbye=render(SPEECH_GOODBYE_TEXT),
+            reprompt=render(turns.repromptText),
+            silence_goodbye=render(turns.silenceGoodbyeText),
+            time_limit_goodbye=render(turns.maxDurationGoodbyeText),
+        )
 
 
 class SpeechCallSession:
@@ -83,26 +73,26 @@ class SpeechCallSession:
         renders: SpeechRenders | None = None,
     ) -> None:
         self._context = context
-        self._agent = context.agent
-        self._speech = speech
+        self._turns = context.agent.turnTaking
         self._renders = renders or SpeechRenders()
         self._transcript = TranscriptWriter(calls, context.call_sid)
-        self._history: list[ChatMessage] = []
-        self._untold: list[ChatMessage] = []  # said outside the model, not yet told to it
+        history: list[ChatMessage] = []
         # Audio goes out as the model makes it: Twilio queues it (no lead bound, see AgentVoice).
         outbound = Outbound(send_text, context.stream_sid, max_lead_ms=float("inf"))
-        self._voice = AgentVoice(outbound, self._transcript, self._history)
-        self._conversation: SpeechConversation | None = None
+        self._voice = AgentVoice(outbound, self._transcript, history)
+        self._supervision = Supervision(self._turns)
+        self._model = ModelConversation(
+            speech,
+            context.agent,
+            self._voice,
+            transcript=self._transcript,
+            history=history,
+            supervision=self._supervision,
+        )
         self._group: asyncio.TaskGroup | None = None
         self._background: list[asyncio.Task[None]] = []  # all but the transcript writer
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self.ended_at: datetime | None = None
-        self._clock = asyncio.get_running_loop().time
-        self._pushed_ms = 0.0  # caller audio given to the model, the timeline of its VAD
-        self._speech_start_ms = 0
-        self._caller_spoke = False
-        self._closing = False  # a goodbye is playing: the call ends after it
-        self._end_after_response = False  # the model called end_call
 
     async def run(self, events: AsyncIterator[Event]) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
@@ -111,9 +101,10 @@ class SpeechCallSession:
             group.create_task(self._transcript.run(), name="transcript")
             self._spawn(self._receive(events), "inbound")
             self._spawn(self._open(), "opening")
-            self._spawn(self._time_limit(), "time-limit")
+            self._spawn(self._supervise(), "supervisor")
             if self._context.opening.message is None:  # a message alone needs no model
                 self._spawn(self._converse(), "conversation")
+                self._spawn(self._when_the_agent_ends(), "end-call")
             try:
                 reason = await self._ended
             finally:
@@ -137,16 +128,17 @@ class SpeechCallSession:
             self.ended_at = datetime.now(UTC)
             self._ended.set_result(reason)
 
-    # -- inbound ---------------------------------------------------------------------------
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        assert self._group is not None, "the call is not running"
+        self._background.append(self._group.create_task(work, name=name))
 
     async def _receive(self, events: AsyncIterator[Event]) -> None:
         async for event in events:
             if isinstance(event, Media):
-                if self._conversation is not None:
-                    self._conversation.push_audio(event.payload)
-                    self._pushed_ms += ulaw_duration_ms(len(event.payload))
+                self._model.push_audio(event.payload)
             elif isinstance(event, Mark):
                 self._voice.on_mark(event.name)
+                self._supervision.wake()  # the agent may have gone quiet
             elif isinstance(event, Stop):
                 self._end(EndReason.CALLER_HUNG_UP)
                 return
@@ -154,139 +146,70 @@ class SpeechCallSession:
                 log.info("event not used by a speech-to-speech call", kind=type(event).__name__)
         self._end(EndReason.STREAM_CLOSED)
 
-    # -- the conversation ------------------------------------------------------------------
-
     async def _converse(self) -> None:
-        """Talk through the model for the whole call. A failed session is answered with the
-        fallback and opened again, once; a second failure ends the call politely."""
-        for attempt in range(2):
-            options = self._options()
-            if attempt:  # what the last session said and is still playing: told once heard
-                for number in self._voice.unrecorded_model_items():
-                    self._spawn(self._tell_when_heard(number), "tell")
-            try:
-                async with self._speech.open_session(options) as conversation:
-                    self._pushed_ms = 0.0  # a new session's audio timeline
-                    self._conversation = conversation
-                    await self._tell()
-                    try:
-                        async for event in conversation.events():
-                            await self._on_event(event)
-                    finally:
-                        self._conversation = None
-            except ProviderError as error:
-                log.error("speech-to-speech session failed", error=str(error), attempt=attempt + 1)
-                await self._voice.response_done()  # what came of the answer plays on
-                if attempt == 0 and not self._closing:
-                    await self._fall_back(str(error))
+        await self._model.run(self._context.fallback_audio)
         goodbye = self._renders.failure_goodbye
         await self._goodbye(EndReason.CONVERSATION_FAILED, SPEECH_GOODBYE_TEXT, goodbye, cut=False)
 
-    def _options(self) -> SpeechOptions:
-        agent, turns = self._agent, self._agent.turnTaking
-        history, self._untold = tuple(self._history), []  # told as the session opens
-        return SpeechOptions(
-            model=agent.inferenceModel,
-            instructions=agent.systemPrompt,
-            voice=agent.ttsVoice,
-            transcription_model=agent.sttModel,
-            max_output_tokens=agent.maxTokens,
-            turn_detection=turns.turnDetection,
-            eagerness=turns.eagerness,
-            end_silence_ms=turns.endSilenceMs,
-            tools=(END_CALL,),
-            history=history,
-        )
-
-    async def _on_event(self, event: SpeechEvent) -> None:
-        if isinstance(event, AgentAudio):
-            await self._voice.audio(event.item_id, event.ulaw)
-        elif isinstance(event, AgentText):
-            self._voice.text(event.item_id, event.delta)
-        elif isinstance(event, CallerSpeech):
-            await self._on_caller_speech(event)
-        elif isinstance(event, CallerText):
-            self._on_caller_text(event.text)
-        elif isinstance(event, ResponseDone):
-            await self._voice.response_done(event.input_tokens, event.output_tokens)
-            if self._end_after_response:  # once it has been heard, hang up
-                self._spawn(self._finish(EndReason.AGENT_ENDED), "finish")
-        elif event.name == END_CALL.name:
-            log.info("the agent ended the call")
-            self._end_after_response = self._closing = True
-
-    async def _on_caller_speech(self, event: CallerSpeech) -> None:
-        self._caller_spoke = True
-        if event.started:
-            self._speech_start_ms = event.audio_ms
-            if self._agent.turnTaking.bargeIn and not self._closing:
-                await self._barge_in()
-            return
-        now = self._clock()
-        # The caller's real end of speech: where the model's VAD put it in the audio pushed.
-        ended = now - max(0.0, self._pushed_ms - event.audio_ms) / 1000
-        audio_in_s = (event.audio_ms - self._speech_start_ms) / 1000
-        self._voice.answering(TurnTimer(last_speech=ended, endpoint=now), audio_in_s)
-
-    async def _barge_in(self) -> None:
-        """Stop the agent at once; the model forgets what the caller did not hear."""
-        cut = await self._voice.interrupt() if self._voice.speaking else None
-        if self._conversation is not None:
-            if cut is None:
-                await self._conversation.cut(None, 0)  # an answer on its way, not heard yet
-            else:
-                log.info("caller interrupted the agent", heard_ms=cut.heard_ms)
-                await self._conversation.cut(cut.item_id, cut.heard_ms)
-
-    def _on_caller_text(self, text: str) -> None:
-        if not text:
-            log.info("caller spoke but no words were recognised")
-            return
-        self._transcript.add(new_entry("user", text))
-        self._history.append(ChatMessage("user", text))
-
-    async def _tell(self, message: ChatMessage | None = None) -> None:
-        """Tell the model what was said outside it (`message`, and anything still untold)."""
-        if message is not None:
-            self._untold.append(message)
-        while self._conversation is not None and self._untold:
-            await self._conversation.remember(self._untold.pop(0))
-
-    # -- what the agent says without its model ---------------------------------------------
+    async def _when_the_agent_ends(self) -> None:
+        await self._model.agent_ended.wait()
+        await self._finish(EndReason.AGENT_ENDED)
 
     async def _open(self) -> None:
         """The agent's first words (`Opening`): the greeting, or on a call we placed, the
         callee's first; after `hello_wait_s` of their silence, the message or the model."""
-        opening, agent = self._context.opening, self._agent
+        opening = self._context.opening
         if opening.greet:
-            await self._play(greeting_text(agent), self._context.greeting_audio)
+            await self._say(greeting_text(self._context.agent), self._context.greeting_audio)
             return
         await asyncio.sleep(opening.hello_wait_s)  # the callee's time to speak first
         if opening.message is not None:
             await self._goodbye(opening.message_ends_as, opening.message, opening.message_audio)
-        elif not self._caller_spoke and self._conversation is not None:
-            await self._conversation.respond(CALLEE_SILENT)
+        elif not self._model.caller_spoke:
+            await self._model.respond(CALLEE_SILENT)
 
-    async def _time_limit(self) -> None:
-        turns = self._agent.turnTaking
-        await asyncio.sleep(turns.maxCallSeconds)
-        text, audio = turns.maxDurationGoodbyeText, self._renders.time_limit_goodbye
-        await self._goodbye(EndReason.MAX_DURATION, text, audio)
+    async def _supervise(self) -> None:
+        supervision, voice = self._supervision, self._voice
+        while True:
+            supervision.observe(
+                speaking=voice.speaking,
+                progress_at=voice.progress_at,
+                outstanding_ms=voice.outstanding_ms,
+            )
+            if (action := supervision.rules.check(supervision.clock())) is not None:
+                await self._act(action)
+            await supervision.sleep()
 
-    async def _fall_back(self, error: str) -> None:
-        await self._play(FALLBACK_TEXT, self._context.fallback_audio, error)
+    async def _act(self, action: Action) -> None:
+        log.info("supervisor acts", action=action.value)
+        turns, renders = self._turns, self._renders
+        if action is Action.REPROMPT:
+            await self._say(turns.repromptText, renders.reprompt)
+        elif action is Action.SILENCE_GOODBYE:
+            await self._goodbye(
+                EndReason.CALLER_SILENT, turns.silenceGoodbyeText, renders.silence_goodbye
+            )
+        elif action is Action.MAX_DURATION:
+            text, audio = turns.maxDurationGoodbyeText, renders.time_limit_goodbye
+            await self._goodbye(EndReason.MAX_DURATION, text, audio)
+        elif action is Action.PLAYBACK_STUCK:
+            log.warning("marks stopped coming back from Twilio; clearing the playout")
+            await self._voice.interrupt()
+        else:  # the model answers every turn itself: nothing else can be stuck
+            log.warning("supervision action not used by a speech-to-speech call")
 
     async def _goodbye(
         self, reason: EndReason, text: str, rendered: Rendered, *, cut: bool = True
     ) -> None:
         """Say a last goodbye, then end the call: in place of what is still playing (`cut`), or
         after it (the fallback, when the session failed again)."""
-        if self._closing and reason is not EndReason.CONVERSATION_FAILED:
+        if self._model.closing and reason is not EndReason.CONVERSATION_FAILED:
             return
-        self._closing = True
+        self._model.closing = True
+        self._supervision.rules.ending()
         if cut and self._voice.speaking:
             await self._voice.interrupt()
-        await self._play(text, rendered)
+        await self._say(text, rendered)
         await self._finish(reason)
 
     async def _finish(self, reason: EndReason) -> None:
@@ -294,18 +217,12 @@ class SpeechCallSession:
         await self._voice.finished()
         self._end(reason)
 
-    async def _play(self, text: str, rendered: Rendered, error: str | None = None) -> None:
+    async def _say(self, text: str, rendered: Rendered) -> None:
         """Play audio rendered ahead; the model is told what the caller heard of it."""
         audio = await rendered if rendered is not None else None
         if not audio:
             log.error("nothing rendered to say", text=text)
             return
-        self._spawn(self._tell_when_heard(await self._voice.play(text, audio, error)), "tell")
-
-    async def _tell_when_heard(self, number: int) -> None:
-        if heard := await self._voice.heard(number):
-            await self._tell(ChatMessage("assistant", heard))
-
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        assert self._group is not None, "the call is not running"
-        self._background.append(self._group.create_task(work, name=name))
+        self._supervision.responding()
+        said = await self._voice.play(text, audio)
+        self._spawn(self._model.tell_when_heard(said), "tell")

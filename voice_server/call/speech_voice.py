@@ -73,6 +73,16 @@ class AgentVoice:
             i.utterance.state is _State.RENDERING for i in self._items.values()
         )
 
+    @property
+    def progress_at(self) -> float:
+        """Loop time of the latest audio sent or mark echoed."""
+        return self._outbound.progress_at
+
+    @property
+    def outstanding_ms(self) -> float:
+        """Audio sent that has not played yet."""
+        return self._outbound.playout.outstanding_ms()
+
     def answering(self, timer: TurnTimer, audio_in_s: float) -> None:
         """The caller's turn ended (`timer`): the model's next item answers it."""
         self._timer = timer

@@ -100,3 +100,40 @@ async def test_a_server_shutdown_is_said_goodbye_and_ends_the_call() -> None:
 
     assert reason == "server-shutdown"
     assert call.said("assistant")[-1] == SHUTDOWN_TEXT
+
+
+async def test_a_silent_caller_is_asked_again_then_said_goodbye_to() -> None:
+    speech = ScriptedSpeech()
+    async with running_call(
+        speech_to_speech=speech, silenceRepromptMs=2000, maxReprompts=1
+    ) as call:
+        reason = await call.ended(timeout_s=20)
+
+    turns = TurnTaking()
+    assert reason == "caller-silent"
+    assert call.said("assistant") == [GREETING, turns.repromptText, turns.silenceGoodbyeText]
+    told = [message.content for message in speech.sessions[0].remembered]
+    assert told[:2] == [GREETING, turns.repromptText]
+    asked_at = call.store.appended_at
+    assert asked_at[1] - asked_at[0] >= 2.0, "asked again after two seconds of silence"
+
+
+async def test_a_caller_answering_the_model_is_not_asked_again() -> None:
+    speech = ScriptedSpeech()
+    async with running_call(speech_to_speech=speech, silenceRepromptMs=2000) as call:
+        phone = call.phone
+        await phone.agent_done()
+        await phone.wait(1.5)
+        speech.emit(CallerSpeech(started=True, audio_ms=1000))
+        await phone.wait(1.5)
+        speech.emit(CallerSpeech(started=False, audio_ms=2500))
+        await phone.wait(1.0)  # the model answers within the silence allowed
+        speech.emit(
+            AgentText("item_1", ANSWER),
+            AgentAudio("item_1", SECOND_OF_ULAW),
+            ResponseDone("completed"),
+        )
+        await phone.agent_done()
+        await phone.wait(1.0)
+
+    assert call.said("assistant") == [GREETING, ANSWER]
