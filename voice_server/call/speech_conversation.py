@@ -85,10 +85,14 @@ class ModelConversation:
             self._session.push_audio(ulaw)
             self._pushed_ms += ulaw_duration_ms(len(ulaw))
 
-    async def respond(self, instructions: str) -> None:
-        """Have the model speak now (a call we placed, whose callee stays silent)."""
+    async def speak_first(self, note: str) -> None:
+        """Have the model speak first (a call we placed, whose callee stays silent), told
+        `note` in place of the caller's words."""
         if self._session is not None:
-            await self._session.respond(instructions)
+            message = ChatMessage("user", note)
+            self._history.append(message)
+            await self._session.remember(message)
+            await self._session.respond()
 
     async def tell_when_heard(self, number: int) -> None:
         """Once utterance `number` (said outside the model) is recorded, tell the model what

@@ -166,7 +166,7 @@ class SpeechCallSession:
         if opening.message is not None:
             await self._goodbye(opening.message_ends_as, opening.message, opening.message_audio)
         elif not self._model.caller_spoke:
-            await self._model.respond(CALLEE_SILENT)
+            await self._model.speak_first(CALLEE_SILENT)
 
     async def _supervise(self) -> None:
         supervision, voice = self._supervision, self._voice

@@ -32,7 +32,7 @@ from stores.calls import TranscriptEntry
 from tests.stores.factories import agent as agent_fields
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel
 from tests.voice_server.fakes import EchoingSpeechToText
-from voice_server.call.context import CallContext
+from voice_server.call.context import CallContext, Opening
 from voice_server.call.greetings import greeting_text
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallSession
@@ -265,6 +265,7 @@ async def running_call(
     tts: TextToSpeech | None = None,
     stt: SpeechToText | None = None,
     speech_to_speech: SpeechToSpeech | None = None,
+    opening: Opening | None = None,
     caller_says: Iterable[str] = (),
     **turn_taking: Any,
 ) -> AsyncIterator[Call]:
@@ -290,6 +291,7 @@ async def running_call(
         render(FALLBACK_TEXT),
         shutdown_text=SHUTDOWN_TEXT,
         shutdown_audio=render(SHUTDOWN_TEXT),
+        opening=opening or Opening(),
     )
     phone, store = Phone(voice), MemoryCallStore()
     session: CallSession | SpeechCallSession

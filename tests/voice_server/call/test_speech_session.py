@@ -9,6 +9,7 @@ import pytest
 from stores.turn_taking import TurnTaking
 from tests.voice_server.call.harness import GREETING, SHUTDOWN_TEXT, running_call
 from tests.voice_server.call.scripted_speech import ScriptedSpeech
+from voice_server.call.context import CALLEE_SILENT, Opening
 from voice_server.providers.base import (
     AgentAudio,
     AgentText,
@@ -137,3 +138,17 @@ async def test_a_caller_answering_the_model_is_not_asked_again() -> None:
         await phone.wait(1.0)
 
     assert call.said("assistant") == [GREETING, ANSWER]
+
+
+async def test_on_a_call_we_placed_the_model_speaks_first_when_the_callee_stays_silent() -> None:
+    speech = ScriptedSpeech()
+    opening = Opening(greet=False, hello_wait_s=2.0)
+    async with running_call(speech_to_speech=speech, opening=opening) as call:
+        await call.phone.until(lambda: bool(speech.sessions and speech.sessions[0].asked))
+        asked_at = call.phone.now
+
+    [session] = speech.sessions
+    assert session.remembered == [ChatMessage("user", CALLEE_SILENT)]
+    assert session.asked == [None], "the agent's own instructions stay in force"
+    assert asked_at == pytest.approx(2.0, abs=0.1)
+    assert call.said("assistant") == []
