@@ -175,7 +175,6 @@ class RealtimeConversation:
         self._connection = connection
         self._backlog = backlog
         self._failure: ProviderError | None = None
-        self._responding = False  # between response.created and response.done
 
     def push_audio(self, ulaw: bytes) -> None:
         if self._failure is None:
@@ -194,8 +193,9 @@ class RealtimeConversation:
         await self._send(self._connection.response.create(response=response))
 
     async def cut(self, item_id: str | None, heard_ms: int) -> None:
-        if self._responding:  # a cancel with nothing in flight is an error event (§8)
-            await self._send(self._connection.response.cancel())
+        # Always: a response the server has started may not have been announced yet. With
+        # nothing in flight the server answers with a request error, which is survived (§8).
+        await self._send(self._connection.response.cancel())
         if item_id is not None:
             truncate = self._connection.conversation.item.truncate
             await self._send(truncate(item_id=item_id, content_index=0, audio_end_ms=heard_ms))
@@ -238,8 +238,6 @@ class RealtimeConversation:
             mapped = CallerText(event.transcript.strip())
         elif event.type == "response.function_call_arguments.done":
             mapped = ToolCall(event.name, event.arguments)
-        elif event.type == "response.created":
-            self._responding = True
         elif event.type == "response.done":
             mapped = self._response_done(event.response)
         elif event.type == "error":
@@ -247,7 +245,6 @@ class RealtimeConversation:
         return mapped
 
     def _response_done(self, response: RealtimeResponse) -> ResponseDone:
-        self._responding = False
         status = response.status or "completed"
         if status == "failed":  # e.g. a rate limit met mid-response
             details = response.status_details
@@ -262,6 +259,8 @@ class RealtimeConversation:
 
     def _on_error(self, error: RealtimeError) -> None:
         code = error.code or ""
+        if code == "response_cancel_not_active":  # a barge-in with no response running
+            return
         if error.type == "invalid_request_error" and "rate_limit" not in code:
             log.warning("the Realtime server refused a request", code=code, error=error.message)
             return
