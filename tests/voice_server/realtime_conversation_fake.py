@@ -50,7 +50,8 @@ class Session:
     received: bytearray = field(default_factory=bytearray)  # the caller's μ-law
     items: list[dict[str, Any]] = field(default_factory=list)  # conversation.item.create
     truncates: list[dict[str, Any]] = field(default_factory=list)
-    cancels: int = 0
+    cancels: int = 0  # response.cancel events
+    cancelled: int = 0  # ... that found a response running
     responses: list[str] = field(default_factory=list)  # item ids of the answers
     item_bytes: dict[str, int] = field(default_factory=dict)  # audio made for each item
     response: asyncio.Task[None] | None = None
@@ -210,6 +211,7 @@ class FakeRealtimeConversation:
             )
             return
         running.cancel()
+        session.cancelled += 1
         session.response = None
         await self._send(
             connection, _response_event("response.done", "resp_cancelled", "cancelled")

@@ -179,7 +179,7 @@ async def test_barge_in_clears_cancels_and_truncates_at_what_the_caller_heard(
 
     assert result.clears >= 1
     [session] = stand.realtime.sessions
-    assert session.cancels == 1
+    assert session.cancelled == 1
     [truncate] = session.truncates
     assert truncate["item_id"] == session.responses[0]
     assert truncate["content_index"] == 0
