@@ -30,13 +30,21 @@ class Chunk:
 class Playout:
     """Per-stream ledger of sent, played and cancelled chunks."""
 
-    __slots__ = ("_cancelled", "_counter", "_cut_utterances", "_heard", "_outstanding")
+    __slots__ = (
+        "_cancelled",
+        "_counter",
+        "_cut_utterances",
+        "_heard",
+        "_heard_ms",
+        "_outstanding",
+    )
 
     def __init__(self) -> None:
         self._counter = 0
         self._outstanding: dict[str, Chunk] = {}  # in send order (= Twilio's playback order)
         self._cancelled: set[str] = set()
         self._heard: dict[int, int] = {}  # utterance → max text_end of its played chunks
+        self._heard_ms: dict[int, float] = {}  # utterance → audio of its played chunks
         self._cut_utterances: set[int] = set()  # utterances with a chunk cancelled by a clear
 
     def next_mark_name(self, utterance: int) -> str:
@@ -71,6 +79,7 @@ class Playout:
     def _played(self, chunk: Chunk) -> None:
         heard = self._heard.get(chunk.utterance, 0)
         self._heard[chunk.utterance] = max(heard, chunk.text_end)
+        self._heard_ms[chunk.utterance] = self._heard_ms.get(chunk.utterance, 0.0) + chunk.audio_ms
 
     def clear(self) -> list[Chunk]:
         """A `clear` was just sent: every outstanding chunk is cancelled and returned."""
@@ -83,6 +92,10 @@ class Playout:
     def heard_text_end(self, utterance: int) -> int:
         """How much of the utterance's text has played (0 if nothing has)."""
         return self._heard.get(utterance, 0)
+
+    def heard_ms(self, utterance: int) -> float:
+        """How much of the utterance's audio has played, ms (whole chunks, from the marks)."""
+        return self._heard_ms.get(utterance, 0.0)
 
     def outstanding_ms(self) -> float:
         """Audio sent but not yet echoed: how far sending leads playback."""
@@ -101,6 +114,15 @@ class Playout:
         if utterance not in self._heard or utterance in self._cut_utterances:
             return False
         return all(chunk.utterance != utterance for chunk in self._outstanding.values())
+
+
+def word_cut(text: str, start: int, end: int, share: float) -> int:
+    """Where the caller stopped hearing `text[start:end]` once `share` (0–1) of its audio has
+    played: that far into it, cut back to the last whole word (never before `start`)."""
+    estimate = start + int((end - start) * min(1.0, share))
+    if estimate < end:
+        estimate = max(start, text.rfind(" ", 0, estimate + 1))
+    return estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +198,6 @@ class SpokenText:
         spot = self._spots.get(self._last_played) if self._last_played else None
         total = self._sentence_ms.get(spot.sentence_start) if spot else None
         if spot is not None and total:
-            share = min(1.0, spot.audio_ms / total)
-            estimate = spot.sentence_start + int((spot.sentence_end - spot.sentence_start) * share)
-            if estimate < spot.sentence_end:
-                estimate = self.text.rfind(" ", 0, estimate + 1)
-            end = max(end, estimate)
+            share = spot.audio_ms / total
+            end = max(end, word_cut(self.text, spot.sentence_start, spot.sentence_end, share))
         return self.text[:end].strip()

@@ -183,7 +183,7 @@ class EmbeddedDatabase:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 pass_fds=self._pass_fds,
-                preexec_fn=_die_with_parent(),  # noqa: PLW1509 (it calls prctl only)
+                preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 (it calls prctl only)
             )
 
     def _fail(self, what: str) -> NoReturn:
@@ -199,13 +199,14 @@ class EmbeddedDatabase:
         )
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """What the child runs before exec: ask for SIGTERM when its parent dies (Linux only)."""
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """What a child of `parent` runs (before exec, for a forked one) to be sent SIGTERM when
+    `parent` dies; it exits at once if `parent` has died already. None where the system cannot
+    (Linux only)."""
     libc_name = ctypes.util.find_library("c") if sys.platform == "linux" else None
     if libc_name is None:
         return None
     prctl = ctypes.CDLL(libc_name, use_errno=True).prctl  # looked up before the fork
-    parent = os.getpid()
 
     def preexec() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -99,7 +99,7 @@ def _lock_or_find_owner(
         except BlockingIOError:
             pass
         owner = _read_address(address_path(storage_path))
-        if owner is not None and _alive(owner.pid):
+        if owner is not None and process_alive(owner.pid):
             if must_own:
                 raise DatabaseInUse(storage_path, owner)
             return owner
@@ -136,7 +136,8 @@ def _read_address(path: Path) -> Address | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -7,11 +7,12 @@ builds the stores, providers and caches every route shares.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -36,7 +37,7 @@ from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.page import page_routes
 from voice_server.calllog.watchers import CallLog, CallLogOptions
 from voice_server.live_calls import LiveCalls, keep_alive
-from voice_server.metrics import read_at_scrape
+from voice_server.metrics import exposition
 from voice_server.provider_setup import build_providers
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.scheduling.worker import scheduled_call_worker
@@ -58,8 +59,11 @@ def create_app(
     database: Database | None = None,
     providers: ProviderRegistry | None = None,
     live_calls: LiveCalls | None = None,
+    metrics_folder: Path | None = None,
 ) -> Starlette:
-    """The app; `live_calls` is shared with a server that drains them (`DrainingServer`)."""
+    """The app; `live_calls` is shared with a server that drains them (`DrainingServer`);
+    `metrics_folder` is the one the workers of `serve --workers N` share (`voice_server.metrics`).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -135,7 +139,7 @@ def create_app(
         WebSocketRoute("/twilio/stream", media_stream),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics", metrics_of(metrics_folder), methods=["GET"]),
         *event_routes(),  # before /api, whose mount would take the event-stream paths
         *page_routes(),
         api_mount(),
@@ -170,7 +174,9 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-async def metrics(request: Request) -> Response:
-    """GET /metrics: the process's counters and gauges (`voice_server.metrics`) for Prometheus."""
-    read_at_scrape()
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics_of(shared_folder: Path | None) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
+        """GET /metrics: the counters and gauges (`voice_server.metrics`) for Prometheus."""
+        return Response(exposition(shared_folder), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from stores import migrations
 from stores.api_keys import ApiKeyStore
@@ -31,7 +32,8 @@ from voice_server.seed import (
     DemoLine,
     seed_demo,
 )
-from voice_server.serving import DrainingServer, uvicorn_config
+from voice_server.serve_workers import serve_workers, worker_count
+from voice_server.serving import DrainingServer, frozen_after_startup, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulation import simulate_command
 from voice_server.simulation.callees import Callee, CalleeKind
@@ -87,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         "embedded database in DATA_DIR/db (default var/db), migrated on start. SIGTERM or "
         "SIGINT drains the live calls (DRAIN_SECONDS); a second one ends them at once. Every "
         "setting is an environment variable or a .env line: see the README's Settings.",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="how many processes serve, each with an event loop of its own, all on one port "
+        "(default: WEB_WORKERS, else the number of CPUs this process may run on)",
     )
     serve.set_defaults(run=_serve)
 
@@ -201,6 +209,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    workers = worker_count(args.workers, settings)
     listening = _listen(settings.host, settings.port)
     with listening, open_database(settings, "serve", must_own=True) as database:
         uri = database.uri
@@ -213,18 +222,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 3
+        _warn_of_a_stream_secret_of_its_own(settings)
+        on_database_settings = settings.model_copy(update={"mongodb_uri": uri})
+        options: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "loop": "uvloop",
+            "proxy_headers": True,
+            "timeout_graceful_shutdown": 5,  # open call-log event streams must not hold up a stop
+        }
+        if workers > 1:
+            serve_workers(on_database_settings, workers, listening, **options)
+            return 0
         live_calls = LiveCalls()
-        app = create_app(settings.model_copy(update={"mongodb_uri": uri}), live_calls=live_calls)
-        config = uvicorn_config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            proxy_headers=True,
-            timeout_graceful_shutdown=5,  # open call-log event streams must not hold up a stop
-        )
+        app = create_app(on_database_settings, live_calls=live_calls)
+        config = uvicorn_config(frozen_after_startup(app), **options)
         DrainingServer(config, live_calls, settings.drain_seconds).run(sockets=[listening])
     return 0
+
+
+def _warn_of_a_stream_secret_of_its_own(settings: Settings) -> None:
+    """On a shared database, a server that made up its STREAM_TOKEN_SECRET refuses the streams
+    of calls whose webhooks another server answered: said once, at start."""
+    if settings.mongodb_uri and "stream_token_secret" not in settings.model_fields_set:
+        log.warning(
+            "STREAM_TOKEN_SECRET is not set: this server made up its own, so it refuses the "
+            "media streams of calls another instance answered; set the same one on every "
+            "instance"
+        )
 
 
 def _listen(host: str, port: int, set_by: str = "HOST, PORT") -> socket.socket:

@@ -23,6 +23,7 @@ from stores.calls import CallStore
 from stores.documents import utc_now
 from voice_server.call.end_reasons import EndReason
 from voice_server.log import get_logger
+from voice_server.metrics import read_gauges
 
 log = get_logger(__name__)
 
@@ -95,8 +96,10 @@ class LiveCalls:
 async def keep_alive(
     live: LiveCalls, calls: CallStore, every_s: float, lost_after_s: float
 ) -> None:
-    """For the server's life: mark its live calls alive, and sweep for lost ones."""
+    """For the server's life: mark its live calls alive, sweep for lost ones, and read the
+    gauges (a worker among several is not the one scraped each time)."""
     while True:
+        read_gauges()
         try:
             await calls.heartbeat(live.call_sids)
             await sweep(calls, lost_after_s)

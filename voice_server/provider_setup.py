@@ -16,17 +16,26 @@ from datetime import UTC, datetime
 from stores.agents import Agent
 from voice_server.providers.openai_clients import OpenAiEndpoint
 from voice_server.providers.openai_llm import ChatOptions
-from voice_server.providers.openai_registry import ModelNotice, check_models, openai_defaults
+from voice_server.providers.openai_registry import (
+    ModelNotice,
+    check_models,
+    openai_defaults,
+    speaks_directly,
+)
 from voice_server.providers.registry import ModelChoice, ProviderRegistry, local_registry
 from voice_server.settings import Settings
 
 
 def agent_models(agent: Agent) -> ModelChoice:
     """The agent's model names, as the provider registry takes them, versioned by the agent's
-    last update (notices about them are logged once per version)."""
-    version = f"{agent.id}@{agent.updated_at.isoformat()}"
+    last update (notices about them are logged once per version). An `inferenceModel` that is a
+    Realtime speech model makes the agent speech-to-speech."""
     return ModelChoice(
-        stt=agent.sttModel, llm=agent.inferenceModel, tts=agent.ttsModel, version=version
+        stt=agent.sttModel,
+        llm=agent.inferenceModel,
+        tts=agent.ttsModel,
+        speech=speaks_directly(agent.inferenceModel),
+        version=f"{agent.id}@{agent.updated_at.isoformat()}",
     )
 
 
@@ -68,6 +77,7 @@ def build_providers(
         default_stt=openai.stt,
         default_llm=openai.llm,
         default_tts=openai.tts,
+        default_speech=openai.speech,
         model_check=check,
     )
     return registry, openai.aclose

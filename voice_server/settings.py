@@ -21,6 +21,9 @@ _SECRET = re.compile("TOKEN|SECRET|KEY")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
+MAX_WEB_WORKERS = 256
+
+
 class Settings(BaseSettings):
     """Every setting, with its environment variable name in upper case."""
 
@@ -30,6 +33,14 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    web_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WEB_WORKERS,
+        description="How many processes `serve` runs, each with an event loop of its own, all "
+        "on one port (`serve --workers N` overrides it); default: the CPUs this process may "
+        "run on. Each worker uses the CPU time of one core at most.",
+    )
     public_base_url: str | None = Field(
         default=None,
         description="The https:// address Twilio reaches this server at; "

@@ -76,6 +76,7 @@ async def serve(
         "DATA_DIR": str(data_dir),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
+        "WEB_WORKERS": "1",
         **{name.upper(): value for name, value in settings.items()},
     }
     process = await asyncio.create_subprocess_exec(

@@ -31,6 +31,7 @@ def command_env(folder: Path, **more: str) -> dict[str, str]:
         "PORT": str(free_port()),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
+        "WEB_WORKERS": "1",  # one process, whatever the machine (`serve --workers` overrides it)
         **more,
     }
 
@@ -96,10 +97,10 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(env: dict[str, str]) -> AsyncIterator[Served]:
-    """`voice-server serve` for the block, from when it answers /health; whatever of it still
-    runs at the end (the block may have failed half-way) is killed."""
-    served = await _serve(env)
+async def serving(env: dict[str, str], *args: str) -> AsyncIterator[Served]:
+    """`voice-server serve ARGS…` for the block, from when it answers /health; whatever of it
+    still runs at the end (the block may have failed half-way) is killed."""
+    served = await _serve(env, *args)
     try:
         yield served
     finally:
@@ -109,12 +110,12 @@ async def serving(env: dict[str, str]) -> AsyncIterator[Served]:
         await served.stopped()
 
 
-async def _serve(env: dict[str, str]) -> Served:
+async def _serve(env: dict[str, str], *args: str) -> Served:
     folder = _folder(env)
     log_path = folder / f"serve-{time.monotonic_ns()}.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            *command("serve"), env=env, cwd=folder, stdout=log, stderr=log
+            *command("serve", *args), env=env, cwd=folder, stdout=log, stderr=log
         )
     base_url = f"http://127.0.0.1:{env['PORT']}"
     async with asyncio.timeout(READY_S), httpx.AsyncClient(base_url=base_url) as http:

@@ -292,27 +292,17 @@ class FakeRealtime:
         if self.drop_after_bytes is not None and state.received >= self.drop_after_bytes:
             await connection.close(code=1011, reason="fake drop")
             return
-        state.audio += ulaw
-        for offset in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES):
-            frame = ulaw[offset : offset + FRAME_BYTES]
-            state.clock += FRAME_MS / 1000
-            heard = state.endpointer(self._silence_ms(state)).process(
-                state.vad.is_speech(ulaw_to_pcm16(frame)), state.clock
-            )
-            if isinstance(heard, SpeechStarted):
+        for heard in state.detector(self._silence_ms(state)).feed(ulaw):
+            if isinstance(heard, HeardStart):
                 await self._send(connection, {"type": "input_audio_buffer.speech_started"})
-            elif isinstance(heard, SpeechEnded):
+            else:
                 await self._send(connection, {"type": "input_audio_buffer.speech_stopped"})
-                utterance, state.audio = state.audio, b""
-                task = asyncio.create_task(self._late(connection, state, utterance))
+                task = asyncio.create_task(self._late(connection, state, heard.audio))
                 state.pending.add(task)
                 task.add_done_callback(state.pending.discard)
-        if not state.endpointer(self._silence_ms(state)).in_speech:
-            state.audio = state.audio[-_BEFORE_SPEECH:]  # silence: keep only what may precede
 
     def _silence_ms(self, state: _RealtimeState) -> float:
-        vad = state.session.get("audio", {}).get("input", {}).get("turn_detection") or {}
-        return float(vad.get("silence_duration_ms", 500))
+        return silence_ms(state.session)
 
     async def _late(
         self, connection: ServerConnection, state: _RealtimeState, audio: bytes
@@ -342,21 +332,64 @@ class FakeRealtime:
 _BEFORE_SPEECH = 40 * FRAME_BYTES  # audio kept from before the VAD's (late) speech onset
 
 
+def silence_ms(session: dict[str, Any]) -> float:
+    """The end-of-turn silence a session asked for (500 ms, the server's default)."""
+    vad = session.get("audio", {}).get("input", {}).get("turn_detection") or {}
+    return float(vad.get("silence_duration_ms", 500))
+
+
+@dataclass(frozen=True)
+class HeardStart:
+    audio_ms: int  # where the speech began, in the audio appended so far
+
+
+@dataclass(frozen=True)
+class HeardEnd:
+    audio_ms: int  # where the speech ended (its last voiced frame)
+    audio: bytes  # the utterance, with what may have preceded the VAD's onset
+
+
+class SpeechDetector:
+    """A real VAD over appended μ-law, as the Realtime server's: speech starts, and ends after
+    `silence_ms` of silence, on the timeline of the audio itself."""
+
+    def __init__(self, silence_ms: float) -> None:
+        self._vad = VoiceActivityDetector()
+        self._endpointer = Endpointer(EndpointingOptions(end_silence_ms=silence_ms))
+        self._clock = 0.0
+        self._audio = b""
+
+    def feed(self, ulaw: bytes) -> list[HeardStart | HeardEnd]:
+        heard: list[HeardStart | HeardEnd] = []
+        self._audio += ulaw
+        for offset in range(0, len(ulaw) - FRAME_BYTES + 1, FRAME_BYTES):
+            frame = ulaw[offset : offset + FRAME_BYTES]
+            self._clock += FRAME_MS / 1000
+            decision = self._endpointer.process(
+                self._vad.is_speech(ulaw_to_pcm16(frame)), self._clock
+            )
+            if isinstance(decision, SpeechStarted):
+                heard.append(HeardStart(round(decision.at * 1000)))
+            elif isinstance(decision, SpeechEnded):
+                utterance, self._audio = self._audio, b""
+                heard.append(HeardEnd(round(decision.last_speech_at * 1000), utterance))
+        if not self._endpointer.in_speech:
+            self._audio = self._audio[-_BEFORE_SPEECH:]  # silence: keep only what may precede
+        return heard
+
+
 @dataclass
 class _RealtimeState:
     session: dict[str, Any] = field(default_factory=dict)
     received: int = 0
     buffered: int = 0
-    audio: bytes = b""
-    clock: float = 0.0
-    vad: VoiceActivityDetector = field(default_factory=VoiceActivityDetector)
     pending: set[asyncio.Task[None]] = field(default_factory=set)
-    _endpointer: Endpointer | None = None
+    _detector: SpeechDetector | None = None
 
-    def endpointer(self, silence_ms: float) -> Endpointer:
-        if self._endpointer is None:
-            self._endpointer = Endpointer(EndpointingOptions(end_silence_ms=silence_ms))
-        return self._endpointer
+    def detector(self, silence_ms: float) -> SpeechDetector:
+        if self._detector is None:
+            self._detector = SpeechDetector(silence_ms)
+        return self._detector
 
     @property
     def server_vad(self) -> bool:

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from tests.voice_server.call.harness import make_agent
 from tests.voice_server.conftest import logged
 from voice_server.provider_setup import agent_models, build_providers
+from voice_server.providers.registry import UnknownModel
 from voice_server.settings import Settings
 
 DEPRECATED = {"sttModel": "gpt-4o-mini-transcribe", "ttsModel": "gpt-4o-mini-tts"}
@@ -38,3 +39,31 @@ async def test_model_notices_are_logged_once_per_agent_version(
     assert [version for version, _ in notices] == [v for v in versions for _ in DEPRECATED]
     assert [notice.split(" ")[0] for _, notice in notices] == [*DEPRECATED] * 3
     assert all("deprecated" in notice for _, notice in notices)
+
+
+@pytest.mark.parametrize(
+    ("model", "speech"),
+    [("gpt-realtime-2", True), ("gpt-realtime-mini-2025-12-15", True), ("gpt-5.4-mini", False),
+     ("llama3.1:8b", False)],
+)  # fmt: skip
+async def test_a_realtime_inference_model_makes_the_agent_speech_to_speech(
+    settings: Settings, model: str, speech: bool
+) -> None:
+    agent = make_agent().model_copy(update={"inferenceModel": model})
+    keyed = settings.model_copy(update={"openai_api_key": SecretStr("test-key")})
+    registry, close = build_providers(keyed, None)
+    try:
+        providers = registry.for_models(agent_models(agent))
+    finally:
+        await close()
+
+    assert agent_models(agent).speech is speech
+    assert (providers.speech is not None) is speech
+
+
+def test_a_speech_to_speech_agent_needs_a_provider_for_it(settings: Settings) -> None:
+    registry, _ = build_providers(settings, None)  # no OpenAI key: local providers only
+    agent = make_agent().model_copy(update={"inferenceModel": "gpt-realtime-2"})
+
+    with pytest.raises(UnknownModel, match="no provider for inferenceModel='gpt-realtime-2'"):
+        registry.for_models(agent_models(agent))

@@ -16,6 +16,7 @@ class EndReason(enum.StrEnum):
     CALLER_SILENT = "caller-silent"  # no answer to every re-prompt
     MAX_DURATION = "max-duration"  # the agent's time limit was reached
     SPEECH_TO_TEXT_FAILED = "speech-to-text-failed"  # recognition failed twice
+    CONVERSATION_FAILED = "conversation-failed"  # a speech-to-speech session failed twice
     SERVER_ERROR = "server-error"  # the session failed; the log says why
     MALFORMED_FRAMES = "too-many-malformed-frames"  # the peer sent garbage, not Twilio frames
     SERVER_SHUTDOWN = "server-shutdown"  # the server was stopped: a drain's end, or at once

@@ -18,6 +18,8 @@ class TurnTimer:
     final: float = 0.0
     llm_first_token: float = 0.0
     tts_first_byte: float = 0.0
+    model_first_audio: float = 0.0
+    """A speech-to-speech model's first audio of its answer, as it arrived."""
     first_audio: float = 0.0
 
     def metrics(self) -> dict[str, float]:
@@ -28,6 +30,7 @@ class TurnTimer:
             "stt_final_ms": self.final,
             "llm_first_token_ms": self.llm_first_token,
             "tts_first_byte_ms": self.tts_first_byte,
+            "model_first_audio_ms": self.model_first_audio,
             "first_audio_ms": self.first_audio,
         }
         return {

@@ -150,3 +150,99 @@ class SttResults:
             if isinstance(result, ProviderError):
                 raise result
             yield result
+
+
+# -- speech to speech: one model hears the caller and speaks back ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechOptions:
+    """One call's speech-to-speech conversation. Audio is 8 kHz μ-law both ways."""
+
+    model: str
+    instructions: str
+    voice: str
+    transcription_model: str
+    """Transcribes the caller's audio (the model itself hears the audio, not this text)."""
+    max_output_tokens: int
+    turn_detection: Literal["semantic_vad", "server_vad"] = "semantic_vad"
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    end_silence_ms: int = 550
+    """With `server_vad`: the caller's silence that ends their turn."""
+    language: str = "en-US"
+    tools: Sequence[ToolSpec] = ()
+    history: Sequence[ChatMessage] = ()
+    """The conversation so far, as text (a session reopened mid-call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    """μ-law audio of the agent's item `item_id`, in order."""
+
+    item_id: str
+    ulaw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AgentText:
+    """More of the transcript of what the agent's item `item_id` says."""
+
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSpeech:
+    """The model heard the caller start (`started`) or stop speaking; `audio_ms` is where, in
+    the audio pushed since the session opened."""
+
+    started: bool
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallerText:
+    """The transcript of one of the caller's turns."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """A response ended (`status`: completed, cancelled, incomplete); tokens as reported."""
+
+    status: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+SpeechEvent = AgentAudio | AgentText | CallerSpeech | CallerText | ResponseDone | ToolCall
+
+
+class SpeechConversation(Protocol):
+    """One call's open speech-to-speech session. The provider ends the caller's turns itself
+    and answers each one without being asked."""
+
+    def push_audio(self, ulaw: bytes) -> None:
+        """Queue caller audio (8 kHz μ-law, any size). Never blocks."""
+
+    def events(self) -> AsyncIterator[SpeechEvent]:
+        """What the session says, in order. Raises `ProviderError` when the session fails
+        (dropped, refused, rate-limited, or an error the server reports)."""
+
+    async def respond(self, instructions: str | None = None) -> None:
+        """Ask for a response now (`instructions`: for this response only)."""
+
+    async def cut(self, item_id: str | None, heard_ms: int) -> None:
+        """The caller interrupted: stop the response in progress, and make the model forget the
+        part of item `item_id` after `heard_ms` of its audio (what the caller did not hear)."""
+
+    async def remember(self, message: ChatMessage) -> None:
+        """Add a text message to the conversation (what was said outside the model)."""
+
+
+class SpeechToSpeech(Protocol):
+    def open_session(
+        self, options: SpeechOptions
+    ) -> AbstractAsyncContextManager[SpeechConversation]:
+        """Open a session; leaving the block closes it. Raises `ProviderError`."""

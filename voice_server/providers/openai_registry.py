@@ -17,15 +17,17 @@ from collections.abc import Container, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, get_args
+from typing import Literal, get_args, get_type_hints
 
 import httpx2
 from openai.types import AudioModel, ChatModel
 from openai.types.audio import SpeechModel
+from openai.types.realtime import RealtimeSessionCreateRequestParam
 
 from voice_server.providers.base import SpeechToText, SttOptions, SttSession
 from voice_server.providers.openai_clients import LiveTuning, OpenAiClients, OpenAiEndpoint
 from voice_server.providers.openai_llm import ChatOptions, OpenAiLanguageModel
+from voice_server.providers.openai_speech import OpenAiSpeechToSpeech
 from voice_server.providers.openai_stt import (
     OpenAiRealtimeSpeechToText,
     OpenAiUtteranceSpeechToText,
@@ -66,11 +68,13 @@ class RoutedSpeechToText:
 
 @dataclass(frozen=True, slots=True)
 class OpenAiProviders:
-    """The registry's `default_stt` / `default_llm` / `default_tts`, and the clients under them."""
+    """The registry's `default_stt` / `default_llm` / `default_tts` / `default_speech`, and the
+    clients under them."""
 
     stt: RoutedSpeechToText
     llm: OpenAiLanguageModel
     tts: OpenAiTextToSpeech
+    speech: OpenAiSpeechToSpeech
     clients: OpenAiClients
 
     async def aclose(self) -> None:
@@ -98,6 +102,7 @@ def openai_defaults(
         ),
         llm=OpenAiLanguageModel(clients.client(llm_endpoint or endpoint), chat),
         tts=OpenAiTextToSpeech(client),
+        speech=OpenAiSpeechToSpeech(client),
         clients=clients,
     )
 
@@ -129,7 +134,11 @@ _CURRENT: dict[ModelKind, tuple[str, ...]] = {
     "chat": get_args(ChatModel),
     "stt": (*get_args(AudioModel), "gpt-live-transcribe", "gpt-realtime-whisper"),
     "tts": get_args(SpeechModel),
-    "realtime": ("gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini", "gpt-realtime-1.5"),
+    "realtime": tuple(  # the models a Realtime conversation session takes
+        name
+        for arg in get_args(get_type_hints(RealtimeSessionCreateRequestParam)["model"])
+        for name in get_args(arg)
+    ),
 }
 
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")  # a dated snapshot shares its family's fate
@@ -147,7 +156,13 @@ def _known_models() -> dict[str, ModelInfo]:
 
 
 KNOWN_MODELS: Mapping[str, ModelInfo] = _known_models()
-_FIELDS: dict[str, ModelKind] = {"sttModel": "stt", "inferenceModel": "chat", "ttsModel": "tts"}
+# The kinds each agent field takes: an inferenceModel that is a Realtime model makes the agent
+# speech-to-speech (`speaks_directly`).
+_FIELDS: dict[str, tuple[ModelKind, ...]] = {
+    "sttModel": ("stt",),
+    "inferenceModel": ("chat", "realtime"),
+    "ttsModel": ("tts",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +181,20 @@ def model_info(model: str) -> ModelInfo | None:
     return KNOWN_MODELS.get(model) or KNOWN_MODELS.get(_SNAPSHOT.sub("", model))
 
 
+def speaks_directly(inference_model: str) -> bool:
+    """Whether an agent with this `inferenceModel` runs speech to speech (a Realtime model)."""
+    info = model_info(inference_model)
+    return info is not None and info.kind == "realtime"
+
+
 def check_model(field: str, model: str, *, today: date) -> ModelNotice | None:
     """A notice when `model` is unknown, of the wrong kind for `field`, deprecated or shut down."""
-    kind = _FIELDS[field]
+    kinds = _FIELDS[field]
     info = model_info(model)
     if info is None:
         return ModelNotice(field, model, f"{field} {model!r} is not an OpenAI model", False)
-    if info.kind != kind:
-        message = f"{field} {model!r} is a {info.kind} model, not a {kind} one"
+    if info.kind not in kinds:
+        message = f"{field} {model!r} is a {info.kind} model, not a {' or '.join(kinds)} one"
         return ModelNotice(field, model, message, True)
     if info.shutdown is None:
         return None

@@ -3,9 +3,10 @@
 
 Local models are registered by exact name. Any other name goes to the default provider of its
 kind (the OpenAI ones in production); without a default, the name is unknown and the call is
-refused up front with a clear reason instead of failing mid-call. A notice that does not refuse
-the call (a deprecated or unknown model) is logged once per version of the choice and process,
-not at every lookup (a call looks its providers up more than once).
+refused up front with a clear reason instead of failing mid-call. A speech-to-speech choice
+(`ModelChoice.speech`) goes to `default_speech` in place of a language model. A notice that
+does not refuse the call (a deprecated or unknown model) is logged once per version of the
+choice and process, not at every lookup (a call looks its providers up more than once).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from typing import Protocol
 
 from voice_server.log import get_logger
 from voice_server.providers import local, local_whisper
-from voice_server.providers.base import LanguageModel, SpeechToText, TextToSpeech
+from voice_server.providers.base import (
+    LanguageModel,
+    SpeechToSpeech,
+    SpeechToText,
+    TextToSpeech,
+)
 
 log = get_logger(__name__)
 
@@ -28,6 +34,8 @@ class ModelChoice:
     stt: str
     llm: str
     tts: str
+    speech: bool = False
+    """`llm` is a speech-to-speech model: one session hears the caller and speaks back."""
     version: str = ""
     """Whose choice this is and as of when (an agent's id and last update): a notice about
     it is logged the first time this version is looked up."""
@@ -42,6 +50,8 @@ class CallProviders:
     stt: SpeechToText
     llm: LanguageModel
     tts: TextToSpeech
+    speech: SpeechToSpeech | None = None
+    """A speech-to-speech agent's conversation provider (then `llm` is not used)."""
 
 
 class ModelNotice(Protocol):
@@ -79,6 +89,7 @@ class ProviderRegistry:
     default_stt: SpeechToText | None = None
     default_llm: LanguageModel | None = None
     default_tts: TextToSpeech | None = None
+    default_speech: SpeechToSpeech | None = None
     model_check: Callable[[ModelChoice], Sequence[ModelNotice]] | None = None
     _noticed: FirstTimes = field(default_factory=FirstTimes, init=False, repr=False, compare=False)
 
@@ -89,9 +100,15 @@ class ProviderRegistry:
         stt = self.stt.get(models.stt) or self.default_stt
         llm = self.llm.get(models.llm) or self.default_llm
         tts = self.tts.get(models.tts) or self.default_tts
+        speech = self.default_speech if models.speech else None
         found = {
             "sttModel": (models.stt, stt is not None),
-            "inferenceModel": (models.llm, llm is not None),
+            # A speech-to-speech agent's calls need its speech provider; its texts (SMS) still
+            # go to a language model.
+            "inferenceModel": (
+                models.llm,
+                llm is not None and (speech is not None or not models.speech),
+            ),
             "ttsModel": (models.tts, tts is not None),
         }
         problems = [f"no provider for {f}={m!r}" for f, (m, ok) in found.items() if not ok]
@@ -102,7 +119,7 @@ class ProviderRegistry:
                 log.warning("model notice", notice=notice.message, agent_version=models.version)
         if problems or stt is None or llm is None or tts is None:
             raise UnknownModel("; ".join(problems))
-        return CallProviders(stt=stt, llm=llm, tts=tts)
+        return CallProviders(stt=stt, llm=llm, tts=tts, speech=speech)
 
 
 def local_registry() -> ProviderRegistry:

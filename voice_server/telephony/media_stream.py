@@ -31,6 +31,7 @@ from voice_server.call.context import CallContext, Opening
 from voice_server.call.end_reasons import EndReason
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallSession
+from voice_server.call.speech_session import SpeechCallSession, SpeechRenders
 from voice_server.call.transcript import FINISH_WINDOW_S
 from voice_server.log import bind_call, get_logger
 from voice_server.metrics import ACTIVE_CALLS, MALFORMED_FRAMES
@@ -145,7 +146,9 @@ async def _expect_start(inbound: _Inbound) -> Start:
     raise _PeerGone
 
 
-async def _open_session(services: Services, websocket: WebSocket, start: Start) -> CallSession:
+async def _open_session(
+    services: Services, websocket: WebSocket, start: Start
+) -> CallSession | SpeechCallSession:
     call = await services.calls.get(start.call_sid)
     if call is None or call.status != "active":
         raise StreamRefused("no active call with this CallSid")
@@ -176,6 +179,13 @@ async def _open_session(services: Services, websocket: WebSocket, start: Start) 
         shutdown_audio=services.greetings.prepare(agent, providers.tts, shutdown_text),
         opening=opening,
     )
+    if providers.speech is not None:  # a speech-to-speech agent (`agent_models`)
+        renders = SpeechRenders.start(
+            agent, lambda text: services.greetings.prepare(agent, providers.tts, text)
+        )
+        return SpeechCallSession(
+            context, providers.speech, services.calls, _sender(websocket), renders
+        )
     return CallSession(context, providers, services.calls, _sender(websocket))
 
 

@@ -32,12 +32,19 @@ from stores.calls import TranscriptEntry
 from tests.stores.factories import agent as agent_fields
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel
 from tests.voice_server.fakes import EchoingSpeechToText
-from voice_server.call.context import CallContext
+from voice_server.call.context import CallContext, Opening
 from voice_server.call.greetings import greeting_text
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallSession
 from voice_server.call.speech_audio import render_ulaw
-from voice_server.providers.base import LanguageModel, SpeechToText, TextToSpeech, TtsRequest
+from voice_server.call.speech_session import SpeechCallSession, SpeechRenders
+from voice_server.providers.base import (
+    LanguageModel,
+    SpeechToSpeech,
+    SpeechToText,
+    TextToSpeech,
+    TtsRequest,
+)
 from voice_server.providers.registry import CallProviders
 from voice_server.simulation.caller_script import CallerScript, Say, cough, render_steps
 
@@ -240,7 +247,7 @@ class Call:
     store: MemoryCallStore
     agent: Agent
     session: asyncio.Task[str]
-    call: CallSession
+    call: CallSession | SpeechCallSession
 
     async def ended(self, timeout_s: float = 120.0) -> str:
         """Why the call ended (waiting for it to end)."""
@@ -257,11 +264,14 @@ async def running_call(
     llm: LanguageModel | None = None,
     tts: TextToSpeech | None = None,
     stt: SpeechToText | None = None,
+    speech_to_speech: SpeechToSpeech | None = None,
+    opening: Opening | None = None,
     caller_says: Iterable[str] = (),
     **turn_taking: Any,
 ) -> AsyncIterator[Call]:
     """A call in progress: the greeting and fallback rendered as the voice webhook does (while
-    it rang), the session running; on leaving, the caller hangs up if the call is still on."""
+    it rang), the session running (speech to speech with `speech_to_speech`); on leaving, the caller
+    hangs up if the call is still on."""
     voice = await speech(caller_says)
     agent = make_agent(**turn_taking)
     tts = tts or PacedTextToSpeech()
@@ -281,9 +291,15 @@ async def running_call(
         render(FALLBACK_TEXT),
         shutdown_text=SHUTDOWN_TEXT,
         shutdown_audio=render(SHUTDOWN_TEXT),
+        opening=opening or Opening(),
     )
     phone, store = Phone(voice), MemoryCallStore()
-    session = CallSession(context, providers, store, phone.send_text)
+    session: CallSession | SpeechCallSession
+    if speech_to_speech is None:
+        session = CallSession(context, providers, store, phone.send_text)
+    else:
+        renders = SpeechRenders.start(agent, render)
+        session = SpeechCallSession(context, speech_to_speech, store, phone.send_text, renders)
     line = asyncio.create_task(phone.run(), name="line")
     running = asyncio.create_task(session.run(phone.events()), name="session")
     try:

@@ -491,6 +491,8 @@ TODAY = date(2026, 9, 1)
     [
         ("inferenceModel", "llama3.1:8b", False, "not an OpenAI model"),
         ("sttModel", "tts-1", True, "is a tts model, not a stt one"),
+        ("ttsModel", "gpt-realtime-2", True, "is a realtime model, not a tts one"),
+        ("inferenceModel", "gpt-realtime", False, "shuts it down on 2027-01-20"),
         ("inferenceModel", "gpt-4o-mini", False, "shuts it down on 2027-01-14"),
         ("ttsModel", "gpt-4o-mini-tts-2025-12-15", False, "deprecated"),
         ("inferenceModel", "o4-mini", False, "2026-10-23"),
@@ -518,6 +520,8 @@ def test_a_shut_down_model_blocks() -> None:
         ("inferenceModel", "gpt-6-sol"),
         ("sttModel", "gpt-transcribe"),
         ("sttModel", "gpt-realtime-whisper"),
+        ("inferenceModel", "gpt-realtime-2"),  # speech to speech
+        ("inferenceModel", "gpt-realtime-2.1-mini"),
     ],
 )
 def test_current_models_need_no_notice(field: str, model: str) -> None:

@@ -27,6 +27,7 @@ from stores.scheduled_calls import (
 from tests.voice_server.call.scripted import Reply, ScriptedLanguageModel
 from tests.voice_server.fakes import EchoingSpeechToText
 from voice_server.providers import local
+from voice_server.providers.base import SpeechToSpeech
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.scheduling.placing import Dialling
 from voice_server.scheduling.worker import ScheduledCallWorker
@@ -95,10 +96,11 @@ async def calling_line(
     worker: bool = True,
     standin: TwilioStandin | None = None,
     heard: tuple[str, ...] = (CALLEE.first_words, CALLEE_SAYS),
+    speech: SpeechToSpeech | None = None,
 ) -> AsyncIterator[Line]:
     """The stand-in and the server (with its scheduled-call worker unless `worker` is False)
     on the demo number, whose agent answers with `replies` in turn and hears the callee's
-    words in `heard` (any other sound: no words)."""
+    words in `heard` (any other sound: no words); `speech` serves speech-to-speech agents."""
     demo = await seed_demo(database, secret_box(settings))
     number = await PhoneNumberStore(database, secret_box(settings)).find_registered(demo.number)
     assert number is not None
@@ -110,6 +112,8 @@ async def calling_line(
         stt={DEMO_STT_MODEL: EchoingSpeechToText(await callee_renders(*heard))},
         llm={local.LLM_MODEL: llm},
         tts={local.TTS_MODEL: local.EspeakTextToSpeech()},
+        default_llm=llm if speech else None,  # a speech-to-speech agent's texts
+        default_speech=speech,
     )
     async with serve_twilio_standin(standin or TwilioStandin(default_callee=CALLEE)) as twilio:
         served = settings.model_copy(
