@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 import time
@@ -220,6 +221,9 @@ def main() -> None:
     parser.add_argument("--auth-token", required=True)
     parser.add_argument("--to", required=True)
     tally = uvloop.run(main_async(parser.parse_args()))
+    # The loop leaves stdout non-blocking, and a pipe takes 64-128 KiB at once: the tally of
+    # hundreds of calls is longer, and would be cut.
+    os.set_blocking(sys.stdout.fileno(), True)
     print(json.dumps({"tally": asdict(tally)}), flush=True)
     sys.exit(0)
 
