@@ -48,6 +48,9 @@ class Phrases:
     interruption: Phrase
 
 
+FAILED_CALL_PAUSE_S = 10.0
+
+
 class CallFailed(Exception):
     """The call could not be placed, or the server ended it early."""
 
@@ -175,7 +178,9 @@ async def _converse(run: Run, stream: Stream, *, barge: bool) -> None:
 
 
 async def slot(run: Run, http: aiohttp.ClientSession, index: int, calls: int, delay: float) -> None:
-    """Calls back to back from one slot, from `delay` on, until the deadline."""
+    """Calls back to back from one slot, from `delay` on, until the deadline. After a failed
+    call the slot waits `FAILED_CALL_PAUSE_S`: callers do not redial at once, and a server that
+    refuses calls would otherwise get thousands more a minute than N calls make."""
     await asyncio.sleep(delay)
     while time.monotonic() < run.deadline:
         run.tally.calls += 1
@@ -185,6 +190,7 @@ async def slot(run: Run, http: aiohttp.ClientSession, index: int, calls: int, de
             run.tally.failed += 1
             if len(run.tally.errors) < 20:
                 run.tally.errors.append(f"{type(e).__name__}: {e}")
+            await asyncio.sleep(FAILED_CALL_PAUSE_S)
         index += calls
 
 

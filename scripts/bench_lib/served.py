@@ -7,7 +7,7 @@ samples. With `BENCH_SLOW_CALLBACK_MS` set, the server runs on the standard libr
 asyncio debug mode instead, which logs every callback slower than that ("Executing … took …";
 uvloop keeps the setting but never logs) and costs CPU: a separate check.
 
-    BENCH_LAG_FILE=lag.jsonl python -m bench_lib.served   # then as `voice-server serve`
+    BENCH_LAG_FILE=lag.jsonl python -m bench_lib.served   # then as `voice-server serve --workers 1`
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def main() -> int:
     # uvicorn's `--loop uvloop` asks `uvloop.new_event_loop` for the loop, at start-up.
     factory = partial(_probed_loop_factory, lag_file, slow_ms)
     uvloop.new_event_loop = cast(Callable[[], uvloop.Loop], factory)
-    return voice_server_main(["serve"])
+    # One process: the bench starts as many as it measures, each with its own probe.
+    return voice_server_main(["serve", "--workers", "1"])
 
 
 if __name__ == "__main__":
