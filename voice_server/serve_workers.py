@@ -38,7 +38,7 @@ from voice_server.app import create_app
 from voice_server.command_errors import CommandError
 from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
-from voice_server.serving import Drain, uvicorn_config
+from voice_server.serving import Drain, freeze_start_up, uvicorn_config
 from voice_server.settings import MAX_WEB_WORKERS, Settings
 
 log = get_logger(__name__)
@@ -96,7 +96,9 @@ def worker_app(settings: Settings, metrics_folder: Path) -> Starlette:
         request_sigterm()
     live_calls = LiveCalls()
     _drain_first(live_calls, settings.drain_seconds)
-    return create_app(settings, live_calls=live_calls, metrics_folder=metrics_folder)
+    app = create_app(settings, live_calls=live_calls, metrics_folder=metrics_folder)
+    freeze_start_up()  # uvicorn runs the lifespan after this; what is imported is most of it
+    return app
 
 
 def _drain_first(live_calls: LiveCalls, seconds: float) -> None:

@@ -6,6 +6,8 @@
 With several `--base-url`s (one per server process) call i posts its webhook to server
 i mod W and opens its stream on server i+1 mod W: the stream never reaches the process that
 minted its token, as with a kernel's SO_REUSEPORT spread, the worst case for per-process state.
+Each webhook is timed from its post to its TwiML read, and every call's sid is reported so that
+the bench can read back what the server said.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ async def place(run: Run, http: aiohttp.ClientSession, index: int) -> None:
     """One call, start to hang-up, into `run.tally`."""
     target, tally = run.target, run.tally
     call_sid = "CA" + secrets.token_hex(16)
+    tally.call_sids.append(call_sid)
     webhook = target.base_urls[index % len(target.base_urls)]
     stream_base = target.base_urls[(index + 1) % len(target.base_urls)]
-    url, parameters = await _answer(http, target, webhook, call_sid)
+    url, parameters = await _answer(http, run, webhook, call_sid)
     if len(target.base_urls) > 1:
         url = _rehost(url, stream_base)
     async with connect(url, compression=None, max_size=2**20, open_timeout=10) as ws:
@@ -108,8 +111,10 @@ async def place(run: Run, http: aiohttp.ClientSession, index: int) -> None:
 
 
 async def _answer(
-    http: aiohttp.ClientSession, target: Target, base_url: str, call_sid: str
+    http: aiohttp.ClientSession, run: Run, base_url: str, call_sid: str
 ) -> tuple[str, dict[str, str]]:
+    """Post the voice webhook as Twilio does, timing it (an answer of any status counts)."""
+    target = run.target
     url = f"{base_url}/twilio/voice"
     form, headers = incoming_call(
         url,
@@ -119,8 +124,10 @@ async def _answer(
         caller=target.caller,
         dialled=target.dialled,
     )
+    posted = time.monotonic()
     async with http.post(url, data=form, headers=headers) as response:
         body = await response.text()
+    run.tally.webhook_ms.append((time.monotonic() - posted) * 1000)
     if response.status != 200:
         raise CallFailed(f"voice webhook answered {response.status}")
     if (stream := stream_from_twiml(body)) is None:

@@ -70,6 +70,8 @@ class Tally:
     """What the calls measured, merged over all calls of a run."""
 
     calls: int = 0
+    call_sids: list[str] = field(default_factory=list)  # to read back what the server said
+    webhook_ms: list[float] = field(default_factory=list)  # voice webhook: post → TwiML read
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     turns: int = 0

@@ -22,6 +22,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14 and 15
 
 
+def waited_seconds(pid: int) -> float:
+    """How long the main thread of `pid` has waited, runnable, for a CPU that other processes
+    held (/proc/<pid>/schedstat, second field): what a shared machine took from it."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of `pid`."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -1,22 +1,42 @@
 """`scripts/bench`: what a call costs, and how many calls one server process carries.
 
 Starts an embedded database (seeded with the demo number and an agent on OpenAI model names),
-the OpenAI stand-ins (`bench_lib.standins`, fixed latencies) and the real server
-(`voice-server serve` under `bench_lib.served`, one uvicorn worker, OPENAI_* pointing at the
-stand-ins), each a process of its own; then, for each N, runs the load generator
-(`bench_lib.calls`, a process of its own) with N concurrent calls at real-time pace and reads
-the server's CPU and memory from /proc over the window where all N calls are up. Then the same
-with two server processes, a py-spy profile of the server at the largest N, and an asyncio
-slow-callback check. Writes results.json, bench.png, the profile and the logs to
-var/bench/<time>/ and prints the table.
+the OpenAI stand-ins (`bench_lib.standins`: a Realtime recogniser that runs a VAD on every
+frame, a chat model streaming a 30-token answer token by token, a TTS returning as much audio
+as the text takes to say, each with a fixed latency) and the real server (`voice-server serve`
+under `bench_lib.served`, one uvicorn worker, OPENAI_* pointing at the stand-ins), each a
+process of its own. Then, for each N of `--calls`, the load generator (`bench_lib.calls`, a
+process of its own) places N concurrent calls at real-time pace, posting each call's voice
+webhook as Twilio does; the server's CPU and memory (and the helpers' CPU) are read from /proc
+over the window where all N calls are up, and the server's transcripts are read back to tell
+real answers from fallbacks. Then the same on two server processes for each N of
+`--scale-calls`, a py-spy profile of the one-worker server at its largest N, and an asyncio
+slow-callback check. Writes results.json, bench.png, the profile (and its top costs in
+profile-top.txt) and the logs to var/bench/<time>/ and prints the table.
 
 With `--pin` (the default) the one-worker server runs alone on CPU 0 and everything else
-(database, stand-ins, load generator) on CPU 1.
+(database, stand-ins, load generator) on CPU 1; two workers and their helpers share all CPUs.
+
+The table, one line per step (W workers, N concurrent calls):
+  fail          calls that could not be placed or were ended early by the server
+  turns         caller turns; `answer` / `fallback` what the server said after them (from its
+                transcripts), `unans` turns with no reply within the load generator's timeout
+  gaps          playback underruns inside an agent utterance
+  own p50/p95   turn latency (last caller frame → first agent audio) minus the stand-ins' fixed
+                part (endpointing, STT, LLM to the first sentence, TTS): the server's own time
+  hook p50/p99  the voice webhook, as the load generator timed it
+  CPU-s/call-min  server CPU per minute of call; `cores` its average load; `wait` the share of
+                the time it was ready to run while other processes held its CPU (a shared
+                machine: latencies then say little)
+  MB/call       the server's memory growth per call
+  gen/std/db    the load generator's, stand-ins' and database's cores (on CPU 1 when pinned:
+                near 1.0 means the harness is the limit)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -27,8 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from bench_lib import procs
+from bench_lib.answers import count_answers
 from bench_lib.report import Usage, plot, row, table, top_costs
 from bench_lib.stack import Latencies, Server, Stack, running_stack, start_server
+from bench_lib.standins import tokens_before_speech
 from voice_server.seed import DemoLine
 
 
@@ -39,16 +61,18 @@ class Bench:
     args: argparse.Namespace
     out: Path
     line: DemoLine
+    database_uri: str
     env: dict[str, str]
     helpers: dict[str, int] = field(default_factory=dict)  # name → pid
 
     @property
     def fixed_ms(self) -> float:
         """What the stand-ins take of every turn by design, besides endpointing (which the
-        load generator works out per phrase: the session's silence and the VAD's hangover)."""
+        load generator works out per phrase: the session's silence and the VAD's hangover):
+        the transcript, the tokens up to the first sentence's end, the first audio byte."""
         a = self.args
-        stand_ins: float = a.stt_ms + a.llm_ms + a.tts_ms
-        return stand_ins
+        tokens_ms: float = (tokens_before_speech() - 1) * a.token_ms
+        return a.stt_ms + a.llm_ms + tokens_ms + a.tts_ms
 
 
 def start_servers(bench: Bench, workers: int, tag: str, extra_env: dict[str, str]) -> list[Server]:
@@ -60,8 +84,10 @@ def start_servers(bench: Bench, workers: int, tag: str, extra_env: dict[str, str
     return servers
 
 
-def _snapshot(pids: dict[str, int]) -> dict[str, float]:
-    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+def _snapshot(pids: dict[str, int], servers: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of every process, and the servers' waits for a CPU (`<name>-wait`)."""
+    waits = {f"{name}-wait": procs.waited_seconds(pid) for name, pid in servers.items()}
+    return {name: procs.cpu_seconds(pid) for name, pid in pids.items()} | waits
 
 
 def _lag(servers: list[Server], since: float, until: float) -> dict[str, float]:
@@ -100,7 +126,7 @@ def run_step(
             message = json.loads(text)
             if "phase" in message:
                 rss = sum(procs.rss_mb(s.process.pid) for s in servers)
-                marks[message["phase"]] = (message["t"], _snapshot({**pids, **helpers}), rss)
+                marks[message["phase"]] = (message["t"], _snapshot({**pids, **helpers}, pids), rss)
                 if message["phase"] == "steady" and profile is not None:
                     spy = _profile(servers[0].process.pid, profile, min(20.0, seconds - 5))
             else:
@@ -116,6 +142,7 @@ def run_step(
     usage = Usage(
         window_s=t1 - t0,
         server_cpu_s=sum(cpu1[name] - cpu0[name] for name in pids),
+        server_wait_s=sum(cpu1[f"{name}-wait"] - cpu0[f"{name}-wait"] for name in pids),
         server_rss_mb=rss,
         baseline_rss_mb=0.0,
         helpers_cpu_s={name: cpu1[name] - cpu0[name] for name in helpers},
@@ -143,8 +170,15 @@ def phase(
             profile = bench.out / f"profile-{calls}.txt" if calls == profile_at else None
             tally, usage, lag = run_step(bench, servers, calls, bench.args.seconds, profile)
             usage = Usage(**{**usage.__dict__, "baseline_rss_mb": baseline})
+            answers = asyncio.run(count_answers(bench.database_uri, tally.pop("call_sids")))
             figures = row(
-                workers, calls, tally=tally, usage=usage, fixed_ms=bench.fixed_ms, lag=lag
+                workers,
+                calls,
+                tally=tally,
+                answers=answers,
+                usage=usage,
+                fixed_ms=bench.fixed_ms,
+                lag=lag,
             )
             rows.append(figures)
             print(table([figures]).splitlines()[-1], flush=True)
@@ -175,14 +209,23 @@ def slow_callbacks(bench: Bench, calls: int) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     calls = lambda text: [int(n) for n in text.split(",") if n]  # noqa: E731
-    parser.add_argument("--calls", type=calls, default=[10, 50, 100, 200], help="the ramp of N")
-    parser.add_argument("--scale-calls", type=calls, default=[100, 200], help="N on 2 workers")
-    parser.add_argument("--seconds", type=float, default=60.0, help="steady time per N")
+    parser.add_argument(
+        "--calls", type=calls, default=[10, 50, 100, 200, 400], help="N on one worker, e.g. 10,50"
+    )
+    parser.add_argument(
+        "--scale-calls", type=calls, default=[400, 600], help="N on two workers; '' to skip"
+    )
+    parser.add_argument("--seconds", type=float, default=40.0, help="steady time per N")
     parser.add_argument("--turns", type=int, default=4, help="caller turns per call")
     parser.add_argument("--stt-ms", type=float, default=150.0, help="speech stopped → transcript")
     parser.add_argument("--llm-ms", type=float, default=250.0, help="LLM request → first token")
+    parser.add_argument("--token-ms", type=float, default=15.0, help="LLM token → next token")
     parser.add_argument("--tts-ms", type=float, default=150.0, help="TTS request → first byte")
     parser.add_argument("--slow-callback-ms", type=float, default=20.0)
     parser.add_argument("--slow-check-calls", type=int, default=100, help="0: skip the check")
@@ -198,7 +241,7 @@ def main() -> int:
     out.mkdir(parents=True)
     if args.pin:
         os.sched_setaffinity(0, {1})  # helpers inherit CPU 1; the one-worker server gets CPU 0
-    latencies = Latencies(args.stt_ms, args.llm_ms, args.tts_ms)
+    latencies = Latencies(args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms)
     with running_stack(out, latencies) as stack:
         results = _run(args, out=out, stack=stack)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -208,7 +251,7 @@ def main() -> int:
 
 
 def _run(args: argparse.Namespace, *, out: Path, stack: Stack) -> dict[str, Any]:
-    bench = Bench(args, out, stack.line, stack.env, dict(stack.helpers))
+    bench = Bench(args, out, stack.line, stack.database_uri, stack.env, dict(stack.helpers))
     rows = phase(bench, 1, args.calls, max(args.calls) if args.profile else None)
     if args.scale_calls:
         if args.pin:
@@ -237,8 +280,9 @@ def _report(results: dict[str, Any], out: Path) -> None:
     print(f"\nmachine: nproc {machine['nproc']}, memory {machine['memory_gb']} GB")
     endpointing = sorted({e for r in results["rows"] for e in r["stand_in_endpointing_ms"]})
     print(
-        f"fixed per turn: stand-ins {results['fixed_ms']:.0f} ms + endpointing {endpointing} ms "
-        "(the session's silence_duration_ms and the stand-in VAD's hangover)"
+        f"fixed per turn: stand-ins {results['fixed_ms']:.0f} ms (STT, LLM to the first "
+        f"sentence, TTS) + endpointing {endpointing} ms (the session's silence_duration_ms and "
+        "the stand-in VAD's hangover)"
     )
     print(table(results["rows"]))
     if (slow := results["slow_callbacks"]) is not None:

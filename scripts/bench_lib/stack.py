@@ -51,7 +51,8 @@ class Latencies:
     """What the stand-ins take, by design, before their first byte."""
 
     stt_ms: float
-    llm_ms: float
+    llm_ms: float  # to the first token
+    token_ms: float  # between tokens
     tts_ms: float
 
 
@@ -76,6 +77,7 @@ def running_stack(out: Path, latencies: Latencies) -> Iterator[Stack]:
                 [
                     f"--stt-ms={latencies.stt_ms}",
                     f"--llm-ms={latencies.llm_ms}",
+                    f"--token-ms={latencies.token_ms}",
                     f"--tts-ms={latencies.tts_ms}",
                 ],
                 stdout=subprocess.PIPE,

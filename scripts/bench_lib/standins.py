@@ -1,13 +1,18 @@
 """The OpenAI stand-ins for the benchmark, in a process of their own, with fixed latencies.
 
-The tests' `FakeOpenAiHttp` (chat SSE, speech PCM) and `FakeRealtime` in its listening mode (a
-real VAD on the appended μ-law: speech started, speech stopped after the session's
-`silence_duration_ms`, the transcript after `transcribe_delay_s`). An ASGI wrapper holds each
-chat and speech request for its fixed latency before the fake answers, so the first token and
-the first audio byte arrive that long after the request; the rest streams at once, as fast as
-the real services stream. Prints one JSON line with the two base URLs, then serves until killed.
+The tests' `FakeOpenAiHttp` (chat SSE, speech PCM) and `FakeRealtime` in its listening mode,
+which runs a real VAD on every 20 ms frame of the μ-law appended to it, as the real service
+does: speech started, speech stopped after the session's `silence_duration_ms`, the transcript
+`transcribe_delay_s` later. Their answers are the size of real ones:
 
-    python -m bench_lib.standins --stt-ms 150 --llm-ms 250 --tts-ms 150
+- chat: `ANSWER`, three sentences in 30 token deltas, the first `llm_ms` after the request and
+  the others one every `token_ms` (a real model streams some 50-100 tokens a second);
+- speech: as many seconds of 24 kHz PCM as the text takes to say at `CHARS_PER_S`, the first
+  byte `tts_ms` after the request and the rest at once (the real service outruns real time).
+
+Prints one JSON line with the two base URLs, then serves until killed.
+
+    python -m bench_lib.standins --stt-ms 150 --llm-ms 250 --token-ms 15 --tts-ms 150
 """
 
 from __future__ import annotations
@@ -15,67 +20,105 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
+import re
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import uvloop
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.voice_server.openai_fakes import (
-    FakeOpenAiHttp,
-    FakeRealtime,
-    serve_http,
-    serve_realtime,
-    text_deltas,
-)
+from tests.voice_server.openai_fakes import FakeOpenAiHttp, FakeRealtime, serve_http, serve_realtime
+from voice_server.call.sentences import SentenceSplitter
 
-ANSWER = ("Our opening hours are nine to five, Monday to Friday.", " Is there anything else?")
 CALLER_SAID = "What are your opening hours?"
-SPEECH_S = 1.5  # audio per synthesised sentence
+ANSWER = (
+    "Our opening hours are nine to five on weekdays. On Saturdays we open from ten until two."
+    " Is there anything else I can help you with today?"
+)
+TOKENS = re.findall(r" ?\w+|[^\w\s]", ANSWER)  # words with their leading space, punctuation
+CHARS_PER_S = 14.0  # speech rate: about 150 words a minute
+SPEECH_RATE_HZ = 24_000  # `pcm`: 16-bit little-endian mono at 24 kHz
 
 
-class _Discard(list[dict[str, Any]]):
+def tokens_before_speech() -> int:
+    """How many tokens the server must have before it can speak: it sends a sentence to the
+    TTS once the token after its full stop has arrived (`SentenceSplitter`)."""
+    splitter = SentenceSplitter()
+    for count, token in enumerate(TOKENS, start=1):
+        if splitter.push(token):
+            return count
+    return len(TOKENS)
+
+
+class _Discard(list[Any]):
     """A list that keeps nothing: the fake records every event, which a long benchmark
     cannot afford (hundreds of appends a second)."""
 
-    def append(self, item: dict[str, Any]) -> None:
+    def append(self, item: Any) -> None:
         """Drop `item`."""
 
 
-def held(app: ASGIApp, latencies_s: Mapping[str, float]) -> ASGIApp:
-    """`app`, with requests to the paths in `latencies_s` held that long before they start."""
+def held(app: ASGIApp, latencies_s: Mapping[str, float], token_s: float) -> ASGIApp:
+    """`app`, with requests to the paths in `latencies_s` held that long before they start, and
+    each chat chunk after the first `token_s` after the one before it."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (delay := latencies_s.get(scope["path"])):
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        if delay := latencies_s.get(scope["path"]):
             await asyncio.sleep(delay)
-        await app(scope, receive, send)
+        if scope["path"] != "/v1/chat/completions":
+            await app(scope, receive, send)
+            return
+        chunks = 0
+
+        async def paced(message: Message) -> None:
+            nonlocal chunks
+            if message["type"] == "http.response.body" and message.get("body"):
+                if chunks:
+                    await asyncio.sleep(token_s)
+                chunks += 1
+            await send(message)
+
+        await app(scope, receive, paced)
 
     return wrapped
 
 
-def speech_pcm(seconds: float, rate_hz: int = 24_000) -> bytes:
-    """A voiced-sounding tone (a 140 Hz fundamental with harmonics), 16-bit little-endian."""
-    samples = bytearray()
-    for n in range(int(seconds * rate_hz)):
-        t = n / rate_hz
-        value = sum(math.sin(2 * math.pi * 140 * k * t) / k for k in (1, 2, 3, 5))
-        samples += int(6000 * value).to_bytes(2, "little", signed=True)
-    return bytes(samples)
+def speech_tone(seconds: float) -> bytes:
+    """A voiced-sounding tone (a 140 Hz fundamental with harmonics), as `pcm`."""
+    t = np.arange(int(seconds * SPEECH_RATE_HZ)) / SPEECH_RATE_HZ
+    wave = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in (1, 2, 3, 5))
+    return (6000 * wave).astype("<i2").tobytes()
 
 
-async def serve(stt_s: float, llm_s: float, tts_s: float) -> None:
+def speech_for(tone: bytes) -> Callable[[str], bytes]:
+    """The TTS: `text`'s length of `tone`, at `CHARS_PER_S`."""
+
+    def speak(text: str) -> bytes:
+        samples = int(len(text) / CHARS_PER_S * SPEECH_RATE_HZ)
+        return tone[: 2 * samples]
+
+    return speak
+
+
+async def serve(stt_s: float, llm_s: float, token_s: float, tts_s: float) -> None:
     http = FakeOpenAiHttp()
-    http.chat_deltas = text_deltas(*ANSWER)
-    http.speech_pcm = speech_pcm(SPEECH_S)
-    http.app = held(http.app, {"/v1/chat/completions": llm_s, "/v1/audio/speech": tts_s})  # type: ignore[assignment]
+    http.chat_deltas = [{"role": "assistant", "content": TOKENS[0]}]
+    http.chat_deltas += [{"content": token} for token in TOKENS[1:]]
+    http.speech_for = speech_for(speech_tone(30.0))
+    latencies = {"/v1/chat/completions": llm_s, "/v1/audio/speech": tts_s}
+    http.app = held(http.app, latencies, token_s)  # type: ignore[assignment]
     realtime = FakeRealtime()
     realtime.listen = True
     realtime.transcribe_delay_s = stt_s
     realtime.recognise = lambda audio: CALLER_SAID
     realtime.events = _Discard()
+    realtime.utterances = _Discard()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -93,9 +136,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stt-ms", type=float, default=150.0, help="speech stopped → transcript")
     parser.add_argument("--llm-ms", type=float, default=250.0, help="request → first token")
+    parser.add_argument("--token-ms", type=float, default=15.0, help="token → next token")
     parser.add_argument("--tts-ms", type=float, default=150.0, help="request → first audio byte")
     args = parser.parse_args()
-    uvloop.run(serve(args.stt_ms / 1000, args.llm_ms / 1000, args.tts_ms / 1000))
+    seconds = [ms / 1000 for ms in (args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms)]
+    uvloop.run(serve(*seconds))
     sys.exit(0)
 
 

@@ -1,7 +1,8 @@
 """Local stand-ins for OpenAI that speak its real protocols, for the real `openai` client.
 
 `FakeOpenAiHttp` is a Starlette app under uvicorn on a loopback port: `/v1/chat/completions` as
-SSE chunks, `/v1/audio/speech` as streamed PCM, `/v1/audio/transcriptions` as JSON. Delays are
+SSE chunks, `/v1/audio/speech` as streamed PCM (`speech_for(text)`, by default the same
+`speech_pcm` for any text), `/v1/audio/transcriptions` as JSON. Delays are
 settable, `stall_after` stops a stream midway for good, `failures` makes the next requests fail
 (a status with headers, or a hang until the client gives up), every request is recorded, and a
 stream the client abandoned is noticed.
@@ -86,6 +87,7 @@ class FakeOpenAiHttp:
         self.finish_reason = "stop"
         self.usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
         self.speech_pcm = bytes(range(256)) * 48  # 12 288 bytes: 0.256 s at 24 kHz
+        self.speech_for: Callable[[str], bytes] = lambda text: self.speech_pcm
         self.speech_chunk_bytes = 4097  # odd sizes, as the real service sends
         self.transcripts: deque[str] = deque()
         self.delay_s = 0.0  # before each streamed piece
@@ -131,7 +133,7 @@ class FakeOpenAiHttp:
         body = await request.json()
         if (failure := await self._failure(request, body)) is not None:
             return failure
-        size, pcm = self.speech_chunk_bytes, self.speech_pcm
+        size, pcm = self.speech_chunk_bytes, self.speech_for(body["input"])
         pieces = [pcm[start : start + size] for start in range(0, len(pcm), size)]
         return StreamingResponse(
             self._pieces(pieces, "speech"), media_type="application/octet-stream"

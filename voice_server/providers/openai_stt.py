@@ -5,7 +5,11 @@ Realtime (docs/openai.md §4a): one WebSocket opened with `intent=transcription`
 `audio/pcmu`, so Twilio's μ-law frames go in unchanged (base64, as `input_audio_buffer.append`
 wants). `push_audio` only queues, in a bounded `AudioBacklog` (audio beyond it is dropped and
 the session goes on); one task sends the backlog, another turns server events into `SttResult`s,
-both in the session's own TaskGroup (`workers.running`).
+both in the session's own TaskGroup (`workers.running`). While nobody speaks (neither the
+call's own VAD nor the server's has speech under way) frames are held and appended
+`QUIET_APPEND_FRAMES` at a time, a fifth of the appends: the server's end of a turn is never
+late for it, as speech and the silence that ends it go out frame by frame, and an utterance
+end (manual commits) sends what is held first.
 With `semantic_vad` (the agent's default) or `server_vad` the server ends the caller's turns
 itself; models that need `turn_detection: null` (gpt-realtime-whisper) are committed on the
 call's own endpointing.
@@ -54,6 +58,9 @@ _FAILURES = (openai.OpenAIError, WebSocketException, OSError)
 # `input_audio_buffer.append` as JSON text; base64 needs no escaping.
 _APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
 _APPEND_SUFFIX = '"}'
+QUIET_APPEND_FRAMES = (
+    5  # 100 ms: only the server's speech_started can be later, which no one awaits
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,19 +172,34 @@ class RealtimeSttSession:
         self._partials: dict[str, str] = {}
         self._uncommitted = False
         self._failed = False
+        self._held: list[bytes] = []  # frames not yet queued, while nobody speaks
+        self._caller_speaking = False  # by the call's own VAD
         self.speaking = False
         self.speech_stopped_at: float | None = None
 
     def push_audio(self, ulaw: bytes) -> None:
-        if not self._failed:
-            self._backlog.put_audio(ulaw)
+        if self._failed:
+            return
+        self._held.append(ulaw)
+        if self._caller_speaking or self.speaking or len(self._held) >= QUIET_APPEND_FRAMES:
+            self._queue_held()
 
     def speech_started(self) -> None:
-        """Nothing to do: the server hears the start itself, in the audio already sent."""
+        """The server hears the start itself; what is held goes now, and the rest frame by
+        frame."""
+        self._caller_speaking = True
+        self._queue_held()
 
     def speech_ended(self) -> None:
+        self._caller_speaking = False
         if self._manual_commit and not self._failed:
+            self._queue_held()
             self._backlog.put_end()
+
+    def _queue_held(self) -> None:
+        if self._held:
+            self._backlog.put_audio(b"".join(self._held))
+            self._held.clear()
 
     def results(self) -> AsyncIterator[SttResult]:
         return self._results.stream()

@@ -15,10 +15,11 @@ import time
 import wave
 from collections.abc import Sequence
 from datetime import date
-from typing import Literal
+from typing import Literal, cast
 
 import httpx2
 import pytest
+from openai.resources.realtime.realtime import AsyncRealtimeConnection
 
 from media.codec import FRAME_BYTES
 from tests.voice_server.openai_fakes import (
@@ -31,6 +32,7 @@ from tests.voice_server.openai_fakes import (
     tool_call_deltas,
 )
 from voice_server.call.speech_audio import ulaw_frames
+from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import (
     ChatMessage,
     LlmRequest,
@@ -54,7 +56,7 @@ from voice_server.providers.openai_registry import (
     check_model,
     openai_defaults,
 )
-from voice_server.providers.openai_stt import RealtimeSttSession
+from voice_server.providers.openai_stt import QUIET_APPEND_FRAMES, RealtimeSttSession
 from voice_server.providers.openai_tts import OpenAiTextToSpeech
 
 QUICK_S = 3.0  # what "fails fast" means here: far below a 120 s Retry-After or a read timeout
@@ -394,6 +396,46 @@ async def test_manual_commit_models_follow_the_calls_endpointing(
     commits = [e for e in realtime_fake.events if e["type"] == "input_audio_buffer.commit"]
     assert len(commits) == 1
     assert realtime_fake.utterances[0].audio_bytes == 10 * FRAME_BYTES
+
+
+def unconnected_session(backlog: AudioBacklog, *, manual_commit: bool) -> RealtimeSttSession:
+    """A session whose queueing is watched through its backlog; it never reaches a socket."""
+    return RealtimeSttSession(cast(AsyncRealtimeConnection, None), manual_commit, backlog)
+
+
+async def test_quiet_frames_are_held_for_one_append_and_speech_goes_at_once() -> None:
+    backlog = AudioBacklog(5000, recogniser="test")
+    session = unconnected_session(backlog, manual_commit=False)
+    quiet = frames(QUIET_APPEND_FRAMES)
+    for frame in quiet[:-1]:
+        session.push_audio(frame)
+    backlog.put_end()  # our marker: whatever was queued before it is taken first
+    assert await backlog.take() is None
+
+    session.push_audio(quiet[-1])
+    assert await backlog.take() == b"".join(quiet)
+
+    held, spoken = frames(2, start=10), frames(1, start=20)
+    for frame in held:
+        session.push_audio(frame)
+    session.speech_started()
+    backlog.put_end()
+    assert await backlog.take() == b"".join(held)
+    assert await backlog.take() is None
+    session.push_audio(spoken[0])
+    backlog.put_end()
+    assert await backlog.take() == spoken[0]
+
+
+async def test_an_utterance_end_sends_the_held_frames_before_its_commit() -> None:
+    backlog = AudioBacklog(5000, recogniser="test")
+    session = unconnected_session(backlog, manual_commit=True)
+    for frame in frames(2):
+        session.push_audio(frame)
+    session.speech_ended()
+
+    assert await backlog.take() == b"".join(frames(2))
+    assert await backlog.take() is None
 
 
 async def test_a_refused_websocket_becomes_a_provider_error(http_fake: FakeOpenAiHttp) -> None:
