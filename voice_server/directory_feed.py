@@ -25,7 +25,10 @@ from voice_server.log import get_logger
 
 log = get_logger(__name__)
 
-RETRY_S = 1.0
+RETRY_S = 2.0
+# A database that holds the connection and says nothing must not keep the app from serving:
+# it starts unfollowed (entries trusted for UNFOLLOWED_MAX_AGE_S) while the stream opens.
+OPEN_WAIT_S = 5.0
 
 
 @asynccontextmanager
@@ -33,11 +36,13 @@ async def feeding(
     directory: Directory, db: Database, retry_s: float = RETRY_S
 ) -> AsyncIterator[None]:
     """Follow the writes to numbers and agents while the block runs; the first attempt to
-    open the change stream is over when the block starts."""
+    open the change stream is over when the block starts (or OPEN_WAIT_S have passed)."""
     tried = asyncio.Event()
     feed = asyncio.create_task(_feed(directory, db, tried, retry_s), name="directory feed")
     try:
-        await tried.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(OPEN_WAIT_S):
+                await tried.wait()
         yield
     finally:
         feed.cancel()
