@@ -29,15 +29,13 @@ class _Watchable(Protocol):
 
 @asynccontextmanager
 async def open_change_stream(
-    db: Database, collection: str | None, pipeline: list[dict[str, Any]]
+    db: Database, collection: str, pipeline: list[dict[str, Any]]
 ) -> AsyncIterator[ChangeStream]:
-    """The events `pipeline` passes, for writes made after this returns to `collection` (to
-    any collection of the database for None). PyMongo resumes the stream once by itself after
-    a network error; other errors end it with PyMongoError."""
-    watched = db if collection is None else db[collection]
+    """The events `pipeline` passes, for writes made after this returns. PyMongo resumes the
+    stream once by itself after a network error; other errors end it with PyMongoError."""
     try:
-        # `Database` leaves `watch` out; PyMongo's databases and collections have it.
-        stream = await cast(_Watchable, watched).watch(pipeline)
+        # `Database` leaves `watch` out; PyMongo's collections have it.
+        stream = await cast(_Watchable, db[collection]).watch(pipeline)
     except OperationFailure as error:
         raise ChangeStreamsUnsupported(str(error)) from error
     try:
