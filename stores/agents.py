@@ -1,4 +1,9 @@
-"""Agents: the `agents` collection and the incoming-call look-up."""
+"""Agents: the `agents` collection and the incoming-call look-up.
+
+Given the app's `directory` (`stores.directory`), the store answers `find_for_incoming_call`
+and `get` from it and every write here empties it; without one, every read goes to the
+database.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from stores import phone_numbers
 from stores.database import Database
+from stores.directory import Directory
 from stores.documents import UtcDatetime, from_document, object_id
 from stores.owned import Listing, ListQuery, OwnedCollection
 from stores.phone_numbers import E164, normalize_phone_number
@@ -72,13 +78,17 @@ class Agent(AgentCreate):
 class AgentStore:
     """The `agents` collection."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, directory: Directory | None = None) -> None:
         self._collection = db[COLLECTION]
         self._owned = OwnedCollection(self._collection, Agent)
         self._numbers = db[phone_numbers.COLLECTION]
+        self._directory = directory or Directory(unfollowed_max_age_s=0)
 
     async def create(self, data: AgentCreate) -> Agent:
-        return await self._owned.insert(data.userId, data.model_dump(exclude={"userId"}))
+        try:
+            return await self._owned.insert(data.userId, data.model_dump(exclude={"userId"}))
+        finally:  # also after an error: the write may have been made
+            self._directory.forget()
 
     async def get_owned(self, user_id: str, agent_id: str) -> Agent | None:
         """The owner's live agent with this id; None for anyone else's, or a deleted one."""
@@ -88,13 +98,24 @@ class AgentStore:
         return await self._owned.find(user_id, query)
 
     async def update(self, user_id: str, agent_id: str, change: AgentUpdate) -> Agent | None:
-        return await self._owned.update(user_id, agent_id, change.model_dump(exclude_none=True))
+        try:
+            return await self._owned.update(user_id, agent_id, change.model_dump(exclude_none=True))
+        finally:
+            self._directory.forget()
 
     async def delete(self, user_id: str, agent_id: str) -> bool:
-        return await self._owned.soft_delete(user_id, agent_id)
+        try:
+            return await self._owned.soft_delete(user_id, agent_id)
+        finally:
+            self._directory.forget()
 
     async def get(self, agent_id: str) -> Agent | None:
         """The agent with this id, deleted or not; None if the id is not an ObjectId."""
+        return await self._directory.through(
+            ("agent", agent_id), Agent, lambda: self._read(agent_id)
+        )
+
+    async def _read(self, agent_id: str) -> Agent | None:
         oid = object_id(agent_id)
         if oid is None:
             return None
@@ -110,6 +131,17 @@ class AgentStore:
         Raises InvalidPhoneNumber if `phone_number` cannot be normalised.
         """
         number = normalize_phone_number(phone_number)
+        if (hit := self._directory.cached(("incoming", number), Agent)) is not None:
+            return hit
+        generation = self._directory.generation
+        agent = await self._read_incoming(number)
+        if agent is not None:  # the stream start then finds the agent by its id
+            self._directory.keep(
+                generation, {("incoming", number): agent, ("agent", agent.id): agent}
+            )
+        return agent
+
+    async def _read_incoming(self, number: str) -> Agent | None:
         live = {"phoneNumber": number, "isActive": True, "isDeleted": False}
         registered = await self._numbers.find_one(live, {"userId": 1})
         if registered is None:

@@ -225,16 +225,19 @@ class CallStore:
         if result.matched_count == 0 and await self.get(call_sid) is None:
             raise CallNotFound(call_sid)
 
-    async def claim_stream(self, call_sid: str, stream_sid: str) -> bool:
-        """Record that the call's media stream started; True only for the first stream of an
-        active call, or the one it was handed over to (a replayed stream token fails here,
+    async def claim_stream(self, call_sid: str, stream_sid: str) -> CallSummary | None:
+        """Record that the call's media stream started, in one write that also reads the call:
+        the call (without its transcript) only for the first stream of an active call, or the
+        one it was handed over to; None otherwise (a replayed stream token fails here,
         whichever server it reaches)."""
         unclaimed = [{"stream_sid": {"$exists": False}}, {"stream_sid": HANDED_OVER}]
-        result = await self._collection.update_one(
+        document = await self._collection.find_one_and_update(
             {"call_sid": call_sid, "status": "active", "$or": unclaimed},
             {"$set": {"stream_sid": stream_sid, "updated_at": utc_now()}},
+            projection={"transcript": 0},
+            return_document=ReturnDocument.AFTER,
         )
-        return result.modified_count == 1
+        return None if document is None else from_document(CallSummary, document)
 
     async def hand_over(self, call_sid: str) -> bool:
         """The call is moving to a new media stream (Twilio is sent new TwiML): the end of

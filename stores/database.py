@@ -47,6 +47,7 @@ class Collection(Protocol):
         update: Mapping[str, Any],
         /,
         *,
+        projection: Mapping[str, Any] = ...,
         upsert: bool = ...,
         sort: Sequence[tuple[str, int]] = ...,
         return_document: bool = ...,

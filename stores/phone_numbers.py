@@ -9,6 +9,7 @@ import phonenumbers
 from pydantic import AfterValidator, BaseModel, Field, JsonValue
 
 from stores.database import Database
+from stores.directory import Directory
 from stores.documents import UtcDatetime, from_document
 from stores.owned import Listing, ListQuery, OwnedCollection
 from stores.secrets import SecretBox
@@ -92,12 +93,17 @@ class PhoneNumber(PhoneNumberView):
 
 
 class PhoneNumberStore:
-    """The `registered_phone_numbers` collection; `box` seals and opens the auth tokens."""
+    """The `registered_phone_numbers` collection; `box` seals and opens the auth tokens.
 
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    Given the app's `directory` (`stores.directory`), `find_registered` answers from it and
+    every write here empties it; without one, every read goes to the database.
+    """
+
+    def __init__(self, db: Database, box: SecretBox, directory: Directory | None = None) -> None:
         self._collection = db[COLLECTION]
         self._owned = OwnedCollection(self._collection, PhoneNumber)
         self._box = box
+        self._directory = directory or Directory(unfollowed_max_age_s=0)
 
     async def create(self, data: PhoneNumberCreate) -> PhoneNumber:
         """Insert a number. Raises pymongo's DuplicateKeyError if a live record has it."""
@@ -106,7 +112,10 @@ class PhoneNumberStore:
             "twilioAuthToken": self._box.seal(data.twilioAuthToken),
             "uuid": str(uuid.uuid4()),
         }
-        return await self._owned.insert(data.userId, fields)
+        try:
+            return await self._owned.insert(data.userId, fields)
+        finally:  # also after an error: the write may have been made
+            self._directory.forget()
 
     async def get(self, user_id: str, number_id: str) -> PhoneNumber | None:
         """The owner's live number with this id; None for anyone else's, or a deleted one."""
@@ -122,10 +131,16 @@ class PhoneNumberStore:
         fields = change.model_dump(exclude_none=True, exclude={"twilioAuthToken"})
         if change.twilioAuthToken is not None:
             fields["twilioAuthToken"] = self._box.seal(change.twilioAuthToken)
-        return await self._owned.update(user_id, number_id, fields)
+        try:
+            return await self._owned.update(user_id, number_id, fields)
+        finally:
+            self._directory.forget()
 
     async def delete(self, user_id: str, number_id: str) -> bool:
-        return await self._owned.soft_delete(user_id, number_id)
+        try:
+            return await self._owned.soft_delete(user_id, number_id)
+        finally:
+            self._directory.forget()
 
     def auth_token(self, number: PhoneNumber) -> str:
         """The number's Twilio auth token, for a signature check or a Twilio API call only.
@@ -149,7 +164,13 @@ class PhoneNumberStore:
 
     async def find_registered(self, phone_number: str) -> PhoneNumber | None:
         """The non-deleted record of `phone_number`, active or not (webhooks need the owner's
-        token and id even for an inactive number). Raises InvalidPhoneNumber like find_active."""
-        query = {"phoneNumber": normalize_phone_number(phone_number), "isDeleted": False}
-        document = await self._collection.find_one(query)
+        token and id even for an inactive number), from the directory if it holds it. Raises
+        InvalidPhoneNumber like find_active."""
+        number = normalize_phone_number(phone_number)
+        return await self._directory.through(
+            ("number", number), PhoneNumber, lambda: self._read_registered(number)
+        )
+
+    async def _read_registered(self, number: str) -> PhoneNumber | None:
+        document = await self._collection.find_one({"phoneNumber": number, "isDeleted": False})
         return None if document is None else from_document(PhoneNumber, document)

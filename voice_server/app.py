@@ -1,7 +1,9 @@
 """The one wiring point: `create_app()` builds the Starlette app and its lifespan.
 
 The lifespan opens the database client once (unless a database is injected, as tests do) and
-builds the stores, providers and caches every route shares.
+builds the stores, providers and caches every route shares, among them the directory of numbers
+and agents that call set-up reads (`stores.directory`), kept fresh by a change stream
+(`voice_server.directory_feed`) opened before the app serves.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from stores.agents import AgentStore
 from stores.api_keys import ApiKeyStore
 from stores.calls import CallStore
 from stores.database import Database, connect, database_name
+from stores.directory import Directory
 from stores.messages import MessageStore
 from stores.phone_numbers import PhoneNumberStore
 from stores.prompts import PromptStore
@@ -36,6 +39,7 @@ from voice_server.call.greetings import GreetingCache
 from voice_server.calllog.event_tokens import EventTokens, LiveKeys
 from voice_server.calllog.page import page_routes
 from voice_server.calllog.watchers import CallLog, CallLogOptions
+from voice_server.directory_feed import feeding
 from voice_server.live_calls import LiveCalls, keep_alive
 from voice_server.metrics import exposition
 from voice_server.provider_setup import build_providers
@@ -76,10 +80,11 @@ def create_app(
             db = client[database_name(settings.mongodb_uri)]
         greetings = GreetingCache()
         registry, close_providers = build_providers(settings, providers)
+        directory = Directory()
         services = Services(
             settings=settings,
-            phone_numbers=PhoneNumberStore(db, secret_box(settings)),
-            agents=AgentStore(db),
+            phone_numbers=PhoneNumberStore(db, secret_box(settings), directory),
+            agents=AgentStore(db, directory),
             calls=CallStore(db),
             prompts=PromptStore(db),
             scheduled_calls=ScheduledCallStore(db),
@@ -117,7 +122,11 @@ def create_app(
             else None
         )
         try:
-            async with services.call_log.running(), services.twilio.running():
+            async with (
+                feeding(directory, db),
+                services.call_log.running(),
+                services.twilio.running(),
+            ):
                 yield {"services": services}
         finally:
             upkeep.cancel()

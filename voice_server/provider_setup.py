@@ -39,6 +39,15 @@ def agent_models(agent: Agent) -> ModelChoice:
     )
 
 
+def text_models(agent: Agent, speech_agent_text_model: str) -> ModelChoice:
+    """The agent's models for answering a text: a speech-to-speech agent's Realtime model
+    cannot, so its texts go to `speech_agent_text_model` (SPEECH_AGENT_TEXT_MODEL)."""
+    models = agent_models(agent)
+    if not models.speech:
+        return models
+    return dataclasses.replace(models, llm=speech_agent_text_model, speech=False)
+
+
 async def _nothing() -> None:
     return None
 

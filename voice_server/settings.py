@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="Turns on the OpenAI providers for non-local model names."
     )
+    speech_agent_text_model: str = Field(
+        default="gpt-4.1-mini",
+        description="The chat model that answers texts (SMS) to a speech-to-speech agent, whose "
+        "Realtime inferenceModel cannot answer a text.",
+    )
     openai_base_url: str | None = None
     openai_websocket_base_url: str | None = Field(
         default=None, description="The Realtime WebSocket base; derived from the base URL if unset."

@@ -58,12 +58,12 @@ def executable(path: Path, text: str) -> None:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Checkout:
-    """The setup script and pyproject.toml, a `.venv` already made, espeak-ng and chromium."""
+    """The setup script and pyproject.toml, a `.venv` already made, espeak-ng, chromium, nginx."""
     (tmp_path / "scripts").mkdir()
     shutil.copy2(ROOT / "scripts" / "setup", tmp_path / "scripts" / "setup")
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     executable(tmp_path / ".venv" / "bin" / "python", NOTE_ARGUMENTS)
-    for package in ("espeak-ng", "chromium"):
+    for package in ("espeak-ng", "chromium", "nginx"):
         executable(tmp_path / "bin" / package, "#!/bin/sh\n")
     return Checkout(tmp_path, tmp_path / "bin")
 
@@ -87,7 +87,7 @@ def test_the_test_tools_are_installed_once_when_asked_for(checkout: Checkout) ->
     assert checkout.setup().returncode == 0
     with_tests = checkout.setup("--test")
     assert with_tests.stdout.splitlines()[0] == (
-        "setup: Debian packages: espeak-ng chromium already installed"
+        "setup: Debian packages: espeak-ng chromium nginx already installed"
     )
     assert checkout.pip_calls()[-1] == "-m pip install -q -e .[test]"
     # Installed with the test tools, the project is also what a plain setup needs.

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import uvicorn
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -41,6 +42,7 @@ from media.codec import FRAME_BYTES, FRAME_MS, ulaw_to_pcm16
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStarted
 from media.vad import VoiceActivityDetector
 from voice_server.providers.openai_clients import LiveTuning
+from voice_server.settings import Settings
 
 TUNING = LiveTuning(total_s=5, connect_s=1, read_s=0.5, max_retries=1)  # clients of the fakes
 
@@ -61,6 +63,17 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+
+
+def pointed_at(settings: Settings, http_base_url: str, websocket_base_url: str) -> Settings:
+    """`settings` with the OpenAI providers on (a test key) and pointed at the stand-ins."""
+    return settings.model_copy(
+        update={
+            "openai_api_key": SecretStr("test-key"),
+            "openai_base_url": f"{http_base_url}/v1",
+            "openai_websocket_base_url": websocket_base_url,
+        }
+    )
 
 
 def text_deltas(*pieces: str) -> list[dict[str, Any]]:

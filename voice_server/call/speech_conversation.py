@@ -21,6 +21,7 @@ when the second one fails.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable
 
 from media.codec import ulaw_duration_ms
@@ -48,6 +49,8 @@ from voice_server.providers.base import (
 
 log = get_logger(__name__)
 
+HELD_MS = 5000.0  # longer than a session takes to open (its connect gives up after 3 s)
+
 
 class ModelConversation:
     def __init__(
@@ -71,6 +74,8 @@ class ModelConversation:
         self._untold: list[ChatMessage] = []  # said outside the model, not yet told to it
         self._session: SpeechConversation | None = None
         self._pushed_ms = 0.0  # caller audio given to the session: the timeline of its VAD
+        self._held: deque[bytes] = deque()  # caller audio while no session is open
+        self._held_ms = self._dropped_ms = 0.0
         self._speech_start_ms = 0
         self.caller_spoke = False
         self.closing = False
@@ -80,10 +85,31 @@ class ModelConversation:
         self._end_call = False
 
     def push_audio(self, ulaw: bytes) -> None:
-        """The caller's audio, as Twilio sent it; none goes to a session not open yet."""
+        """The caller's audio, as Twilio sent it. While no session is open (it opens, or
+        reopens after a failure) the last `HELD_MS` of it wait for the next one, so words said
+        meanwhile (over the greeting, say) still reach the model."""
         if self._session is not None:
             self._session.push_audio(ulaw)
             self._pushed_ms += ulaw_duration_ms(len(ulaw))
+            return
+        self._held.append(ulaw)
+        self._held_ms += ulaw_duration_ms(len(ulaw))
+        while self._held_ms > HELD_MS:
+            dropped_ms = ulaw_duration_ms(len(self._held.popleft()))
+            self._held_ms -= dropped_ms
+            self._dropped_ms += dropped_ms
+
+    def _push_held(self, session: SpeechConversation) -> None:
+        if self._dropped_ms:
+            log.warning(
+                "the model's session took long to open: its oldest caller audio was dropped",
+                dropped_ms=round(self._dropped_ms),
+            )
+        for ulaw in self._held:
+            session.push_audio(ulaw)
+        self._pushed_ms += self._held_ms
+        self._held.clear()
+        self._held_ms = self._dropped_ms = 0.0
 
     async def speak_first(self, note: str) -> None:
         """Have the model speak first (a call we placed, whose callee stays silent), told
@@ -123,6 +149,7 @@ class ModelConversation:
 
     async def _converse(self, session: SpeechConversation) -> None:
         self._pushed_ms = 0.0  # a new session's audio timeline
+        self._push_held(session)
         self._session = session
         try:
             await self._tell()

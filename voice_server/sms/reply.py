@@ -27,7 +27,7 @@ from stores.documents import utc_now
 from stores.messages import Message, NewMessage
 from stores.phone_numbers import PhoneNumber
 from voice_server.log import get_logger
-from voice_server.provider_setup import agent_models
+from voice_server.provider_setup import text_models
 from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ProviderError
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import retry_database
@@ -90,13 +90,14 @@ def as_chat(message: Message) -> ChatMessage:
 async def compose(services: Services, agent: Agent, history: Sequence[Message]) -> Reply:
     """The agent's reply to `history` (oldest first, the new message last); never raises."""
     try:
-        llm = services.providers.for_models(agent_models(agent)).llm
+        models = text_models(agent, services.settings.speech_agent_text_model)
+        llm = services.providers.for_models(models).llm
     except UnknownModel as error:
         log.error("the agent names a model no provider serves", error=str(error))
         return Reply(FALLBACK_TEXT)
     system = [ChatMessage("system", agent.systemPrompt)] if agent.systemPrompt else []
     request = LlmRequest(
-        model=agent.inferenceModel,
+        model=models.llm,
         messages=[*system, *(as_chat(message) for message in history)],
         temperature=agent.temperature,
         max_tokens=agent.maxTokens,
@@ -119,7 +120,7 @@ async def compose(services: Services, agent: Agent, history: Sequence[Message]) 
     done = time.monotonic()
     return Reply(
         fit_sms(text),
-        model=agent.inferenceModel,
+        model=models.llm,
         usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
         metrics={
             "response_ms": round((done - started) * 1000, 1),

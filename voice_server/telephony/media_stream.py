@@ -149,11 +149,12 @@ async def _expect_start(inbound: _Inbound) -> Start:
 async def _open_session(
     services: Services, websocket: WebSocket, start: Start
 ) -> CallSession | SpeechCallSession:
-    call = await services.calls.get(start.call_sid)
-    if call is None or call.status != "active":
-        raise StreamRefused("no active call with this CallSid")
-    if not await services.calls.claim_stream(start.call_sid, start.stream_sid):
-        raise StreamRefused("this call already has a media stream")
+    """The call's session. Before the greeting plays this makes one write (the claim, which
+    returns the call) and, on a server that did not answer the call's webhook, reads the agent
+    once; the agent comes from the directory (`stores.directory`) otherwise."""
+    call = await services.calls.claim_stream(start.call_sid, start.stream_sid)
+    if call is None:
+        raise StreamRefused(await _unclaimable(services.calls, start.call_sid))
     agent = await services.agents.get(call.agent_id)
     if agent is None:
         raise StreamRefused("the call's agent no longer exists")
@@ -213,6 +214,14 @@ async def _placed_call_opening(
         message_audio=services.greetings.prepare(agent, tts, text),
         message_ends_as=EndReason.VOICEMAIL_LEFT if voicemail else EndReason.MESSAGE_DELIVERED,
     )
+
+
+async def _unclaimable(calls: CallStore, call_sid: str) -> str:
+    """Why the call's stream could not be claimed (read only for a refusal)."""
+    call = await calls.get(call_sid)
+    if call is None or call.status != "active":
+        return "no active call with this CallSid"
+    return "this call already has a media stream"
 
 
 def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:

@@ -47,13 +47,17 @@ class ScriptedConversation:
 class ScriptedSpeech:
     """`SpeechToSpeech` whose sessions say what `emit` gives them."""
 
-    def __init__(self) -> None:
+    def __init__(self, opens: asyncio.Event | None = None) -> None:
+        """With `opens`, a session opens only once it is set."""
+        self._opens = opens
         self.sessions: list[ScriptedConversation] = []
         self.options: list[SpeechOptions] = []
         self.opened = asyncio.Event()
 
     @asynccontextmanager
     async def open_session(self, options: SpeechOptions) -> AsyncIterator[ScriptedConversation]:
+        if self._opens is not None:
+            await self._opens.wait()
         conversation = ScriptedConversation()
         self.options.append(options)
         self.sessions.append(conversation)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.calls import Call, CallStore
@@ -21,6 +20,7 @@ from tests.voice_server.openai_fakes import (
     FakeOpenAiHttp,
     FakeRealtime,
     HttpFailure,
+    pointed_at,
     serve_http,
     serve_realtime,
     text_deltas,
@@ -73,13 +73,7 @@ async def openai_line(
     fake_http.speech_pcm = tone(1.5)
     fake_http.speech_chunk_bytes = 4801
     async with serve_http(fake_http), serve_realtime(fake_realtime):
-        configured = settings.model_copy(
-            update={
-                "openai_api_key": SecretStr("test-key"),
-                "openai_base_url": f"{fake_http.base_url}/v1",
-                "openai_websocket_base_url": fake_realtime.websocket_base_url,
-            }
-        )
+        configured = pointed_at(settings, fake_http.base_url, fake_realtime.websocket_base_url)
         line = await seed_demo(database, secret_box(settings))
         models = {
             "sttModel": "gpt-4o-mini-transcribe",

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from media.codec import pcm16_to_ulaw
 from stores.calls import Call, CallStore
 from tests.voice_server.call.test_openai_call import tone
 from tests.voice_server.fakes import frame_texts, recognise
-from tests.voice_server.openai_fakes import FakeOpenAiHttp, serve_http
+from tests.voice_server.openai_fakes import FakeOpenAiHttp, pointed_at, serve_http
 from tests.voice_server.realtime_conversation_fake import (
     FakeRealtimeConversation,
     Reply,
@@ -74,13 +73,7 @@ async def speech_line(
     http = FakeOpenAiHttp()
     http.speech_pcm = tone(1.0)  # the greeting and the phrases rendered ahead
     async with serve_http(http), serve_conversation(realtime):
-        configured = settings.model_copy(
-            update={
-                "openai_api_key": SecretStr("test-key"),
-                "openai_base_url": f"{http.base_url}/v1",
-                "openai_websocket_base_url": realtime.websocket_base_url,
-            }
-        )
+        configured = pointed_at(settings, http.base_url, realtime.websocket_base_url)
         demo = await seed_demo(database, secret_box(settings))
         fields = {
             "inferenceModel": MODEL,

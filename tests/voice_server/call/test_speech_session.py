@@ -4,6 +4,8 @@ limit, the server's shutdown, what the model is told, figures to the millisecond
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from stores.turn_taking import TurnTaking
@@ -33,6 +35,20 @@ async def test_the_model_is_told_what_the_caller_heard_of_the_greeting() -> None
 
     assert speech.sessions[0].remembered == [ChatMessage("assistant", GREETING)]
     assert speech.options[0].history == ()
+
+
+async def test_what_the_caller_says_while_the_session_opens_reaches_the_model() -> None:
+    opens = asyncio.Event()
+    speech = ScriptedSpeech(opens)
+    async with running_call(speech_to_speech=speech, caller_says=["Hello?"]) as call:
+        phone = call.phone
+        await phone.say("Hello?")  # over the greeting, before the model's session is open
+        sent_ms = phone.now * 1000
+        opens.set()
+        await phone.until(lambda: bool(speech.sessions))
+        received_ms = speech.sessions[0].audio_in / 8  # 8 bytes of μ-law a millisecond
+
+    assert received_ms >= sent_ms - 40  # all of it, give or take the frame on its way
 
 
 async def test_a_caller_cutting_in_on_the_greeting_stops_it_and_any_answer_on_its_way() -> None:

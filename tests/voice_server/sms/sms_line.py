@@ -109,7 +109,11 @@ def sms_form(to: str, body: str, sid: str, **fields: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def open_sms_line(
-    database: Db, tmp_path: Path, llm: EchoingLanguageModel, budget_s: float = 5.0
+    database: Db,
+    tmp_path: Path,
+    llm: EchoingLanguageModel,
+    budget_s: float = 5.0,
+    speech_agent_text_model: str = local.LLM_MODEL,
 ) -> AsyncIterator[SmsLine]:
     async with serve_fake_twilio() as twilio:
         settings = Settings(
@@ -118,6 +122,7 @@ async def open_sms_line(
             twilio_auth_token=SecretStr(DEPLOYMENT_TOKEN),
             twilio_api_base_url=twilio.base_url,
             sms_reply_budget_seconds=budget_s,
+            speech_agent_text_model=speech_agent_text_model,
         )
         demo = await seed_demo(database, secret_box(settings))
         providers = dataclasses.replace(local_registry(), llm={local.LLM_MODEL: llm})

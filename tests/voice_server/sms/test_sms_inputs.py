@@ -17,6 +17,7 @@ from tests.voice_server.sms.sms_line import (
     sms_form,
 )
 from tests.voice_server.sms.test_sms import replies
+from voice_server.providers import local
 from voice_server.security.secret_key import secret_box
 from voice_server.seed import DEMO_USER
 from voice_server.settings import Settings
@@ -122,6 +123,20 @@ async def test_an_outgoing_agent_answers_texts_when_no_incoming_one_does(
         change = AgentUpdate(direction="outgoing")
         await AgentStore(database).update(DEMO_USER, line.demo.agent_id, change)
         assert replies(await line.text("Hi", "SMout")) == ["user: Hi"]
+
+
+async def test_a_speech_to_speech_agent_answers_texts_with_the_text_model(
+    database: Db, tmp_path: Path
+) -> None:
+    """A Realtime inferenceModel cannot answer a text: SPEECH_AGENT_TEXT_MODEL does."""
+    llm = EchoingLanguageModel()
+    async with open_sms_line(database, tmp_path, llm) as line:
+        change = AgentUpdate(inferenceModel="gpt-realtime-2")
+        await AgentStore(database).update(DEMO_USER, line.demo.agent_id, change)
+        assert replies(await line.text("Hi", "SMspeech")) == ["user: Hi"]
+        stored = await line.conversation()
+    assert [request.model for request in llm.requests] == [local.LLM_MODEL]
+    assert stored[-1].model == local.LLM_MODEL
 
 
 async def test_unsigned_or_sidless_requests_are_refused(database: Db, tmp_path: Path) -> None:
