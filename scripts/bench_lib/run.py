@@ -49,7 +49,14 @@ from typing import Any
 from bench_lib import procs
 from bench_lib.answers import count_answers
 from bench_lib.report import Usage, plot, row, table, top_costs
-from bench_lib.stack import Latencies, Server, Stack, running_stack, start_server
+from bench_lib.stack import (
+    Latencies,
+    Server,
+    Stack,
+    running_stack,
+    stand_in_silence_ms,
+    start_server,
+)
 from bench_lib.standins import tokens_before_speech
 from voice_server.seed import DemoLine
 
@@ -114,6 +121,7 @@ def run_step(
         f"--turns={bench.args.turns}",
         f"--auth-token={bench.line.auth_token}",
         f"--to={bench.line.number}",
+        f"--silence-ms={stand_in_silence_ms()}",
     ]
     with (bench.out / "loadgen.log").open("ab") as log:
         loadgen = procs.start("bench_lib.calls", args, stdout=subprocess.PIPE, stderr=log)

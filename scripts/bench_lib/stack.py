@@ -23,6 +23,8 @@ from stores.agents import AgentStore, AgentUpdate
 from stores.database import connect, database_name
 from stores.embedded import EmbeddedDatabase
 from stores.secrets import SecretBox
+from stores.turn_taking import TurnTaking
+from tests.voice_server.openai_fakes import silence_ms
 from voice_server.seed import DEMO_USER, DemoLine, seed_demo
 
 MODELS = AgentUpdate(
@@ -31,6 +33,16 @@ MODELS = AgentUpdate(
     ttsModel="gpt-4o-mini-tts",
     ttsVoice="alloy",
 )
+
+
+def stand_in_silence_ms() -> float:
+    """The caller's silence after which the stand-ins' VAD ends a turn of the bench agent: its
+    `endSilenceMs` with `server_vad`; `semantic_vad` has no silence setting, so the stand-ins
+    take the real server's default then."""
+    turns = TurnTaking()  # the bench agent's: the demo agent's default
+    if turns.turnDetection == "server_vad":
+        return float(turns.endSilenceMs)
+    return silence_ms({})
 
 
 async def seed(uri: str, key: str) -> DemoLine:
