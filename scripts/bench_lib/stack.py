@@ -1,5 +1,6 @@
 """What the server under test runs on, for `scripts/bench` and `scripts/soak`: an embedded
-database seeded with the demo number (its agent moved to OpenAI model names), the OpenAI
+database seeded with the demo number (its agent moved to OpenAI model names: STT → LLM → TTS,
+or with `mode="speech"` a Realtime speech model that hears and speaks itself), the OpenAI
 stand-ins (`bench_lib.standins`, fixed latencies) in a process of their own, and the server
 itself (`voice-server serve` under `bench_lib.served`) on a free loopback port, pointed at both.
 """
@@ -33,6 +34,8 @@ MODELS = AgentUpdate(
     ttsModel="gpt-4o-mini-tts",
     ttsVoice="alloy",
 )
+SPEECH_MODELS = MODELS.model_copy(update={"inferenceModel": "gpt-realtime-2"})
+MODES = {"pipeline": MODELS, "speech": SPEECH_MODELS}
 
 
 def stand_in_silence_ms() -> float:
@@ -45,14 +48,14 @@ def stand_in_silence_ms() -> float:
     return silence_ms({})
 
 
-async def seed(uri: str, key: str) -> DemoLine:
+async def seed(uri: str, key: str, models: AgentUpdate = MODELS) -> DemoLine:
     """The demo number, with its agent moved to OpenAI model names."""
     client = connect(uri)
     try:
         db = client[database_name(uri)]
         await migrations.upgrade(db)
         line = await seed_demo(db, SecretBox(key))
-        await AgentStore(db).update(DEMO_USER, line.agent_id, MODELS)
+        await AgentStore(db).update(DEMO_USER, line.agent_id, models)
         return line
     finally:
         await client.close()
@@ -66,6 +69,7 @@ class Latencies:
     llm_ms: float  # to the first token
     token_ms: float  # between tokens
     tts_ms: float
+    speech_ms: float = 700.0  # the speech-to-speech model: caller's turn end → first audio
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,13 @@ class Stack:
 
 
 @contextmanager
-def running_stack(out: Path, latencies: Latencies) -> Iterator[Stack]:
-    """The seeded database (in `out/db`) and the stand-ins, for as long as the block runs; the
-    stand-ins log to `out/standins.log`. Call it outside any running event loop."""
+def running_stack(out: Path, latencies: Latencies, mode: str = "pipeline") -> Iterator[Stack]:
+    """The seeded database (in `out/db`, its agent on the models of `mode`: a key of `MODES`)
+    and the stand-ins, for as long as the block runs; the stand-ins log to
+    `out/standins.log`. Call it outside any running event loop."""
     key = SecretBox.generate_key()
     with EmbeddedDatabase(out / "db") as database:
-        line = asyncio.run(seed(database.uri, key))
+        line = asyncio.run(seed(database.uri, key, MODES[mode]))
         with (out / "standins.log").open("ab") as standins_log:
             standins = procs.start(
                 "bench_lib.standins",
@@ -91,6 +96,7 @@ def running_stack(out: Path, latencies: Latencies) -> Iterator[Stack]:
                     f"--llm-ms={latencies.llm_ms}",
                     f"--token-ms={latencies.token_ms}",
                     f"--tts-ms={latencies.tts_ms}",
+                    f"--speech-ms={latencies.speech_ms}",
                 ],
                 stdout=subprocess.PIPE,
                 stderr=standins_log,
