@@ -38,7 +38,6 @@ from bench_lib.loadgen import (
     phrase,
 )
 from media import twilio as protocol
-from voice_server.providers.openai_stt import ServerVad
 from voice_server.simulation.phone_line import inbound_start, incoming_call, stream_from_twiml
 
 
@@ -195,7 +194,7 @@ async def slot(run: Run, http: aiohttp.ClientSession, index: int, calls: int, de
 
 
 async def main_async(args: argparse.Namespace) -> Tally:
-    silence_ms = ServerVad().silence_duration_ms  # what the server asks the STT session for
+    silence_ms = args.silence_ms
     phrases = Phrases(await phrase(QUESTION, silence_ms), await phrase(INTERRUPTION, silence_ms))
     target = Target(tuple(args.base_url), args.auth_token, args.to)
     script = Script(turns=args.turns, barge_in_every=args.barge_in_every)
@@ -223,6 +222,9 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=3.0, help="ramp → steady")
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--barge-in-every", type=int, default=3)
+    parser.add_argument(
+        "--silence-ms", type=float, default=500.0, help="the stand-ins' end-of-turn silence"
+    )
     parser.add_argument("--base-url", action="append", required=True)
     parser.add_argument("--auth-token", required=True)
     parser.add_argument("--to", required=True)

@@ -3,7 +3,9 @@
 Starts an embedded database (seeded with the demo number and an agent on OpenAI model names),
 the OpenAI stand-ins (`bench_lib.standins`: a Realtime recogniser that runs a VAD on every
 frame, a chat model streaming a 30-token answer token by token, a TTS returning as much audio
-as the text takes to say, each with a fixed latency) and the real server (`voice-server serve`
+as the text takes to say, each with a fixed latency; with `--mode speech`, a Realtime
+speech-to-speech model that hears the caller with its own VAD and speaks the same answer, its
+first audio `--speech-ms` after the caller's turn ended) and the real server (`voice-server serve`
 under `bench_lib.served`, one uvicorn worker, OPENAI_* pointing at the stand-ins), each a
 process of its own. Then, for each N of `--calls`, the load generator (`bench_lib.calls`, a
 process of its own) places N concurrent calls at real-time pace, posting each call's voice
@@ -23,7 +25,8 @@ The table, one line per step (W workers, N concurrent calls):
                 transcripts), `unans` turns with no reply within the load generator's timeout
   gaps          playback underruns inside an agent utterance
   own p50/p95   turn latency (last caller frame → first agent audio) minus the stand-ins' fixed
-                part (endpointing, STT, LLM to the first sentence, TTS): the server's own time
+                part (endpointing, STT, LLM to the first sentence, TTS; in speech mode,
+                endpointing and the model's first audio): the server's own time
   hook p50/p99  the voice webhook, as the load generator timed it
   CPU-s/call-min  server CPU per minute of call; `cores` its average load; `wait` the share of
                 the time it was ready to run while other processes held its CPU (a shared
@@ -49,7 +52,15 @@ from typing import Any
 from bench_lib import procs
 from bench_lib.answers import count_answers
 from bench_lib.report import Usage, plot, row, table, top_costs
-from bench_lib.stack import Latencies, Server, Stack, running_stack, start_server
+from bench_lib.stack import (
+    MODES,
+    Latencies,
+    Server,
+    Stack,
+    running_stack,
+    stand_in_silence_ms,
+    start_server,
+)
 from bench_lib.standins import tokens_before_speech
 from voice_server.seed import DemoLine
 
@@ -69,10 +80,15 @@ class Bench:
     def fixed_ms(self) -> float:
         """What the stand-ins take of every turn by design, besides endpointing (which the
         load generator works out per phrase: the session's silence and the VAD's hangover):
-        the transcript, the tokens up to the first sentence's end, the first audio byte."""
-        a = self.args
-        tokens_ms: float = (tokens_before_speech() - 1) * a.token_ms
-        return a.stt_ms + a.llm_ms + tokens_ms + a.tts_ms
+        the transcript, the tokens up to the first sentence's end, the first audio byte; in
+        speech mode, the model's first audio."""
+        return self.args.speech_ms if self.args.mode == "speech" else pipeline_ms(self.args)
+
+
+def pipeline_ms(args: argparse.Namespace) -> float:
+    """The pipeline stand-ins' fixed part of a turn: STT, LLM to the first sentence, TTS."""
+    tokens_ms: float = (tokens_before_speech() - 1) * args.token_ms
+    return float(args.stt_ms + args.llm_ms + tokens_ms + args.tts_ms)
 
 
 def start_servers(bench: Bench, workers: int, tag: str, extra_env: dict[str, str]) -> list[Server]:
@@ -114,6 +130,7 @@ def run_step(
         f"--turns={bench.args.turns}",
         f"--auth-token={bench.line.auth_token}",
         f"--to={bench.line.number}",
+        f"--silence-ms={stand_in_silence_ms()}",
     ]
     with (bench.out / "loadgen.log").open("ab") as log:
         loadgen = procs.start("bench_lib.calls", args, stdout=subprocess.PIPE, stderr=log)
@@ -227,6 +244,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-ms", type=float, default=250.0, help="LLM request → first token")
     parser.add_argument("--token-ms", type=float, default=15.0, help="LLM token → next token")
     parser.add_argument("--tts-ms", type=float, default=150.0, help="TTS request → first byte")
+    parser.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default="pipeline",
+        help="the agent: STT → LLM → TTS, or one Realtime speech-to-speech model",
+    )
+    parser.add_argument(
+        "--speech-ms",
+        type=float,
+        help="speech model: turn end → first audio (default: the pipeline's STT + LLM to the "
+        "first sentence + TTS, so both modes wait as long on the stand-ins)",
+    )
     parser.add_argument("--slow-callback-ms", type=float, default=20.0)
     parser.add_argument("--slow-check-calls", type=int, default=100, help="0: skip the check")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
@@ -237,12 +266,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = _parser().parse_args()
+    if args.speech_ms is None:
+        args.speech_ms = pipeline_ms(args)
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     if args.pin:
         os.sched_setaffinity(0, {1})  # helpers inherit CPU 1; the one-worker server gets CPU 0
-    latencies = Latencies(args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms)
-    with running_stack(out, latencies) as stack:
+    latencies = Latencies(args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms, args.speech_ms)
+    with running_stack(out, latencies, args.mode) as stack:
         results = _run(args, out=out, stack=stack)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(results["rows"], out / "bench.png")
@@ -279,10 +310,12 @@ def _report(results: dict[str, Any], out: Path) -> None:
     machine = results["machine"]
     print(f"\nmachine: nproc {machine['nproc']}, memory {machine['memory_gb']} GB")
     endpointing = sorted({e for r in results["rows"] for e in r["stand_in_endpointing_ms"]})
+    speech = results["settings"]["mode"] == "speech"
+    part = "the speech model's first audio" if speech else "STT, LLM to the first sentence, TTS"
     print(
-        f"fixed per turn: stand-ins {results['fixed_ms']:.0f} ms (STT, LLM to the first "
-        f"sentence, TTS) + endpointing {endpointing} ms (the session's silence_duration_ms and "
-        "the stand-in VAD's hangover)"
+        f"mode {results['settings']['mode']}; fixed per turn: stand-ins "
+        f"{results['fixed_ms']:.0f} ms ({part}) + endpointing {endpointing} ms (the session's "
+        "silence_duration_ms and the stand-in VAD's hangover)"
     )
     print(table(results["rows"]))
     if (slow := results["slow_callbacks"]) is not None:

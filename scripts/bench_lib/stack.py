@@ -1,5 +1,6 @@
 """What the server under test runs on, for `scripts/bench` and `scripts/soak`: an embedded
-database seeded with the demo number (its agent moved to OpenAI model names), the OpenAI
+database seeded with the demo number (its agent moved to OpenAI model names: STT → LLM → TTS,
+or with `mode="speech"` a Realtime speech model that hears and speaks itself), the OpenAI
 stand-ins (`bench_lib.standins`, fixed latencies) in a process of their own, and the server
 itself (`voice-server serve` under `bench_lib.served`) on a free loopback port, pointed at both.
 """
@@ -23,6 +24,8 @@ from stores.agents import AgentStore, AgentUpdate
 from stores.database import connect, database_name
 from stores.embedded import EmbeddedDatabase
 from stores.secrets import SecretBox
+from stores.turn_taking import TurnTaking
+from tests.voice_server.openai_fakes import silence_ms
 from voice_server.seed import DEMO_USER, DemoLine, seed_demo
 
 MODELS = AgentUpdate(
@@ -31,16 +34,28 @@ MODELS = AgentUpdate(
     ttsModel="gpt-4o-mini-tts",
     ttsVoice="alloy",
 )
+SPEECH_MODELS = MODELS.model_copy(update={"inferenceModel": "gpt-realtime-2"})
+MODES = {"pipeline": MODELS, "speech": SPEECH_MODELS}
 
 
-async def seed(uri: str, key: str) -> DemoLine:
+def stand_in_silence_ms() -> float:
+    """The caller's silence after which the stand-ins' VAD ends a turn of the bench agent: its
+    `endSilenceMs` with `server_vad`; `semantic_vad` has no silence setting, so the stand-ins
+    take the real server's default then."""
+    turns = TurnTaking()  # the bench agent's: the demo agent's default
+    if turns.turnDetection == "server_vad":
+        return float(turns.endSilenceMs)
+    return silence_ms({})
+
+
+async def seed(uri: str, key: str, models: AgentUpdate = MODELS) -> DemoLine:
     """The demo number, with its agent moved to OpenAI model names."""
     client = connect(uri)
     try:
         db = client[database_name(uri)]
         await migrations.upgrade(db)
         line = await seed_demo(db, SecretBox(key))
-        await AgentStore(db).update(DEMO_USER, line.agent_id, MODELS)
+        await AgentStore(db).update(DEMO_USER, line.agent_id, models)
         return line
     finally:
         await client.close()
@@ -54,6 +69,7 @@ class Latencies:
     llm_ms: float  # to the first token
     token_ms: float  # between tokens
     tts_ms: float
+    speech_ms: float = 700.0  # the speech-to-speech model: caller's turn end → first audio
 
 
 @dataclass(frozen=True)
@@ -65,12 +81,13 @@ class Stack:
 
 
 @contextmanager
-def running_stack(out: Path, latencies: Latencies) -> Iterator[Stack]:
-    """The seeded database (in `out/db`) and the stand-ins, for as long as the block runs; the
-    stand-ins log to `out/standins.log`. Call it outside any running event loop."""
+def running_stack(out: Path, latencies: Latencies, mode: str = "pipeline") -> Iterator[Stack]:
+    """The seeded database (in `out/db`, its agent on the models of `mode`: a key of `MODES`)
+    and the stand-ins, for as long as the block runs; the stand-ins log to
+    `out/standins.log`. Call it outside any running event loop."""
     key = SecretBox.generate_key()
     with EmbeddedDatabase(out / "db") as database:
-        line = asyncio.run(seed(database.uri, key))
+        line = asyncio.run(seed(database.uri, key, MODES[mode]))
         with (out / "standins.log").open("ab") as standins_log:
             standins = procs.start(
                 "bench_lib.standins",
@@ -79,6 +96,7 @@ def running_stack(out: Path, latencies: Latencies) -> Iterator[Stack]:
                     f"--llm-ms={latencies.llm_ms}",
                     f"--token-ms={latencies.token_ms}",
                     f"--tts-ms={latencies.tts_ms}",
+                    f"--speech-ms={latencies.speech_ms}",
                 ],
                 stdout=subprocess.PIPE,
                 stderr=standins_log,

@@ -1,18 +1,26 @@
 """The OpenAI stand-ins for the benchmark, in a process of their own, with fixed latencies.
 
-The tests' `FakeOpenAiHttp` (chat SSE, speech PCM) and `FakeRealtime` in its listening mode,
-which runs a real VAD on every 20 ms frame of the μ-law appended to it, as the real service
-does: speech started, speech stopped after the session's `silence_duration_ms`, the transcript
-`transcribe_delay_s` later. Their answers are the size of real ones:
+The tests' `FakeOpenAiHttp` (chat SSE, speech PCM), and on one WebSocket base URL
+(`RealtimeRoutes`, by the connect's query as OpenAI routes it) `FakeRealtime` for transcription
+sessions and `FakeRealtimeConversation` for speech-to-speech ones. Both run a real VAD on every
+20 ms frame of the μ-law appended to them, as the real service does: speech started, speech
+stopped after the session's `silence_duration_ms`, then the transcript `transcribe_delay_s`
+later (transcription) or the spoken answer (conversation). Their answers are the size of real
+ones:
 
 - chat: `ANSWER`, three sentences in 30 token deltas, the first `llm_ms` after the request and
   the others one every `token_ms` (a real model streams some 50-100 tokens a second);
 - speech: as many seconds of 24 kHz PCM as the text takes to say at `CHARS_PER_S`, the first
-  byte `tts_ms` after the request and the rest at once (the real service outruns real time).
+  byte `tts_ms` after the request and the rest at once (the real service outruns real time);
+- speech to speech: `ANSWER` spoken as 8 kHz μ-law as long as the text takes to say, the first
+  audio `speech_ms` after the caller's turn ended, then 200 ms deltas at `SPEECH_PACE` times
+  real time (the real service sends faster than it plays), the transcript interleaved, then
+  `response.done` with usage. It keeps nothing per session or event.
 
 Prints one JSON line with the two base URLs, then serves until killed.
 
-    python -m bench_lib.standins --stt-ms 150 --llm-ms 250 --token-ms 15 --tts-ms 150
+    python -m bench_lib.standins --stt-ms 150 --llm-ms 250 --token-ms 15 --tts-ms 150 \
+        --speech-ms 700
 """
 
 from __future__ import annotations
@@ -26,11 +34,22 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import uvloop
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.voice_server.openai_fakes import FakeOpenAiHttp, FakeRealtime, serve_http, serve_realtime
+from media.codec import SAMPLE_RATE, pcm16_to_ulaw
+from tests.voice_server.openai_fakes import (
+    FakeOpenAiHttp,
+    FakeRealtime,
+    serve_http,
+    serve_realtime,
+    voiced_tone,
+)
+from tests.voice_server.realtime_conversation_fake import (
+    FakeRealtimeConversation,
+    RealtimeRoutes,
+    Reply,
+)
 from voice_server.call.sentences import SentenceSplitter
 
 CALLER_SAID = "What are your opening hours?"
@@ -41,6 +60,7 @@ ANSWER = (
 TOKENS = re.findall(r" ?\w+|[^\w\s]", ANSWER)  # words with their leading space, punctuation
 CHARS_PER_S = 14.0  # speech rate: about 150 words a minute
 SPEECH_RATE_HZ = 24_000  # `pcm`: 16-bit little-endian mono at 24 kHz
+SPEECH_PACE = 1.25  # speech to speech: audio sent this many times faster than it plays
 
 
 def tokens_before_speech() -> int:
@@ -89,13 +109,6 @@ def held(app: ASGIApp, latencies_s: Mapping[str, float], token_s: float) -> ASGI
     return wrapped
 
 
-def speech_tone(seconds: float) -> bytes:
-    """A voiced-sounding tone (a 140 Hz fundamental with harmonics), as `pcm`."""
-    t = np.arange(int(seconds * SPEECH_RATE_HZ)) / SPEECH_RATE_HZ
-    wave = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in (1, 2, 3, 5))
-    return (6000 * wave).astype("<i2").tobytes()
-
-
 def speech_for(tone: bytes) -> Callable[[str], bytes]:
     """The TTS: `text`'s length of `tone`, at `CHARS_PER_S`."""
 
@@ -106,11 +119,21 @@ def speech_for(tone: bytes) -> Callable[[str], bytes]:
     return speak
 
 
-async def serve(stt_s: float, llm_s: float, token_s: float, tts_s: float) -> None:
+def conversation(first_audio_s: float, answer: str = ANSWER) -> FakeRealtimeConversation:
+    """The speech-to-speech model: hears `CALLER_SAID` and speaks `answer` (see above)."""
+    ulaw = pcm16_to_ulaw(voiced_tone(len(answer) / CHARS_PER_S, SAMPLE_RATE))
+    fake = FakeRealtimeConversation(lambda audio: CALLER_SAID, Reply(answer, ulaw))
+    fake.first_audio_delay_s = first_audio_s
+    fake.delta_delay_s = fake.delta_bytes / SAMPLE_RATE / SPEECH_PACE  # μ-law: a byte a sample
+    fake.record = False
+    return fake
+
+
+async def serve(stt_s: float, llm_s: float, token_s: float, tts_s: float, speech_s: float) -> None:
     http = FakeOpenAiHttp()
     http.chat_deltas = [{"role": "assistant", "content": TOKENS[0]}]
     http.chat_deltas += [{"content": token} for token in TOKENS[1:]]
-    http.speech_for = speech_for(speech_tone(30.0))
+    http.speech_for = speech_for(voiced_tone(30.0, SPEECH_RATE_HZ))
     latencies = {"/v1/chat/completions": llm_s, "/v1/audio/speech": tts_s}
     http.app = held(http.app, latencies, token_s)  # type: ignore[assignment]
     realtime = FakeRealtime()
@@ -123,11 +146,9 @@ async def serve(stt_s: float, llm_s: float, token_s: float, tts_s: float) -> Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with serve_http(http), serve_realtime(realtime):
-        urls = {
-            "base_url": f"{http.base_url}/v1",
-            "websocket_base_url": realtime.websocket_base_url,
-        }
+    routes = RealtimeRoutes(realtime, conversation(speech_s))
+    async with serve_http(http), serve_realtime(routes):
+        urls = {"base_url": f"{http.base_url}/v1", "websocket_base_url": routes.websocket_base_url}
         print(json.dumps(urls), flush=True)
         await stop.wait()
 
@@ -138,8 +159,12 @@ def main() -> None:
     parser.add_argument("--llm-ms", type=float, default=250.0, help="request → first token")
     parser.add_argument("--token-ms", type=float, default=15.0, help="token → next token")
     parser.add_argument("--tts-ms", type=float, default=150.0, help="request → first audio byte")
+    parser.add_argument(
+        "--speech-ms", type=float, default=700.0, help="speech model: turn end → first audio"
+    )
     args = parser.parse_args()
-    seconds = [ms / 1000 for ms in (args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms)]
+    latencies = (args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms, args.speech_ms)
+    seconds = [ms / 1000 for ms in latencies]
     uvloop.run(serve(*seconds))
     sys.exit(0)
 

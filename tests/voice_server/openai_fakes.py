@@ -27,8 +27,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
+import numpy as np
 import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -225,6 +226,15 @@ async def serve_http(fake: FakeOpenAiHttp) -> AsyncIterator[FakeOpenAiHttp]:
         sock.close()
 
 
+def voiced_tone(seconds: float, rate_hz: int) -> bytes:
+    """A voiced-sounding tone (a 140 Hz fundamental with harmonics) as 16-bit PCM at
+    `rate_hz`: speech to a VAD, cheap to make in any length."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    wave = np.sum([np.sin(2 * np.pi * 140 * k * t) / k for k in (1, 2, 3, 5)], axis=0)
+    pcm: bytes = (6000 * wave).astype("<i2").tobytes()
+    return pcm
+
+
 @dataclass
 class RealtimeUtterance:
     """One utterance the fake heard: how much audio went in, and what it said back."""
@@ -414,8 +424,19 @@ def _transcription(stage: str, item: str, **fields: str) -> dict[str, Any]:
     return {"type": kind, "item_id": item, "content_index": 0, **fields}
 
 
+class RealtimeEndpoint(Protocol):
+    """What `serve_realtime` serves: a handler of connections, told its base URL."""
+
+    websocket_base_url: str
+
+    async def handle(self, connection: ServerConnection) -> None: ...
+
+
+Endpoint = TypeVar("Endpoint", bound=RealtimeEndpoint)
+
+
 @asynccontextmanager
-async def serve_realtime(fake: FakeRealtime) -> AsyncIterator[FakeRealtime]:
+async def serve_realtime(fake: Endpoint) -> AsyncIterator[Endpoint]:
     """Serve `fake` on a free loopback port for as long as the block runs."""
     async with serve(fake.handle, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]

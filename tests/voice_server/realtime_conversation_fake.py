@@ -3,13 +3,18 @@ the real `openai` client: the speech-to-speech side of the protocol (docs/openai
 
 It answers `session.update`, hears the appended μ-law with a real VAD (speech started, then
 stopped after the session's silence), transcribes each utterance with `recognise(audio)`, and
-(with `create_response`) answers it with the next scripted `Reply`: μ-law audio deltas of
+(with `create_response`) answers it with the next scripted `Reply`: the first audio
+`first_audio_delay_s` after the response starts (the model's latency), μ-law audio deltas of
 `delta_bytes`, `delta_delay_s` apart, the transcript interleaved, an `end_call` tool call if
 scripted, then `response.done` with usage. `response.cancel`, `conversation.item.truncate`
 (refused past the item's audio, as the real server does) and `conversation.item.create` are
 recorded. Failures: refuse the next handshakes with a status (`refusals`), drop the socket
 (1011) after a response, or answer a response with other events (`instead`: a server `error`,
 a failed `response.done`).
+
+Every session is kept in `sessions` with what it received, for the tests to read; with
+`record=False` nothing is (a long benchmark). `RealtimeRoutes` serves it and the transcription
+stand-in on one base URL, as OpenAI does.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.voice_server.openai_fakes import HeardStart, SpeechDetector, silence_ms
+from tests.voice_server.openai_fakes import FakeRealtime, HeardStart, SpeechDetector, silence_ms
 
 USAGE = {"input_tokens": 120, "output_tokens": 80, "total_tokens": 200}
 
@@ -67,6 +73,8 @@ class FakeRealtimeConversation:
         self.default_reply = reply  # when no scripted reply is left
         self.delta_bytes = 1600  # 200 ms of audio per delta
         self.delta_delay_s = 0.0  # between deltas: 0.1 makes audio at twice real time
+        self.first_audio_delay_s = 0.0  # response started → its first audio delta
+        self.record = True  # keep each session in `sessions`, with the audio it received
         self.refusals: deque[int | None] = deque()  # the next handshakes: a status, or None: ok
         self.drop_after_response: int | None = None  # close (1011) once it is done
         self.fail_response: int | None = None  # the n-th response (1-based) is a server error
@@ -86,7 +94,8 @@ class FakeRealtimeConversation:
     async def handle(self, connection: ServerConnection) -> None:
         assert connection.request is not None
         session = Session(connection.request.path)
-        self.sessions.append(session)
+        if self.record:
+            self.sessions.append(session)
         try:
             await self._send(connection, {"type": "session.created", "session": {}})
             async for message in connection:
@@ -116,7 +125,8 @@ class FakeRealtimeConversation:
             await self._truncate(connection, session, event)
 
     async def _hear(self, connection: ServerConnection, session: Session, ulaw: bytes) -> None:
-        session.received += ulaw
+        if self.record:
+            session.received += ulaw
         if session.detector is None:
             session.detector = SpeechDetector(silence_ms(session.config))
         for heard in session.detector.feed(ulaw):
@@ -170,6 +180,8 @@ class FakeRealtimeConversation:
              "item": added},
         )  # fmt: skip
         where = {"response_id": response, "item_id": item, "output_index": 0, "content_index": 0}
+        if self.first_audio_delay_s:
+            await asyncio.sleep(self.first_audio_delay_s)  # the stand-in model's latency
         words, told = reply.text.split(" "), 0
         pieces = range(0, len(reply.audio), self.delta_bytes)
         for number, offset in enumerate(pieces, 1):
@@ -246,6 +258,26 @@ def _response_event(kind: str, response: str, status: str) -> dict[str, Any]:
 def error_event(kind: str, code: str | None) -> dict[str, Any]:
     """An `error` event, as the real server words it."""
     return {"type": "error", "error": {"type": kind, "code": code, "message": f"{kind} {code}"}}
+
+
+class RealtimeRoutes:
+    """The transcription and conversation stand-ins behind one WebSocket base URL, as OpenAI
+    serves them: the SDK connects to `<base>/realtime?intent=transcription` for a transcription
+    session and to `<base>/realtime?model=<model>` for a conversation. Served by
+    `serve_realtime` (no handshake refusals)."""
+
+    def __init__(self, transcription: FakeRealtime, conversation: FakeRealtimeConversation) -> None:
+        self.transcription = transcription
+        self.conversation = conversation
+        self.websocket_base_url = ""
+
+    async def handle(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        query = parse_qs(urlsplit(connection.request.path).query)
+        if query.get("intent") == ["transcription"]:
+            await self.transcription.handle(connection)
+        else:
+            await self.conversation.handle(connection)
 
 
 @asynccontextmanager
