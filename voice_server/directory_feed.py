@@ -14,7 +14,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from stores.change_streams import ChangeStreamsUnsupported
@@ -37,8 +40,17 @@ async def feeding(
 ) -> AsyncIterator[None]:
     """Follow the writes to numbers and agents while the block runs; the first attempt to
     open the change stream is over when the block starts (or OPEN_WAIT_S have passed)."""
+    # The feed has a client of its own. On Python 3.11, PyMongo's async server selection can
+    # fail ("cannot wait on un-acquired lock") or never return when many tasks wait on one
+    # client's topology while the database is away; the feed, reopening its stream through an
+    # outage, must not add to the webhooks' waiters.
+    client: AsyncMongoClient[Any] | None = None
+    own = db
+    if isinstance(db, AsyncDatabase):
+        client = db.client._duplicate()
+        own = client[db.name]
     tried = asyncio.Event()
-    feed = asyncio.create_task(_feed(directory, db, tried, retry_s), name="directory feed")
+    feed = asyncio.create_task(_feed(directory, own, tried, retry_s), name="directory feed")
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(OPEN_WAIT_S):
@@ -48,6 +60,8 @@ async def feeding(
         feed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feed
+        if client is not None:
+            await client.close()
 
 
 async def _feed(directory: Directory, db: Database, tried: asyncio.Event, retry_s: float) -> None:
