@@ -113,7 +113,11 @@ async def test_the_newcomers_walkthrough_from_a_clean_data_folder(
             assert [agent["name"] for agent in agents] == ["Demo agent"]
 
             token = (await http.post("/api/event-tokens")).json()["data"]["token"]
-            async with http.stream("GET", f"/api/events/calls?token={token}") as feed:
+            # The next event comes once `simulate` (a new process) has placed its call: on a
+            # busy machine that takes longer than httpx's 5 s default.
+            patient = httpx.Timeout(5.0, read=60.0)
+            path = f"/api/events/calls?token={token}"
+            async with http.stream("GET", path, timeout=patient) as feed:
                 events = read_events(feed)
                 assert (await anext(events)).data == [], "no call is live yet"
                 simulated = asyncio.create_task(run(env, "simulate", "--say", "Hello"))
