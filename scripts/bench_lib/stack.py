@@ -72,6 +72,10 @@ class Latencies:
     speech_ms: float = 700.0  # the speech-to-speech model: caller's turn end → first audio
 
 
+DEFAULT_LATENCIES = Latencies(stt_ms=150.0, llm_ms=250.0, token_ms=15.0, tts_ms=150.0)
+"""`scripts/bench`'s defaults, which the other load scripts share."""
+
+
 @dataclass(frozen=True)
 class Stack:
     line: DemoLine
