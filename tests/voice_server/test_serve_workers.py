@@ -61,6 +61,20 @@ async def answering_pids(base_url: str, log: Callable[[], str], path: str) -> se
     return pids
 
 
+async def scrape(served: Served) -> tuple[int, str]:
+    """GET /metrics: the pid of the worker that answered, and what it showed."""
+
+    def scraped() -> list[dict[str, Any]]:
+        return [r for r in records(served.log()) if r.get("path") == "/metrics"]
+
+    before = len(scraped())
+    async with httpx.AsyncClient(base_url=served.base_url) as http:
+        text = (await http.get("/metrics")).text
+    # The worker logs the request once its answer is sent: wait for the line.
+    await wait_until(lambda: len(scraped()) > before, 10)
+    return int(scraped()[-1]["pid"]), text
+
+
 def events(served: Served, event: str) -> list[dict[str, Any]]:
     return [r for r in records(served.log()) if r["event"] == event]
 
@@ -94,11 +108,8 @@ async def test_two_workers_serve_one_port_count_together_and_both_drain(tmp_path
         parents = {parent_of(pid) for pid in workers}
         scrapes: dict[int, str] = {}
         while len(scrapes) < 2:  # /metrics as each worker shows it
-            async with httpx.AsyncClient(base_url=served.base_url) as http:
-                text = (await http.get("/metrics")).text
-            scrapes[
-                [r for r in records(served.log()) if r.get("path") == "/metrics"][-1]["pid"]
-            ] = text
+            pid, text = await scrape(served)
+            scrapes[pid] = text
 
         live = await silent_call(served, line)
         served.process.send_signal(signal.SIGTERM)
