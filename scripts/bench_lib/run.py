@@ -268,7 +268,7 @@ def main() -> int:
     args = _parser().parse_args()
     if args.speech_ms is None:
         args.speech_ms = pipeline_ms(args)
-    out = args.out / time.strftime("%Y%m%d-%H%M%S")
+    out = args.out.resolve() / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     if args.pin:
         os.sched_setaffinity(0, {1})  # helpers inherit CPU 1; the one-worker server gets CPU 0
