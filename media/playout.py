@@ -37,11 +37,13 @@ class Playout:
         "_heard",
         "_heard_ms",
         "_outstanding",
+        "_outstanding_ms",
     )
 
     def __init__(self) -> None:
         self._counter = 0
         self._outstanding: dict[str, Chunk] = {}  # in send order (= Twilio's playback order)
+        self._outstanding_ms = 0.0  # their audio, kept as they come and go: read every chunk
         self._cancelled: set[str] = set()
         self._heard: dict[int, int] = {}  # utterance → max text_end of its played chunks
         self._heard_ms: dict[int, float] = {}  # utterance → audio of its played chunks
@@ -57,6 +59,7 @@ class Playout:
         if chunk.name in self._outstanding or chunk.name in self._cancelled:
             raise ValueError(f"mark name {chunk.name!r} is already in use")
         self._outstanding[chunk.name] = chunk
+        self._outstanding_ms += chunk.audio_ms
 
     def echoed(self, name: str) -> Chunk | None:
         """Handle a mark echo from Twilio.
@@ -72,6 +75,7 @@ class Playout:
         outstanding = self._outstanding
         while True:
             chunk = outstanding.pop(next(iter(outstanding)))
+            self._outstanding_ms = self._outstanding_ms - chunk.audio_ms if outstanding else 0.0
             self._played(chunk)
             if chunk.name == name:
                 return chunk
@@ -87,6 +91,7 @@ class Playout:
         self._cancelled.update(self._outstanding)
         self._cut_utterances.update(chunk.utterance for chunk in cut)
         self._outstanding.clear()
+        self._outstanding_ms = 0.0
         return cut
 
     def heard_text_end(self, utterance: int) -> int:
@@ -99,7 +104,7 @@ class Playout:
 
     def outstanding_ms(self) -> float:
         """Audio sent but not yet echoed: how far sending leads playback."""
-        return sum(chunk.audio_ms for chunk in self._outstanding.values())
+        return self._outstanding_ms
 
     @property
     def idle(self) -> bool:
