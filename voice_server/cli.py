@@ -33,7 +33,7 @@ from voice_server.seed import (
     seed_demo,
 )
 from voice_server.serve_workers import serve_workers, worker_count
-from voice_server.serving import DrainingServer, frozen_after_startup, uvicorn_config
+from voice_server.serving import DrainingServer, collector_tuned_after_startup, uvicorn_config
 from voice_server.settings import Settings, SettingsError, load_settings
 from voice_server.simulation import simulate_command
 from voice_server.simulation.callees import Callee, CalleeKind
@@ -236,7 +236,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         live_calls = LiveCalls()
         app = create_app(on_database_settings, live_calls=live_calls)
-        config = uvicorn_config(frozen_after_startup(app), **options)
+        config = uvicorn_config(collector_tuned_after_startup(app), **options)
         DrainingServer(config, live_calls, settings.drain_seconds).run(sockets=[listening])
     return 0
 

@@ -38,7 +38,7 @@ from voice_server.app import create_app
 from voice_server.command_errors import CommandError
 from voice_server.live_calls import LiveCalls
 from voice_server.log import configure_logging, get_logger
-from voice_server.serving import Drain, frozen_after_startup, uvicorn_config
+from voice_server.serving import Drain, collector_tuned_after_startup, uvicorn_config
 from voice_server.settings import MAX_WEB_WORKERS, Settings
 
 log = get_logger(__name__)
@@ -97,7 +97,7 @@ def worker_app(settings: Settings, metrics_folder: Path) -> ASGIApp:
     live_calls = LiveCalls()
     _drain_first(live_calls, settings.drain_seconds)
     app = create_app(settings, live_calls=live_calls, metrics_folder=metrics_folder)
-    return frozen_after_startup(app)
+    return collector_tuned_after_startup(app)
 
 
 def _drain_first(live_calls: LiveCalls, seconds: float) -> None:
