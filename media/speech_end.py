@@ -17,10 +17,9 @@ margin over a noisy line), the VAD's own last voiced frame is the end.
 
 from __future__ import annotations
 
+import audioop
 import math
 from collections import deque
-
-import numpy as np
 
 MARGIN_DB = 6.0
 """How far above the noise floor a frame's level must be to count as speech energy."""
@@ -30,16 +29,16 @@ _SILENCE_DB = -100.0  # the level given to an all-zero frame
 _BLOCK_FRAMES = 25  # 500 ms
 _BLOCKS = 4  # the floor is the quietest frame of the last 2 s
 _MAX_HANGOVER_S = 0.4  # longer than WebRTC's hangover: an older loud frame was another run
-_FULL_SCALE_SQUARED = 32768.0**2
+_FULL_SCALE = 32768.0
 
 
 def frame_level_db(pcm16: bytes) -> float:
-    """A PCM16 frame's RMS level in dB relative to full scale (`_SILENCE_DB` for all zeros)."""
-    samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float64)
-    power = float(np.dot(samples, samples)) / max(len(samples), 1)
-    if power <= 0.0:
+    """A PCM16 frame's RMS level in dB relative to full scale (`_SILENCE_DB` for all zeros).
+    (audioop's RMS: a tenth of numpy's cost on a 320-byte frame, which runs 50 times a second.)"""
+    rms = audioop.rms(pcm16, 2)
+    if rms <= 0:
         return _SILENCE_DB
-    return max(_SILENCE_DB, 10 * math.log10(power / _FULL_SCALE_SQUARED))
+    return max(_SILENCE_DB, 20 * math.log10(rms / _FULL_SCALE))
 
 
 class SpeechEnd:
@@ -68,15 +67,19 @@ class SpeechEnd:
             return self._voiced_at
         return self._loud_at
 
-    def process(self, pcm16: bytes, voiced: bool, now: float) -> None:
-        """Take the 20 ms frame ending at `now` (seconds) and whether the VAD called it speech."""
+    def process(self, pcm16: bytes, voiced: bool, now: float) -> bool:
+        """Take the 20 ms frame ending at `now` (seconds) and whether the VAD called it speech;
+        returns whether it carries speech energy (voiced, and clearly above the noise floor)."""
         level = frame_level_db(pcm16)
         floor = self.floor_db  # of the frames before this one
         self._track_floor(level)
-        if voiced:
-            self._voiced_at = now
-            if level >= max(floor + MARGIN_DB, MIN_SPEECH_DB):
-                self._loud_at = now
+        if not voiced:
+            return False
+        self._voiced_at = now
+        if level < max(floor + MARGIN_DB, MIN_SPEECH_DB):
+            return False
+        self._loud_at = now
+        return True
 
     def _track_floor(self, level: float) -> None:
         self._block_min = min(self._block_min, level)

@@ -35,20 +35,23 @@ def _on_the_line(ulaw: bytes, noise_rms: float) -> bytes:
     return pcm16_to_ulaw(line.clip(-32768, 32767).astype(np.int16).tobytes())
 
 
-def _ends(ulaw: bytes) -> tuple[float, float]:
-    """(the VAD's last voiced frame, the energy end of speech), seconds, as the call sees them."""
+def _ends(ulaw: bytes) -> tuple[float, float, float]:
+    """(the VAD's last voiced frame, the energy end of speech, the last frame said to carry
+    speech energy), seconds, as the call sees them."""
     vad, endpointer, speech_end = (
         VoiceActivityDetector(),
         Endpointer(EndpointingOptions()),
         SpeechEnd(),
     )
+    last_with_energy = 0.0
     for i in range(len(ulaw) // FRAME_BYTES):
         pcm = ulaw_to_pcm16(ulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES])
         now = (i + 1) * 0.020
         voiced = vad.is_speech(pcm)
         endpointer.process(voiced, now)
-        speech_end.process(pcm, voiced, now)
-    return endpointer.last_speech_at, speech_end.at
+        if speech_end.process(pcm, voiced, now):
+            last_with_energy = now
+    return endpointer.last_speech_at, speech_end.at, last_with_energy
 
 
 @pytest.mark.parametrize("noise_rms", [0.0, 30.0, 100.0, 300.0], ids=lambda r: f"noise{r:g}")
@@ -58,10 +61,11 @@ def test_speech_ends_where_the_rendered_speech_does(
 ) -> None:
     true_end = LEAD_S + len(spoken[text]) / 8000
 
-    vad_end, energy_end = _ends(_on_the_line(spoken[text], noise_rms))
+    vad_end, energy_end, last_with_energy = _ends(_on_the_line(spoken[text], noise_rms))
 
     assert energy_end == pytest.approx(true_end, abs=0.0401)
     assert vad_end - energy_end >= 0.060, "the VAD's hangover is left out"
+    assert last_with_energy == energy_end, "no frame of the hangover is called speech"
 
 
 def test_the_floor_follows_the_quietest_recent_frames() -> None:
@@ -85,6 +89,6 @@ def test_a_quiet_caller_ends_at_the_vads_last_voiced_frame() -> None:
     speech_end = SpeechEnd()
     frame = (np.full(160, 10, dtype=np.int16)).tobytes()  # about -70 dBFS
     assert frame_level_db(frame) < MIN_SPEECH_DB
-    for i in range(50):
-        speech_end.process(frame, voiced=i >= 20, now=(i + 1) * 0.02)
+    with_energy = [speech_end.process(frame, voiced=i >= 20, now=(i + 1) * 0.02) for i in range(50)]
     assert speech_end.at == pytest.approx(1.0)
+    assert not any(with_energy)

@@ -76,7 +76,7 @@ class _EchoingSession:
         self._own_final: asyncio.TimerHandle | None = None
         self._finalised = False  # this run of speech had its final from our own endpointing
 
-    def push_audio(self, ulaw: bytes) -> None:
+    def push_audio(self, ulaw: bytes, speech: bool) -> None:
         text = self._texts.get(ulaw)
         if text is None:
             return

@@ -22,10 +22,10 @@ async def test_the_demo_agent_hears_a_key_word_of_each_demo_turn() -> None:
     async with local_registry().stt[model].open_session(SttOptions(model)) as session:
         for turn in DEMO_TURNS:
             for _ in range(15):  # a caller's pause before speaking
-                session.push_audio(ULAW_SILENCE * FRAME_BYTES)
+                session.push_audio(ULAW_SILENCE * FRAME_BYTES, speech=False)
             session.speech_started()
             for frame in frames(audio[Say(turn)]):
-                session.push_audio(frame)
+                session.push_audio(frame, speech=True)
             session.speech_ended()
             heard.append((await next_final(session)).text.lower())
 

@@ -224,11 +224,11 @@ class CallSession:
 
     def _on_audio(self, ulaw: bytes) -> None:
         now = self._clock()
-        if self._stt is not None:
-            self._stt.push_audio(ulaw)
         pcm = ulaw_to_pcm16(ulaw)
         voiced = self._vad.is_speech(pcm)
-        self._speech_end.process(pcm, voiced, now)
+        speech = self._speech_end.process(pcm, voiced, now)
+        if self._stt is not None:
+            self._stt.push_audio(ulaw, speech=speech)
         self._barge_in.heard(pcm)
         decision = self._endpointer.process(voiced, now)
         if isinstance(decision, SpeechStarted):

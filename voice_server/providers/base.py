@@ -40,8 +40,12 @@ class SttSession(Protocol):
     """Whether its texts end sentences with punctuation (then a text without a full stop,
     question or exclamation mark is a sentence the caller has not finished)."""
 
-    def push_audio(self, ulaw: bytes) -> None:
-        """Queue one 20 ms frame of 8 kHz μ-law audio. Never blocks; called 50 times a second."""
+    def push_audio(self, ulaw: bytes, speech: bool) -> None:
+        """Queue one 20 ms frame of 8 kHz μ-law audio. Never blocks; called 50 times a second.
+
+        `speech`: the frame carries the caller's voice (the call's VAD hears it, clearly above
+        the line's noise floor). A recogniser may hold such frames briefly to send fewer
+        messages; the quiet that ends a turn is never among them."""
 
     def speech_started(self) -> None:
         """The call's own VAD heard speech begin. Providers with their own VAD may ignore it."""

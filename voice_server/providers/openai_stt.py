@@ -7,9 +7,10 @@ wants). `push_audio` only queues, in a bounded `AudioBacklog` (audio beyond it i
 the session goes on); one task sends the backlog, another turns server events into `SttResult`s,
 both in the session's own TaskGroup (`workers.running`). While nobody speaks (neither the
 call's own VAD nor the server's has speech under way) frames are held and appended
-`QUIET_APPEND_FRAMES` at a time, a fifth of the appends: the server's end of a turn is never
-late for it, as speech and the silence that ends it go out frame by frame, and an utterance
-end (manual commits) sends what is held first.
+`QUIET_APPEND_FRAMES` at a time, a fifth of the appends; the caller's voice goes
+`SPEECH_APPEND_FRAMES` at a time. The server's end of a turn is never late for it: the silence
+that ends a turn goes out frame by frame from its first frame, and an utterance end (manual
+commits) sends what is held first.
 With `semantic_vad` (the agent's default) or `server_vad` the server ends the caller's turns
 itself; models that need `turn_detection: null` (gpt-realtime-whisper) are committed on the
 call's own endpointing.
@@ -61,6 +62,10 @@ _APPEND_SUFFIX = '"}'
 # 100 ms an append while nobody speaks: only the server's speech_started can come later for it,
 # and nothing waits on that.
 QUIET_APPEND_FRAMES = 5
+# 60 ms an append while the caller's voice is heard: its words reach the server up to 40 ms
+# later, but the silence that ends the turn does not, as the first frame without voice sends
+# what is held and the rest of the silence goes frame by frame.
+SPEECH_APPEND_FRAMES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +182,17 @@ class RealtimeSttSession:
         self.speaking = False
         self.speech_stopped_at: float | None = None
 
-    def push_audio(self, ulaw: bytes) -> None:
+    def push_audio(self, ulaw: bytes, speech: bool) -> None:
         if self._failed:
             return
         self._held.append(ulaw)
-        if self._caller_speaking or self.speaking or len(self._held) >= QUIET_APPEND_FRAMES:
+        if speech:
+            batch = SPEECH_APPEND_FRAMES
+        elif self._caller_speaking or self.speaking:
+            batch = 1  # a turn may be ending: its silence is timed by the server as it arrives
+        else:
+            batch = QUIET_APPEND_FRAMES
+        if len(self._held) >= batch:
             self._queue_held()
 
     def speech_started(self) -> None:
@@ -192,8 +203,10 @@ class RealtimeSttSession:
 
     def speech_ended(self) -> None:
         self._caller_speaking = False
-        if self._manual_commit and not self._failed:
-            self._queue_held()
+        if self._failed:
+            return
+        self._queue_held()
+        if self._manual_commit:
             self._backlog.put_end()
 
     def _queue_held(self) -> None:
@@ -292,7 +305,7 @@ class UtteranceSttSession:
         self._pending: asyncio.Queue[bytes] = asyncio.Queue()
         self._results = SttResults()
 
-    def push_audio(self, ulaw: bytes) -> None:
+    def push_audio(self, ulaw: bytes, speech: bool) -> None:
         if self._utterance is None:
             self._preroll.append(ulaw)
         else:

@@ -63,7 +63,7 @@ class UtteranceSession:
         self._audio = UtteranceAudio(self._work)
         self._results = SttResults()
 
-    def push_audio(self, ulaw: bytes) -> None:
+    def push_audio(self, ulaw: bytes, speech: bool) -> None:
         self._audio.push(ulaw)
 
     def speech_started(self) -> None:

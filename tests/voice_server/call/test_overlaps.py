@@ -92,7 +92,7 @@ class _Segments:
         self._last = last
         self._results: asyncio.Queue[SttResult] = asyncio.Queue()
 
-    def push_audio(self, ulaw: bytes) -> None:
+    def push_audio(self, ulaw: bytes, speech: bool) -> None:
         if (text := self._last.get(ulaw)) is not None:
             self._results.put_nowait(SttResult(text=text, final=True))
 

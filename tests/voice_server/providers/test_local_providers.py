@@ -137,10 +137,10 @@ async def heard(session: SttSession, ulaw: bytes) -> SttResult:
     """The final for one utterance of `ulaw`, sent as the call sends it: 200 ms of silence
     before the VAD's onset, then the speech frame by frame, then its end."""
     for _ in range(10):
-        session.push_audio(b"\xff" * 160)
+        session.push_audio(b"\xff" * 160, speech=False)
     session.speech_started()
     for frame in frames(ulaw):
-        session.push_audio(frame)
+        session.push_audio(frame, speech=True)
     session.speech_ended()
     return await next_final(session)
 
@@ -159,7 +159,7 @@ async def test_pocketsphinx_silence_gives_an_empty_final() -> None:
     async with PocketSphinxSpeechToText().open_session(SttOptions("pocketsphinx")) as session:
         session.speech_started()
         for _ in range(100):
-            session.push_audio(b"\xff" * 160)
+            session.push_audio(b"\xff" * 160, speech=False)
         session.speech_ended()
 
         result = await next_final(session)

@@ -36,7 +36,7 @@ async def test_whisper_silence_gives_an_empty_final() -> None:
     async with WhisperSpeechToText().open_session(OPTIONS) as session:
         session.speech_started()
         for _ in range(100):
-            session.push_audio(SILENCE)
+            session.push_audio(SILENCE, speech=False)
         session.speech_ended()
 
         result = await next_final(session)
@@ -54,7 +54,7 @@ async def test_whisper_speech_ended_without_speech_gives_an_empty_final() -> Non
 
 async def push_paced(session: SttSession, frame_count: int) -> None:
     for n in range(frame_count):
-        session.push_audio(SILENCE)
+        session.push_audio(SILENCE, speech=False)
         if n % 50 == 0:
             await asyncio.sleep(0)  # the worker takes what is queued, as on a live line
 

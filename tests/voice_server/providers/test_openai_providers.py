@@ -56,7 +56,11 @@ from voice_server.providers.openai_registry import (
     check_model,
     openai_defaults,
 )
-from voice_server.providers.openai_stt import QUIET_APPEND_FRAMES, RealtimeSttSession
+from voice_server.providers.openai_stt import (
+    QUIET_APPEND_FRAMES,
+    SPEECH_APPEND_FRAMES,
+    RealtimeSttSession,
+)
 from voice_server.providers.openai_tts import OpenAiTextToSpeech
 
 QUICK_S = 3.0  # what "fails fast" means here: far below a 120 s Retry-After or a read timeout
@@ -296,7 +300,7 @@ async def test_realtime_session_is_configured_for_twilio_audio(
         SttOptions(model="gpt-4o-mini-transcribe")
     ) as session:
         for frame in frames(50):
-            session.push_audio(frame)
+            session.push_audio(frame, speech=False)
         results = await next_results(session, 3)
 
     assert results == [
@@ -327,7 +331,7 @@ async def test_server_turn_detection_is_asked_with_the_agents_end_silence(
     options = SttOptions(model="gpt-4o-mini-transcribe", end_silence_ms=750)
     async with openai_providers.stt.open_session(options) as session:
         for frame in frames(50):
-            session.push_audio(frame)
+            session.push_audio(frame, speech=False)
         await next_results(session, 3)
 
     turn_detection = realtime_fake.sessions[0]["audio"]["input"]["turn_detection"]
@@ -351,7 +355,7 @@ async def test_semantic_turn_detection_is_asked_with_the_agents_eagerness(
     )
     async with openai_providers.stt.open_session(options) as session:
         for frame in frames(50):
-            session.push_audio(frame)
+            session.push_audio(frame, speech=False)
         results = await next_results(session, 3)
 
     assert results[-1] == SttResult("Hello there", final=True)
@@ -368,7 +372,7 @@ async def test_realtime_session_transcribes_utterance_after_utterance(
         finals = []
         for utterance in range(2):
             for frame in frames(50, start=utterance * 50):
-                session.push_audio(frame)
+                session.push_audio(frame, speech=False)
             async with asyncio.timeout(QUICK_S):
                 finals.append(await anext(r async for r in results if r.final))
 
@@ -387,7 +391,7 @@ async def test_manual_commit_models_follow_the_calls_endpointing(
         session.speech_ended()  # nothing appended yet: an empty result, no commit
         session.speech_started()
         for frame in frames(10):
-            session.push_audio(frame)
+            session.push_audio(frame, speech=False)
         session.speech_ended()
         results = await next_results(session, 3)
 
@@ -403,35 +407,58 @@ def unconnected_session(backlog: AudioBacklog, *, manual_commit: bool) -> Realti
     return RealtimeSttSession(cast(AsyncRealtimeConnection, None), manual_commit, backlog)
 
 
-async def test_quiet_frames_are_held_for_one_append_and_speech_goes_at_once() -> None:
+async def nothing_queued(backlog: AudioBacklog) -> bool:
+    """Whether the session holds everything pushed so far: our end marker comes out first."""
+    backlog.put_end()
+    return await backlog.take() is None
+
+
+async def test_quiet_frames_are_held_for_one_append_and_the_quiet_in_a_turn_goes_at_once() -> None:
     backlog = AudioBacklog(5000, recogniser="test")
     session = unconnected_session(backlog, manual_commit=False)
     quiet = frames(QUIET_APPEND_FRAMES)
     for frame in quiet[:-1]:
-        session.push_audio(frame)
-    backlog.put_end()  # our marker: whatever was queued before it is taken first
-    assert await backlog.take() is None
+        session.push_audio(frame, speech=False)
+    assert await nothing_queued(backlog)
 
-    session.push_audio(quiet[-1])
+    session.push_audio(quiet[-1], speech=False)
     assert await backlog.take() == b"".join(quiet)
 
-    held, spoken = frames(2, start=10), frames(1, start=20)
+    held, in_turn = frames(2, start=10), frames(2, start=20)
     for frame in held:
-        session.push_audio(frame)
+        session.push_audio(frame, speech=False)
     session.speech_started()
-    backlog.put_end()
     assert await backlog.take() == b"".join(held)
-    assert await backlog.take() is None
-    session.push_audio(spoken[0])
-    backlog.put_end()
-    assert await backlog.take() == spoken[0]
+    assert await nothing_queued(backlog)
+    for frame in in_turn:  # a pause, or the silence that may end the turn: frame by frame
+        session.push_audio(frame, speech=False)
+        assert await backlog.take() == frame
+
+
+async def test_the_callers_voice_goes_three_frames_at_a_time_until_a_frame_without_it() -> None:
+    backlog = AudioBacklog(5000, recogniser="test")
+    session = unconnected_session(backlog, manual_commit=False)
+    session.speech_started()
+    voice = frames(SPEECH_APPEND_FRAMES + 1)
+    for frame in voice[: SPEECH_APPEND_FRAMES - 1]:
+        session.push_audio(frame, speech=True)
+    assert await nothing_queued(backlog)
+
+    session.push_audio(voice[SPEECH_APPEND_FRAMES - 1], speech=True)
+    assert await backlog.take() == b"".join(voice[:SPEECH_APPEND_FRAMES])
+    session.push_audio(voice[-1], speech=True)
+    assert await nothing_queued(backlog)
+
+    quiet = frames(1, start=30)[0]  # the voice stopped: what is held goes with it, at once
+    session.push_audio(quiet, speech=False)
+    assert await backlog.take() == voice[-1] + quiet
 
 
 async def test_an_utterance_end_sends_the_held_frames_before_its_commit() -> None:
     backlog = AudioBacklog(5000, recogniser="test")
     session = unconnected_session(backlog, manual_commit=True)
     for frame in frames(2):
-        session.push_audio(frame)
+        session.push_audio(frame, speech=False)
     session.speech_ended()
 
     assert await backlog.take() == b"".join(frames(2))
@@ -461,10 +488,10 @@ async def test_whisper_transcribes_each_endpointed_utterance_over_http(
     http_fake.transcripts.append(" Hello there. ")
     async with openai_providers.stt.open_session(SttOptions(model="whisper-1")) as session:
         for frame in frames(20):  # silence before the onset: the last 15 frames are kept
-            session.push_audio(frame)
+            session.push_audio(frame, speech=False)
         session.speech_started()
         for frame in frames(30, start=20):
-            session.push_audio(frame)
+            session.push_audio(frame, speech=True)
         session.speech_ended()
         session.speech_ended()  # a turn with no speech: an empty result, no request
         results = await next_results(session, 2)

@@ -52,7 +52,7 @@ def speak(session: SttSession, start: int = 0) -> None:
     """One utterance of distinct frames, delimited as the call's VAD would."""
     session.speech_started()
     for n in range(start, start + UTTERANCE_FRAMES):
-        session.push_audio(bytes([n % 256]) * FRAME_BYTES)
+        session.push_audio(bytes([n % 256]) * FRAME_BYTES, speech=True)
     session.speech_ended()
 
 
