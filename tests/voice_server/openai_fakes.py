@@ -254,6 +254,7 @@ class FakeRealtime:
         self.recognise: Callable[[bytes], str] = lambda audio: self.transcripts.popleft()
         self.transcribe_delay_s = 0.0
         self.drop_after_bytes: int | None = None
+        self.raw_before_transcripts: list[str] = []  # sent as they are, before each transcript
         self.paths: list[str] = []
         self.authorizations: list[str | None] = []
         self.sessions: list[dict[str, Any]] = []
@@ -342,6 +343,8 @@ class FakeRealtime:
         transcript = self.transcripts.popleft() if text is None else text
         self.utterances.append(RealtimeUtterance(state.buffered, transcript))
         state.buffered = 0
+        for raw in self.raw_before_transcripts:
+            await connection.send(raw)
         await self._send(connection, {"type": "input_audio_buffer.committed", "item_id": item})
         for word in transcript.split(" "):
             delta = word if transcript.startswith(word) else f" {word}"

@@ -29,18 +29,18 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import openai
+import orjson
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import (
-    RealtimeServerEvent,
     RealtimeTranscriptionSessionAudioInputParam,
     RealtimeTranscriptionSessionAudioInputTurnDetectionParam,
     RealtimeTranscriptionSessionCreateRequestParam,
 )
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
 from media.codec import ulaw_to_pcm16
 from media.wav import wav_bytes
@@ -226,14 +226,18 @@ class RealtimeSttSession:
             self._fail(provider_error(error, PROVIDER))
 
     async def receive_events(self) -> None:
-        """Turn server events into results until the socket ends, which is always a failure."""
+        """Turn server events into results until the socket ends, which is always a failure.
+
+        Events are read raw, as JSON objects: the SDK's typed model of each event cost more than
+        the rest of what the session does with it, and only a few fields of five kinds are read.
+        """
         try:
-            async for event in self._connection:
-                self._on_event(event)
+            while True:
+                self._on_event(await self._connection.recv_bytes())
+        except ConnectionClosedOK:
+            self._fail(ProviderError("the server ended the session", provider=PROVIDER))
         except _FAILURES as error:
             self._fail(provider_error(error, PROVIDER))
-        else:
-            self._fail(ProviderError("the server ended the session", provider=PROVIDER))
 
     async def _send_backlog(self) -> None:
         audio = await self._backlog.take()
@@ -250,29 +254,50 @@ class RealtimeSttSession:
         self._uncommitted = False
         await self._connection.input_audio_buffer.commit()
 
-    def _on_event(self, event: RealtimeServerEvent) -> None:
-        if event.type == "input_audio_buffer.speech_started":
+    def _on_event(self, message: bytes) -> None:
+        try:
+            event = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            log.warning("transcription session sent an event that is not JSON: ignored")
+            return
+        if not isinstance(event, dict):
+            log.warning("transcription session sent an event that is not an object: ignored")
+            return
+        kind = event.get("type")
+        if kind == "input_audio_buffer.speech_started":
             self.speaking = True
-        elif event.type == "input_audio_buffer.speech_stopped":
+        elif kind == "input_audio_buffer.speech_stopped":
             self.speaking, self.speech_stopped_at = False, time.monotonic()
-        elif event.type == "conversation.item.input_audio_transcription.delta":
-            text = self._partials.get(event.item_id, "") + (event.delta or "")
-            self._partials[event.item_id] = text
-            self._results.put(SttResult(text=text, final=False))
-        elif event.type == "conversation.item.input_audio_transcription.completed":
-            self._partials.pop(event.item_id, None)
-            self._results.put(SttResult(text=event.transcript, final=True))
-        elif event.type == "conversation.item.input_audio_transcription.failed":
-            self._partials.pop(event.item_id, None)
-            log.warning("transcription of an utterance failed", error=event.error.message)
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            if delta := _text(event, "delta"):
+                item = _text(event, "item_id")
+                text = self._partials[item] = self._partials.get(item, "") + delta
+                self._results.put(SttResult(text=text, final=False))
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self._partials.pop(_text(event, "item_id"), None)
+            self._results.put(SttResult(text=_text(event, "transcript"), final=True))
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            self._partials.pop(_text(event, "item_id"), None)
+            log.warning("transcription of an utterance failed", error=_error_message(event))
             self._results.put(SttResult(text="", final=True))
-        elif event.type == "error":
-            log.warning("transcription session reported an error", error=event.error.message)
+        elif kind == "error":
+            log.warning("transcription session reported an error", error=_error_message(event))
 
     def _fail(self, error: ProviderError) -> None:
         if not self._failed:
             self._failed = True
             self._results.put(error)
+
+
+def _text(event: dict[str, Any], key: str) -> str:
+    """A text field of a server event; "" when it is missing or not a string."""
+    value = event.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _error_message(event: dict[str, Any]) -> str:
+    error = event.get("error")
+    return _text(error, "message") if isinstance(error, dict) else ""
 
 
 class OpenAiUtteranceSpeechToText:

@@ -22,6 +22,7 @@ import pytest
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 
 from media.codec import FRAME_BYTES
+from tests.voice_server.conftest import logged
 from tests.voice_server.openai_fakes import (
     HANG,
     TUNING,
@@ -322,6 +323,31 @@ async def test_realtime_session_is_configured_for_twilio_audio(
     assert session.speech_stopped_at is not None
     async with asyncio.timeout(QUICK_S):  # leaving the block closed the WebSocket
         await realtime_fake.closed.wait()
+
+
+async def test_malformed_realtime_events_are_logged_and_skipped(
+    openai_providers: OpenAiProviders, realtime_fake: FakeRealtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    realtime_fake.transcripts.append("Hello there")
+    realtime_fake.raw_before_transcripts = [
+        "not json",
+        "[1, 2]",
+        '{"type": "conversation.item.input_audio_transcription.delta", "item_id": 7}',
+        '{"type": "error", "error": "not an object"}',
+    ]
+    async with openai_providers.stt.open_session(SttOptions(model="gpt-transcribe")) as session:
+        for frame in frames(50):
+            session.push_audio(frame, speech=False)
+        results = await next_results(session, 3)
+
+    assert results == [
+        SttResult("Hello", final=False),
+        SttResult("Hello there", final=False),
+        SttResult("Hello there", final=True),
+    ]
+    assert len(logged(caplog, "an event that is not JSON")) == 1
+    assert len(logged(caplog, "an event that is not an object")) == 1
+    assert logged(caplog, "session reported an error")[0]["error"] == ""
 
 
 async def test_server_turn_detection_is_asked_with_the_agents_end_silence(
