@@ -16,7 +16,7 @@ the response's end) is logged and the session goes on, as the server does.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import get_args, get_type_hints
@@ -28,10 +28,7 @@ from openai.types.realtime import (
     ConversationItemParam,
     RealtimeAudioConfigOutputParam,
     RealtimeAudioInputTurnDetectionParam,
-    RealtimeError,
-    RealtimeResponse,
     RealtimeResponseCreateParamsParam,
-    RealtimeServerEvent,
     RealtimeSessionCreateRequestParam,
 )
 from websockets.exceptions import WebSocketException
@@ -52,6 +49,7 @@ from voice_server.providers.base import (
 )
 from voice_server.providers.openai_clients import provider_error
 from voice_server.providers.openai_stt import append_audio, iso_language
+from voice_server.providers.realtime_events import Event, number, part, server_events, text
 from voice_server.providers.workers import running
 
 log = get_logger(__name__)
@@ -148,6 +146,15 @@ def _turn_detection(options: SpeechOptions) -> RealtimeAudioInputTurnDetectionPa
     }
 
 
+def _audio(delta: str) -> bytes:
+    """An audio delta's μ-law; empty when it is not base64 (logged)."""
+    try:
+        return binascii.a2b_base64(delta, strict_mode=True)
+    except ValueError:
+        log.warning("Realtime audio delta that is not base64 ignored", size=len(delta))
+        return b""
+
+
 def _text_item(message: ChatMessage) -> ConversationItemParam:
     if message.role == "assistant":
         return {
@@ -205,7 +212,7 @@ class RealtimeConversation:
 
     async def events(self) -> AsyncGenerator[SpeechEvent, None]:
         try:
-            async for event in self._connection:
+            async for event in server_events(self._connection, PROVIDER):
                 if (mapped := self._map(event)) is not None:
                     yield mapped
         except _FAILURES as error:
@@ -224,46 +231,47 @@ class RealtimeConversation:
             self._failure = error
             await self._connection.close()
 
-    def _map(self, event: RealtimeServerEvent) -> SpeechEvent | None:
+    def _map(self, event: Event) -> SpeechEvent | None:
+        """What the call needs of one server event (read raw: `realtime_events`)."""
+        kind = event.get("type")
         mapped: SpeechEvent | None = None
-        if event.type == "response.output_audio.delta":
-            mapped = AgentAudio(event.item_id, base64.b64decode(event.delta))
-        elif event.type == "response.output_audio_transcript.delta":
-            mapped = AgentText(event.item_id, event.delta)
-        elif event.type == "input_audio_buffer.speech_started":
-            mapped = CallerSpeech(started=True, audio_ms=event.audio_start_ms)
-        elif event.type == "input_audio_buffer.speech_stopped":
-            mapped = CallerSpeech(started=False, audio_ms=event.audio_end_ms)
-        elif event.type == "conversation.item.input_audio_transcription.completed":
-            mapped = CallerText(event.transcript.strip())
-        elif event.type == "response.function_call_arguments.done":
-            mapped = ToolCall(event.name, event.arguments)
-        elif event.type == "response.done":
-            mapped = self._response_done(event.response)
-        elif event.type == "error":
-            self._on_error(event.error)
+        if kind == "response.output_audio.delta":
+            if ulaw := _audio(text(event, "delta")):
+                mapped = AgentAudio(text(event, "item_id"), ulaw)
+        elif kind == "response.output_audio_transcript.delta":
+            mapped = AgentText(text(event, "item_id"), text(event, "delta"))
+        elif kind == "input_audio_buffer.speech_started":
+            mapped = CallerSpeech(started=True, audio_ms=number(event, "audio_start_ms"))
+        elif kind == "input_audio_buffer.speech_stopped":
+            mapped = CallerSpeech(started=False, audio_ms=number(event, "audio_end_ms"))
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            mapped = CallerText(text(event, "transcript").strip())
+        elif kind == "response.function_call_arguments.done":
+            mapped = ToolCall(text(event, "name"), text(event, "arguments"))
+        elif kind == "response.done":
+            mapped = self._response_done(part(event, "response"))
+        elif kind == "error":
+            self._on_error(part(event, "error"))
         return mapped
 
-    def _response_done(self, response: RealtimeResponse) -> ResponseDone:
-        status = response.status or "completed"
+    def _response_done(self, response: Event) -> ResponseDone:
+        status = text(response, "status") or "completed"
         if status == "failed":  # e.g. a rate limit met mid-response
-            details = response.status_details
-            error = details.error if details is not None else None
+            error = part(part(response, "status_details"), "error") or None
             raise ProviderError(f"response failed: {error}", provider=PROVIDER, retryable=True)
-        usage = response.usage
+        usage = part(response, "usage")
         return ResponseDone(
             status,
-            input_tokens=(usage.input_tokens or 0) if usage else 0,
-            output_tokens=(usage.output_tokens or 0) if usage else 0,
+            input_tokens=number(usage, "input_tokens"),
+            output_tokens=number(usage, "output_tokens"),
         )
 
-    def _on_error(self, error: RealtimeError) -> None:
-        code = error.code or ""
+    def _on_error(self, error: Event) -> None:
+        kind, code, message = text(error, "type"), text(error, "code"), text(error, "message")
         if code == "response_cancel_not_active":  # a barge-in with no response running
             return
-        if error.type == "invalid_request_error" and "rate_limit" not in code:
-            log.warning("the Realtime server refused a request", code=code, error=error.message)
+        if kind == "invalid_request_error" and "rate_limit" not in code:
+            log.warning("the Realtime server refused a request", code=code, error=message)
             return
-        retryable = error.type == "server_error" or "rate_limit" in f"{error.type} {code}"
-        message = f"{error.type} {code}: {error.message}"
-        raise ProviderError(message, provider=PROVIDER, retryable=retryable)
+        retryable = kind == "server_error" or "rate_limit" in f"{kind} {code}"
+        raise ProviderError(f"{kind} {code}: {message}", provider=PROVIDER, retryable=retryable)

@@ -29,10 +29,9 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import openai
-import orjson
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types.realtime import (
@@ -40,7 +39,7 @@ from openai.types.realtime import (
     RealtimeTranscriptionSessionAudioInputTurnDetectionParam,
     RealtimeTranscriptionSessionCreateRequestParam,
 )
-from websockets.exceptions import ConnectionClosedOK, WebSocketException
+from websockets.exceptions import WebSocketException
 
 from media.codec import ulaw_to_pcm16
 from media.wav import wav_bytes
@@ -48,6 +47,7 @@ from voice_server.log import get_logger
 from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
 from voice_server.providers.openai_clients import provider_error
+from voice_server.providers.realtime_events import Event, part, server_events, text
 from voice_server.providers.workers import running
 
 log = get_logger(__name__)
@@ -228,16 +228,15 @@ class RealtimeSttSession:
     async def receive_events(self) -> None:
         """Turn server events into results until the socket ends, which is always a failure.
 
-        Events are read raw, as JSON objects: the SDK's typed model of each event cost more than
-        the rest of what the session does with it, and only a few fields of five kinds are read.
+        Events are read raw (`realtime_events`): only a few fields of five kinds are used.
         """
         try:
-            while True:
-                self._on_event(await self._connection.recv_bytes())
-        except ConnectionClosedOK:
-            self._fail(ProviderError("the server ended the session", provider=PROVIDER))
+            async for event in server_events(self._connection, PROVIDER):
+                self._on_event(event)
         except _FAILURES as error:
             self._fail(provider_error(error, PROVIDER))
+        else:
+            self._fail(ProviderError("the server ended the session", provider=PROVIDER))
 
     async def _send_backlog(self) -> None:
         audio = await self._backlog.take()
@@ -254,50 +253,33 @@ class RealtimeSttSession:
         self._uncommitted = False
         await self._connection.input_audio_buffer.commit()
 
-    def _on_event(self, message: bytes) -> None:
-        try:
-            event = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            log.warning("transcription session sent an event that is not JSON: ignored")
-            return
-        if not isinstance(event, dict):
-            log.warning("transcription session sent an event that is not an object: ignored")
-            return
+    def _on_event(self, event: Event) -> None:
         kind = event.get("type")
         if kind == "input_audio_buffer.speech_started":
             self.speaking = True
         elif kind == "input_audio_buffer.speech_stopped":
             self.speaking, self.speech_stopped_at = False, time.monotonic()
         elif kind == "conversation.item.input_audio_transcription.delta":
-            if delta := _text(event, "delta"):
-                item = _text(event, "item_id")
-                text = self._partials[item] = self._partials.get(item, "") + delta
-                self._results.put(SttResult(text=text, final=False))
+            if delta := text(event, "delta"):
+                item = text(event, "item_id")
+                partial = self._partials[item] = self._partials.get(item, "") + delta
+                self._results.put(SttResult(text=partial, final=False))
         elif kind == "conversation.item.input_audio_transcription.completed":
-            self._partials.pop(_text(event, "item_id"), None)
-            self._results.put(SttResult(text=_text(event, "transcript"), final=True))
+            self._partials.pop(text(event, "item_id"), None)
+            self._results.put(SttResult(text=text(event, "transcript"), final=True))
         elif kind == "conversation.item.input_audio_transcription.failed":
-            self._partials.pop(_text(event, "item_id"), None)
-            log.warning("transcription of an utterance failed", error=_error_message(event))
+            self._partials.pop(text(event, "item_id"), None)
+            error = text(part(event, "error"), "message")
+            log.warning("transcription of an utterance failed", error=error)
             self._results.put(SttResult(text="", final=True))
         elif kind == "error":
-            log.warning("transcription session reported an error", error=_error_message(event))
+            error = text(part(event, "error"), "message")
+            log.warning("transcription session reported an error", error=error)
 
     def _fail(self, error: ProviderError) -> None:
         if not self._failed:
             self._failed = True
             self._results.put(error)
-
-
-def _text(event: dict[str, Any], key: str) -> str:
-    """A text field of a server event; "" when it is missing or not a string."""
-    value = event.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _error_message(event: dict[str, Any]) -> str:
-    error = event.get("error")
-    return _text(error, "message") if isinstance(error, dict) else ""
 
 
 class OpenAiUtteranceSpeechToText:

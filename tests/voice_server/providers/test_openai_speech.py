@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.voice_server.conftest import logged
 from tests.voice_server.openai_fakes import TUNING
 from tests.voice_server.realtime_conversation_fake import (
     FakeRealtimeConversation,
@@ -133,6 +134,27 @@ async def test_a_request_error_is_survived(
         await events.aclose()
 
     assert first == CallerSpeech(started=True, audio_ms=5)
+
+
+async def test_events_with_mistyped_fields_are_read_leniently_and_bad_audio_is_skipped(
+    realtime: FakeRealtimeConversation, providers: OpenAiProviders, caplog: pytest.LogCaptureFixture
+) -> None:
+    realtime.instead.append(
+        [
+            {"type": "response.output_audio.delta", "item_id": "i", "delta": "not base64!"},
+            {"type": "input_audio_buffer.speech_started", "audio_start_ms": "soon"},
+            {"type": "response.done", "response": {"status": "completed", "usage": None}},
+        ]
+    )
+    async with providers.speech.open_session(OPTIONS) as conversation:
+        await conversation.respond()
+        events = await until_done(conversation.events())
+
+    assert events == [
+        CallerSpeech(started=True, audio_ms=0),
+        ResponseDone("completed", input_tokens=0, output_tokens=0),
+    ]
+    assert len(logged(caplog, "audio delta that is not base64 ignored")) == 1
 
 
 @pytest.mark.parametrize(
