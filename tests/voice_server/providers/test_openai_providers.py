@@ -293,6 +293,21 @@ def appended_audio(fake: FakeRealtime) -> bytes:
     return b"".join(base64.b64decode(chunk) for chunk in chunks)
 
 
+HELLO_THERE = [
+    SttResult("Hello", final=False),
+    SttResult("Hello there", final=False),
+    SttResult("Hello there", final=True),
+]
+
+
+async def one_second_said(session: SttSession) -> list[SttResult]:
+    """What the Realtime stand-in says of one second of audio (one utterance): its partials
+    and final."""
+    for frame in frames(50):
+        session.push_audio(frame, speech=False)
+    return await next_results(session, 3)
+
+
 async def test_realtime_session_is_configured_for_twilio_audio(
     openai_providers: OpenAiProviders, realtime_fake: FakeRealtime
 ) -> None:
@@ -300,15 +315,9 @@ async def test_realtime_session_is_configured_for_twilio_audio(
     async with openai_providers.stt.open_session(
         SttOptions(model="gpt-4o-mini-transcribe")
     ) as session:
-        for frame in frames(50):
-            session.push_audio(frame, speech=False)
-        results = await next_results(session, 3)
+        results = await one_second_said(session)
 
-    assert results == [
-        SttResult("Hello", final=False),
-        SttResult("Hello there", final=False),
-        SttResult("Hello there", final=True),
-    ]
+    assert results == HELLO_THERE
     assert realtime_fake.paths == ["/v1/realtime?intent=transcription"]
     assert realtime_fake.authorizations == ["Bearer test-key"]
     audio_input = realtime_fake.sessions[0]["audio"]["input"]
@@ -336,15 +345,9 @@ async def test_malformed_realtime_events_are_logged_and_skipped(
         '{"type": "error", "error": "not an object"}',
     ]
     async with openai_providers.stt.open_session(SttOptions(model="gpt-transcribe")) as session:
-        for frame in frames(50):
-            session.push_audio(frame, speech=False)
-        results = await next_results(session, 3)
+        results = await one_second_said(session)
 
-    assert results == [
-        SttResult("Hello", final=False),
-        SttResult("Hello there", final=False),
-        SttResult("Hello there", final=True),
-    ]
+    assert results == HELLO_THERE
     assert len(logged(caplog, "event that is not JSON ignored")) == 1
     assert len(logged(caplog, "event that is not an object ignored")) == 1
     assert logged(caplog, "session reported an error")[0]["error"] == ""
