@@ -7,7 +7,7 @@ wants). `push_audio` only queues, in a bounded `AudioBacklog` (audio beyond it i
 the session goes on); one task sends the backlog, another turns server events into `SttResult`s,
 both in the session's own TaskGroup (`workers.running`). While nobody speaks (neither the
 call's own VAD nor the server's has speech under way) frames are held and appended
-`QUIET_APPEND_FRAMES` at a time, a fifth of the appends; the caller's voice goes
+`QUIET_APPEND_FRAMES` at a time, a twenty-fifth of the appends; the caller's voice goes
 `SPEECH_APPEND_FRAMES` at a time. The server's end of a turn is never late for it: the silence
 that ends a turn goes out frame by frame from its first frame, and an utterance end (manual
 commits) sends what is held first.
@@ -59,9 +59,9 @@ _FAILURES = (openai.OpenAIError, WebSocketException, OSError)
 # `input_audio_buffer.append` as JSON text; base64 needs no escaping.
 _APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
 _APPEND_SUFFIX = '"}'
-# 100 ms an append while nobody speaks: only the server's speech_started can come later for it,
-# and nothing waits on that.
-QUIET_APPEND_FRAMES = 5
+# 500 ms an append while nobody speaks: only the server's speech_started can come later for it,
+# and nothing waits on that (the caller's voice, and the server hearing speech, send at once).
+QUIET_APPEND_FRAMES = 25
 # 60 ms an append while the caller's voice is heard: its words reach the server up to 40 ms
 # later, but the silence that ends the turn does not, as the first frame without voice sends
 # what is held and the rest of the silence goes frame by frame.
