@@ -85,10 +85,8 @@ class AgentStore:
         self._directory = directory or Directory(unfollowed_max_age_s=0)
 
     async def create(self, data: AgentCreate) -> Agent:
-        try:
-            return await self._owned.insert(data.userId, data.model_dump(exclude={"userId"}))
-        finally:  # also after an error: the write may have been made
-            self._directory.forget()
+        fields = data.model_dump(exclude={"userId"})
+        return await self._directory.written(self._owned.insert(data.userId, fields))
 
     async def get_owned(self, user_id: str, agent_id: str) -> Agent | None:
         """The owner's live agent with this id; None for anyone else's, or a deleted one."""
@@ -98,16 +96,11 @@ class AgentStore:
         return await self._owned.find(user_id, query)
 
     async def update(self, user_id: str, agent_id: str, change: AgentUpdate) -> Agent | None:
-        try:
-            return await self._owned.update(user_id, agent_id, change.model_dump(exclude_none=True))
-        finally:
-            self._directory.forget()
+        fields = change.model_dump(exclude_none=True)
+        return await self._directory.written(self._owned.update(user_id, agent_id, fields))
 
     async def delete(self, user_id: str, agent_id: str) -> bool:
-        try:
-            return await self._owned.soft_delete(user_id, agent_id)
-        finally:
-            self._directory.forget()
+        return await self._directory.written(self._owned.soft_delete(user_id, agent_id))
 
     async def get(self, agent_id: str) -> Agent | None:
         """The agent with this id, deleted or not; None if the id is not an ObjectId."""
@@ -131,15 +124,12 @@ class AgentStore:
         Raises InvalidPhoneNumber if `phone_number` cannot be normalised.
         """
         number = normalize_phone_number(phone_number)
-        if (hit := self._directory.cached(("incoming", number), Agent)) is not None:
-            return hit
-        generation = self._directory.generation
-        agent = await self._read_incoming(number)
-        if agent is not None:  # the stream start then finds the agent by its id
-            self._directory.keep(
-                generation, {("incoming", number): agent, ("agent", agent.id): agent}
-            )
-        return agent
+        return await self._directory.through(
+            ("incoming", number),
+            Agent,
+            lambda: self._read_incoming(number),
+            related=lambda agent: {("agent", agent.id): agent},  # for the stream start
+        )
 
     async def _read_incoming(self, number: str) -> Agent | None:
         live = {"phoneNumber": number, "isActive": True, "isDeleted": False}

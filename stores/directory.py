@@ -63,12 +63,7 @@ class Directory:
         value = entry[1]
         return value if isinstance(value, kind) else None
 
-    @property
-    def generation(self) -> int:
-        """Take it before a read-through's read and hand it to `keep` after."""
-        return self._generation
-
-    def keep(self, generation: int, entries: Mapping[Key, object]) -> None:
+    def _keep(self, generation: int, entries: Mapping[Key, object]) -> None:
         """Keep what a read found, unless the view was emptied since `generation` was taken
         (what was read may then be older than the write that emptied it)."""
         if generation == self._generation and self._max_age_s > 0:
@@ -76,16 +71,29 @@ class Directory:
             self._entries.update({key: (now, value) for key, value in entries.items()})
 
     async def through(
-        self, key: Key, kind: type[T], read: Callable[[], Awaitable[T | None]]
+        self,
+        key: Key,
+        kind: type[T],
+        read: Callable[[], Awaitable[T | None]],
+        related: Callable[[T], Mapping[Key, object]] | None = None,
     ) -> T | None:
-        """The entry for `key`, or what `read` finds (kept if it found something)."""
+        """The entry for `key`, or what `read` finds, kept if it found something, along with
+        the `related` entries it gives (the same value under other keys)."""
         if (hit := self.cached(key, kind)) is not None:
             return hit
         generation = self._generation
         value = await read()
         if value is not None:
-            self.keep(generation, {key: value})
+            self._keep(generation, {key: value, **(related(value) if related else {})})
         return value
+
+    async def written(self, write: Awaitable[T]) -> T:
+        """What a write to numbers or agents returns; the view is emptied after it, also when
+        it failed (it may have been made)."""
+        try:
+            return await write
+        finally:
+            self.forget()
 
     def forget(self) -> None:
         """Empty the view: numbers or agents were written."""

@@ -112,10 +112,7 @@ class PhoneNumberStore:
             "twilioAuthToken": self._box.seal(data.twilioAuthToken),
             "uuid": str(uuid.uuid4()),
         }
-        try:
-            return await self._owned.insert(data.userId, fields)
-        finally:  # also after an error: the write may have been made
-            self._directory.forget()
+        return await self._directory.written(self._owned.insert(data.userId, fields))
 
     async def get(self, user_id: str, number_id: str) -> PhoneNumber | None:
         """The owner's live number with this id; None for anyone else's, or a deleted one."""
@@ -131,16 +128,10 @@ class PhoneNumberStore:
         fields = change.model_dump(exclude_none=True, exclude={"twilioAuthToken"})
         if change.twilioAuthToken is not None:
             fields["twilioAuthToken"] = self._box.seal(change.twilioAuthToken)
-        try:
-            return await self._owned.update(user_id, number_id, fields)
-        finally:
-            self._directory.forget()
+        return await self._directory.written(self._owned.update(user_id, number_id, fields))
 
     async def delete(self, user_id: str, number_id: str) -> bool:
-        try:
-            return await self._owned.soft_delete(user_id, number_id)
-        finally:
-            self._directory.forget()
+        return await self._directory.written(self._owned.soft_delete(user_id, number_id))
 
     def auth_token(self, number: PhoneNumber) -> str:
         """The number's Twilio auth token, for a signature check or a Twilio API call only.

@@ -24,13 +24,23 @@ async def until(condition: Any, within_s: float) -> None:
             await asyncio.sleep(0.01)
 
 
+async def keep(directory: Directory, value: str) -> None:
+    """Have the directory hold `value`, as a read through it would."""
+
+    async def read() -> str:
+        return value
+
+    assert await directory.through(KEY, str, read) == value
+    assert directory.cached(KEY, str) == value
+
+
 async def test_a_write_by_another_client_empties_the_directory(
     database: AsyncDatabase[dict[str, Any]], mongo_uri: str
 ) -> None:
     directory = Directory()
     async with feeding(directory, database):
         assert directory.followed  # open before the block: no write after it goes unseen
-        directory.keep(directory.generation, {KEY: "kept"})
+        await keep(directory, "kept")
         other = connect(mongo_uri)
         try:
             await other[database.name]["agents"].update_one({}, {"$set": {"x": 1}}, upsert=True)
@@ -45,7 +55,7 @@ async def test_a_broken_change_stream_is_reopened_and_starts_from_empty(
 ) -> None:
     directory = Directory()
     async with feeding(directory, outage.db, retry_s=0.05):
-        directory.keep(directory.generation, {KEY: "kept while followed"})
+        await keep(directory, "kept while followed")
 
         await outage.begin()
         await until(lambda: not directory.followed, within_s=30)

@@ -60,7 +60,8 @@ _FAILURES = (openai.OpenAIError, WebSocketException, OSError)
 _APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
 _APPEND_SUFFIX = '"}'
 # 500 ms an append while nobody speaks: only the server's speech_started can come later for it,
-# and nothing waits on that (the caller's voice, and the server hearing speech, send at once).
+# and nothing waits on that (the caller's voice, and the server hearing speech, send at once;
+# only a sound the call's VAD never calls speech could reach the server's VAD that late).
 QUIET_APPEND_FRAMES = 25
 # 60 ms an append while the caller's voice is heard: its words reach the server up to 40 ms
 # later, but the silence that ends the turn does not, as the first frame without voice sends
