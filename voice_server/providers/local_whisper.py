@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.metadata
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -99,6 +100,13 @@ def _check_weights(model_dir: Path) -> None:
 def _load_model(model_dir: Path | None) -> WhisperModel:
     # Imported here: its native libraries add some 40 MB to a server that never uses them.
     from faster_whisper import WhisperModel  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415 - faster-whisper's own dependency
+
+    # Each transcription makes a (hidden) tqdm progress bar, and tqdm's default lock is a
+    # multiprocessing semaphore: a `serve --workers` worker then leaves it behind, and the
+    # supervisor warns of a "leaked semaphore" when it stops. A thread lock is all one
+    # process's bars need.
+    tqdm.set_lock(threading.RLock())
 
     model_dir = model_dir or _packaged_model_dir()
     # faster-whisper takes a name that is not a directory for a model to download: never here.

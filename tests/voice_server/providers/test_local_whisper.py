@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
+from tqdm import tqdm
 
 from media.codec import FRAME_BYTES, ULAW_SILENCE
 from tests.voice_server.conftest import logged
@@ -30,6 +32,15 @@ async def test_whisper_hears_espeak_speech_and_punctuates_it() -> None:
     assert "want to speak to a manager" in result.text.lower(), result.text
     assert result.text.endswith("."), result.text
     assert session.punctuates
+
+
+async def test_whisper_takes_no_multiprocessing_lock_for_its_progress_bars() -> None:
+    """faster-whisper's hidden tqdm bar would otherwise create a multiprocessing semaphore, which
+    a `serve --workers` worker leaves for its supervisor to warn about at shutdown."""
+    async with WhisperSpeechToText().open_session(OPTIONS) as session:
+        await heard(session, SILENCE * 25)
+
+    assert isinstance(tqdm.get_lock(), type(threading.RLock()))
 
 
 async def test_whisper_silence_gives_an_empty_final() -> None:
