@@ -50,7 +50,7 @@ from voice_server.security.stream_tokens import PendingStreams, StreamTokens
 from voice_server.services import Services
 from voice_server.settings import Settings
 from voice_server.sms.webhooks import incoming_sms, message_status
-from voice_server.telephony.media_stream import media_stream
+from voice_server.telephony.media_stream import STREAM_PATH, media_stream
 from voice_server.telephony.outbound_webhooks import machine_verdict, outbound_answer
 from voice_server.telephony.voice_webhooks import call_status, incoming_call
 from voice_server.twilio_api.calls import ANSWER_PATH, MACHINE_PATH
@@ -145,7 +145,7 @@ def create_app(
         Route(MACHINE_PATH, machine_verdict, methods=["POST"]),
         Route("/twilio/sms", incoming_sms, methods=["POST"]),
         Route("/twilio/sms-status", message_status, methods=["POST"]),
-        WebSocketRoute("/twilio/stream", media_stream),
+        WebSocketRoute(STREAM_PATH, media_stream),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_of(metrics_folder), methods=["GET"]),

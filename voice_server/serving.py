@@ -25,6 +25,7 @@ from voice_server.live_calls import LiveCalls
 from voice_server.log import get_logger
 from voice_server.providers.registry import ProviderRegistry
 from voice_server.settings import Settings
+from voice_server.telephony.stream_socket import StreamUpgrade
 
 log = get_logger(__name__)
 
@@ -34,11 +35,13 @@ YOUNG_COLLECTION_ALLOCATIONS = 50_000
 def uvicorn_config(app: ASGIApp | Callable[[], ASGIApp], **options: Any) -> uvicorn.Config:
     """uvicorn's settings for the app; `options` are the caller's own (host, port, loop, …).
 
-    WebSockets by `websockets-sansio`: on media-stream traffic (50 inbound frames and five
-    200 ms media messages a second per call, 100 connections, server pinned to one core) it
-    took 0.07 CPU-s per call-minute, against 0.09 for `websockets` and 0.10-0.12 for `wsproto`.
+    Media streams are served by picows, other WebSockets by `websockets-sansio`
+    (`voice_server.telephony.stream_socket`). Of uvicorn's own WebSocket protocols,
+    `websockets-sansio` costs least on media-stream traffic (50 inbound frames and five 200 ms
+    media messages a second per call, 100 connections, server pinned to one core): 0.07 CPU-s
+    per call-minute, against 0.09 for `websockets` and 0.10-0.12 for `wsproto`.
     """
-    return uvicorn.Config(app, log_config=None, access_log=False, ws="websockets-sansio", **options)
+    return uvicorn.Config(app, log_config=None, access_log=False, ws=StreamUpgrade, **options)
 
 
 def collector_tuned_after_startup(app: ASGIApp) -> ASGIApp:

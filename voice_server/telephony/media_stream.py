@@ -1,5 +1,8 @@
 """WebSocket /twilio/stream: the media-stream edge, where every error of a call is mapped.
 
+`serve_stream` serves one stream over any `StreamSocket`: picows' (`stream_socket`, how
+`voice-server serve` takes streams) or Starlette's (the ASGI route, for other ASGI servers).
+
 Protocol errors in single frames are logged and the frame is dropped (a live call survives one
 corrupt frame); a stream that cannot prove it belongs to a call we accepted is closed with 1008
 before any provider is opened. Until it has proved that, a stream is anonymous: it must present
@@ -20,8 +23,10 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pymongo.errors import PyMongoError
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from media.twilio import Connected, Event, ProtocolError, Start, parse_event
@@ -49,9 +54,30 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013  # RFC 6455 §7.4.1, IANA registry: the server is too busy for this one
 MAX_BAD_FRAMES = 50  # past this many malformed frames the peer is not Twilio: hang up
+STREAM_PATH = "/twilio/stream"
+
+
+class StreamGone(Exception):
+    """Sent to a stream that is closed (picows' socket)."""
+
+
 # Sending on a socket whose peer is gone: Starlette raises WebSocketDisconnect (for uvicorn's
 # ClientDisconnected), RuntimeError once a close was sent, and the transport may raise OSError.
-_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+_GONE = (StreamGone, WebSocketDisconnect, RuntimeError, OSError)
+
+
+class StreamSocket(Protocol):
+    """What a media stream is served over; Starlette's `WebSocket` is one."""
+
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> Message:
+        """The next ASGI-shaped message: `websocket.receive` or `websocket.disconnect`."""
+        ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
 class StreamRefused(Exception):
@@ -67,7 +93,11 @@ class _PeerGone(Exception):
 
 
 async def media_stream(websocket: WebSocket) -> None:
-    services: Services = websocket.state.services
+    """The ASGI route."""
+    await serve_stream(websocket, websocket.state.services)
+
+
+async def serve_stream(websocket: StreamSocket, services: Services) -> None:
     inbound = _Inbound(websocket)
     try:
         start = await _admit(websocket, services, inbound)
@@ -104,7 +134,7 @@ async def media_stream(websocket: WebSocket) -> None:
         await _close(websocket, code, inbound.refusal or "")
 
 
-async def _admit(websocket: WebSocket, services: Services, inbound: _Inbound) -> Start:
+async def _admit(websocket: StreamSocket, services: Services, inbound: _Inbound) -> Start:
     """Accept the socket and take its `start`, holding one of the places for streams that have
     not proved anything yet, until the start's token is redeemed or the deadline passes."""
     timeout = services.settings.stream_start_timeout_seconds
@@ -123,14 +153,14 @@ async def _admit(websocket: WebSocket, services: Services, inbound: _Inbound) ->
         raise StreamRefused(f"no start within {timeout:g} s") from None
 
 
-async def _accept(websocket: WebSocket) -> None:
+async def _accept(websocket: StreamSocket) -> None:
     try:
         await websocket.accept()
     except _GONE as error:
         raise _PeerGone from error
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+async def _close(websocket: StreamSocket, code: int, reason: str) -> None:
     with suppress(*_GONE):  # already closed by the peer
         await websocket.close(code=code, reason=reason[:120])
 
@@ -147,7 +177,7 @@ async def _expect_start(inbound: _Inbound) -> Start:
 
 
 async def _open_session(
-    services: Services, websocket: WebSocket, start: Start
+    services: Services, websocket: StreamSocket, start: Start
 ) -> CallSession | SpeechCallSession:
     """The call's session. Before the greeting plays this makes one write (the claim, which
     returns the call) and, on a server that did not answer the call's webhook, reads the agent
@@ -224,7 +254,7 @@ async def _unclaimable(calls: CallStore, call_sid: str) -> str:
     return "this call already has a media stream"
 
 
-def _sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:
+def _sender(websocket: StreamSocket) -> Callable[[str], Awaitable[None]]:
     closed = False
 
     async def send_text(text: str) -> None:
@@ -246,7 +276,7 @@ class _Inbound:
     sends nothing but garbage is refused (`refusal` then says why). `peer_close_code` is set
     when the peer closed the stream."""
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: StreamSocket) -> None:
         self._websocket = websocket
         self.refusal: EndReason | None = None
         self.peer_close_code: int | None = None
