@@ -48,6 +48,9 @@ log = get_logger(__name__)
 
 SERVICE_RESTART = 1012  # RFC 6455 §7.4.1, IANA registry: the server is restarting
 MAX_FRAME_BYTES = 1 << 20  # a Twilio frame is under 1 KB; a larger one closes the stream (1009)
+# Frames the call has not taken yet: past this many the socket is not read until it has taken
+# them all, so a peer that sends faster than the call reads is held back by TCP, not memory.
+MAX_QUEUED_FRAMES = 32
 _READ_BUFFER_BYTES = 4096  # grows by itself if a frame needs more
 _DATA_FRAMES = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION)
 
@@ -134,6 +137,7 @@ class StreamConnection(WSListener):
         self._messages: asyncio.Queue[Message] = asyncio.Queue()
         self._transport: WSTransport | None = None
         self._peer_close_code: int | None = None
+        self._reading_paused = False
 
     # picows' callbacks
 
@@ -155,6 +159,9 @@ class StreamConnection(WSListener):
         if frame.msg_type in _DATA_FRAMES:
             payload = frame.get_payload_as_bytes()
             self._messages.put_nowait({"type": "websocket.receive", "bytes": payload})
+            if self._messages.qsize() >= MAX_QUEUED_FRAMES and not self._reading_paused:
+                self._reading_paused = True
+                transport.underlying_transport.pause_reading()
         elif frame.msg_type == WSMsgType.CLOSE:
             code = frame.get_close_code().value
             self._peer_close_code = code or NO_STATUS
@@ -175,7 +182,11 @@ class StreamConnection(WSListener):
         """Nothing to do: picows answered the upgrade before the stream began."""
 
     async def receive(self) -> Message:
-        return await self._messages.get()
+        message = await self._messages.get()
+        if self._reading_paused and self._messages.empty() and self._transport is not None:
+            self._reading_paused = False
+            self._transport.underlying_transport.resume_reading()
+        return message
 
     async def send_text(self, data: str) -> None:
         transport = self._transport

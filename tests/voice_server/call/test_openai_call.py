@@ -206,9 +206,12 @@ async def test_a_dropped_transcription_socket_is_survived(database: Db, settings
     assert result.connected
 
 
-async def test_a_burst_of_audio_is_bounded_and_recognition_goes_on(
+async def test_a_burst_of_audio_does_not_stop_recognition_and_its_drops_are_logged_per_episode(
     database: Db, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """100 s of audio at once. Whether the backlog overflows depends on how the loop schedules
+    the stream's reads against the recogniser's sends, so this asserts only what must hold
+    either way; the bound itself is `test_audio_backlog.py`'s."""
     steps = (Burst(5000, when="after-agent"), Say(QUESTION, when="now"))
     async with openai_line(database, settings, steps) as (openai, line, script):
         result, stored = await call(line, script, database)
@@ -220,5 +223,6 @@ async def test_a_burst_of_audio_is_bounded_and_recognition_goes_on(
     ]
     assert len(openai.realtime.paths) == 1, "the transcription session was never reopened"
     dropping = logged(caplog, "dropping caller audio")
-    assert [entry["level"] for entry in dropping] == ["warning"]
+    assert len(dropping) <= 2, "drops are logged per episode, never per frame"
+    assert all(entry["level"] == "warning" for entry in dropping)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
