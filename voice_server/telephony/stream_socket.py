@@ -17,8 +17,10 @@ release that changes them fails the first stream loudly (and every stream test),
 
 A stream's task and connection are registered in uvicorn's server state, as uvicorn's own
 WebSocket protocols do: a stopping server closes the stream with 1012 and waits for its task,
-which records the call's end. Fragmented messages are not reassembled (Twilio never fragments):
-each fragment arrives as a frame of its own and is dropped as malformed.
+which records the call's end. A peer gone silent is pinged and closed on uvicorn's
+`ws_ping_interval` and `ws_ping_timeout`, as uvicorn's own protocol would. Fragmented
+messages are not reassembled (Twilio never fragments): each fragment arrives as a frame of
+its own and is dropped as malformed.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class StreamUpgrade(asyncio.Protocol):
         services = self._app_state.get("services")
         if _request_path(data) == STREAM_PATH and isinstance(services, Services):
             stream = _picows_protocol(
-                lambda request: StreamConnection(services, self._server_state)
+                lambda request: StreamConnection(services, self._server_state), self._config
             )
             transport.set_protocol(stream)
             stream.connection_made(transport)
@@ -107,7 +109,11 @@ def _request_path(request: bytes) -> str:
     return target.split(b"?", 1)[0].decode("latin-1")
 
 
-def _picows_protocol(listener_factory: Any) -> WSProtocol:
+def _picows_protocol(listener_factory: Any, config: Config) -> WSProtocol:
+    """picows' server protocol. A peer silent for uvicorn's `ws_ping_interval` is pinged, and
+    the stream is closed if no pong comes within `ws_ping_timeout`, as uvicorn does; a live
+    Twilio stream sends 50 frames a second, so it is never pinged."""
+    interval, timeout = config.ws_ping_interval, config.ws_ping_timeout
     return WSProtocol(
         host_port=None,
         ws_path=None,
@@ -116,9 +122,9 @@ def _picows_protocol(listener_factory: Any) -> WSProtocol:
         logger=_picows_log,
         disconnect_on_exception=True,
         websocket_handshake_timeout=None,
-        enable_auto_ping=False,
-        auto_ping_idle_timeout=20,
-        auto_ping_reply_timeout=20,
+        enable_auto_ping=bool(interval),
+        auto_ping_idle_timeout=interval or 20,
+        auto_ping_reply_timeout=min(timeout or 20, interval or 20),
         auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
         enable_auto_pong=True,
         max_frame_size=MAX_FRAME_BYTES,

@@ -8,9 +8,9 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
-import uvicorn
 from websockets.exceptions import InvalidStatus
 
 from media import twilio as protocol
@@ -26,7 +26,7 @@ from tests.voice_server.telephony.test_stream import (
     stream_for,
 )
 from voice_server.app import create_app
-from voice_server.serving import serve_in_background, serving_on
+from voice_server.serving import serve_in_background, serving_on, uvicorn_config
 from voice_server.simulation.simulator import CallerScript, Line, new_call_sid, place_call
 from voice_server.telephony.stream_socket import MAX_FRAME_BYTES
 
@@ -97,7 +97,7 @@ async def test_a_stopping_server_closes_its_streams_with_1012_and_records_their_
             await stop.wait()
 
     other = asyncio.create_task(serve_until_stopped())
-    url = (await serving).replace("http://", "ws://") + "/twilio/stream"
+    url = ws_url(await serving)
     async with connect(url) as websocket:
         await websocket.send(start_frame(call_sid, parameters))
         await first_agent_media(websocket)
@@ -108,24 +108,42 @@ async def test_a_stopping_server_closes_its_streams_with_1012_and_records_their_
     assert call.end_reason == "stream-closed"
 
 
+def ws_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://") + "/twilio/stream"
+
+
 @asynccontextmanager
-async def served_through_asgi(server: Server) -> AsyncIterator[str]:
-    """The app under uvicorn with its own WebSocket protocol for every path, as another ASGI
-    server would serve it: streams reach the ASGI route."""
+async def served_with(server: Server, **options: Any) -> AsyncIterator[str]:
+    """The app under uvicorn configured as `voice-server serve` does, with `options` on top."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         settings = server.settings.model_copy(update={"public_base_url": base_url})
         app = create_app(settings, database=server.db)
-        config = uvicorn.Config(
-            app, ws="websockets-sansio", lifespan="on", log_config=None, log_level="warning"
-        )
+        config = uvicorn_config(app, lifespan="on", log_level="warning", **options)
         async with serving_on(sock, config):
             yield base_url
 
 
+async def test_a_stream_gone_silent_is_pinged_then_closed_and_its_call_recorded(
+    server: Server,
+) -> None:
+    call_sid = new_call_sid()
+    _, parameters = await accept_call(server, call_sid)
+    pinging = served_with(server, ws_ping_interval=0.5, ws_ping_timeout=0.5)
+    async with pinging as base_url, connect(ws_url(base_url)) as websocket:
+        await websocket.send(start_frame(call_sid, parameters))
+        await first_agent_media(websocket)
+        websocket.transport.pause_reading()  # the peer hears no ping, so answers none
+        call = await ended_call(server, call_sid)
+        websocket.transport.resume_reading()  # to read the server's close, not wait for it
+    assert call.end_reason == "stream-closed"
+
+
 async def test_the_asgi_route_serves_a_whole_call_too(server: Server) -> None:
-    async with served_through_asgi(server) as base_url:
+    """Under uvicorn's own WebSocket protocol for every path, as another ASGI server would
+    serve the app, streams reach the ASGI route."""
+    async with served_with(server, ws="websockets-sansio") as base_url:
         line = Line(base_url, server.line.auth_token, "+15550100199", server.line.number)
         result = await place_call(line, CallerScript(turns=["Hello there."]))
     assert result.turns[0].reply_latency_ms is not None
