@@ -45,9 +45,9 @@ from voice_server.telephony.media_stream import (
     serve_stream,
 )
 
-NO_STATUS = 1005  # RFC 6455 §7.1.5: the peer's close frame carried no code
 log = get_logger(__name__)
 
+NO_STATUS = 1005  # RFC 6455 §7.1.5: the peer's close frame carried no code
 SERVICE_RESTART = 1012  # RFC 6455 §7.4.1, IANA registry: the server is restarting
 MAX_FRAME_BYTES = 1 << 20  # a Twilio frame is under 1 KB; a larger one closes the stream (1009)
 # Frames the call has not taken yet: past this many the socket is not read until it has taken
