@@ -104,9 +104,8 @@ class StreamUpgrade(asyncio.Protocol):
 
 
 def _request_path(request: bytes) -> str:
-    """The path of an HTTP request's first line, without its query."""
-    target = request.split(b" ", 2)[1] if request.count(b" ", 0, 2048) >= 2 else b""
-    return target.split(b"?", 1)[0].decode("latin-1")
+    """The path of the request line uvicorn rebuilt (`GET /path?query HTTP/1.1`)."""
+    return request.split(b" ", 2)[1].split(b"?", 1)[0].decode("latin-1")
 
 
 def _picows_protocol(listener_factory: Any, config: Config) -> WSProtocol:
@@ -171,7 +170,7 @@ class StreamConnection(WSListener):
         elif frame.msg_type == WSMsgType.CLOSE:
             code = frame.get_close_code().value
             self._peer_close_code = code or NO_STATUS
-            self._send_close(code or 1000, "")
+            self._send_close(code or 1000, "")  # the peer's code echoed (RFC 6455 §5.5.1)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         code = 1006 if self._peer_close_code is None else self._peer_close_code

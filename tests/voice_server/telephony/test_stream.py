@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from media import twilio as protocol
 from media.codec import FRAME_BYTES, ULAW_SILENCE
-from stores.calls import CallStore
+from stores.calls import Call, CallStore
 from tests.voice_server.conftest import Server, logged
 from tests.voice_server.telephony.test_voice_webhooks import call_form, post_signed
 from voice_server.serving import serve_in_background
@@ -53,6 +53,16 @@ async def stream_for(server: Server, call_sid: str) -> AsyncIterator[ClientConne
         await websocket.send(protocol.build_connected())
         await websocket.send(start_frame(call_sid, parameters))
         yield websocket
+
+
+async def ended_call(server: Server, call_sid: str) -> Call:
+    """The call's record once it is finalised."""
+    calls = CallStore(server.db)
+    async with asyncio.timeout(10):
+        # The stored record is the only observable once the caller is gone: poll it.
+        while (call := await calls.get(call_sid)) is None or call.status != "completed":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return call
 
 
 async def first_agent_media(websocket: ClientConnection) -> protocol.OutboundMedia:
@@ -196,11 +206,7 @@ async def test_disconnect_without_stop_still_finalizes(server: Server) -> None:
     call_sid = new_call_sid()
     async with stream_for(server, call_sid) as websocket:
         await first_agent_media(websocket)
-    calls = CallStore(server.db)
-    async with asyncio.timeout(10):
-        # The stored record is the only observable once the caller is gone: poll it.
-        while (call := await calls.get(call_sid)) is None or call.status != "completed":  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+    call = await ended_call(server, call_sid)
     assert call.end_reason == "stream-closed"
     assert call.duration_seconds is not None
 

@@ -5,6 +5,7 @@ and a server that stops; and the ASGI route, which other ASGI servers use."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +16,12 @@ from websockets.exceptions import InvalidStatus
 
 from media import twilio as protocol
 from media.codec import FRAME_BYTES, ULAW_SILENCE
-from stores.calls import Call, CallStore
 from tests.voice_server.conftest import Server, logged
 from tests.voice_server.telephony.test_stream import (
     accept_call,
     closed_code,
     connect,
+    ended_call,
     first_agent_media,
     start_frame,
     stream_for,
@@ -29,15 +30,6 @@ from voice_server.app import create_app
 from voice_server.serving import serve_in_background, serving_on, uvicorn_config
 from voice_server.simulation.simulator import CallerScript, Line, new_call_sid, place_call
 from voice_server.telephony.stream_socket import MAX_FRAME_BYTES
-
-
-async def ended_call(server: Server, call_sid: str) -> Call:
-    """The call's record once it is finalised (the only observable once the stream is gone)."""
-    calls = CallStore(server.db)
-    async with asyncio.timeout(10):
-        while (call := await calls.get(call_sid)) is None or call.status != "completed":  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-    return call
 
 
 async def test_a_ping_on_the_stream_is_answered(server: Server) -> None:
@@ -57,6 +49,23 @@ async def test_an_oversized_frame_closes_the_stream_with_1009_and_the_call_is_re
         assert await closed_code(websocket) == 1009
     call = await ended_call(server, call_sid)
     assert call.end_reason == "stream-closed"
+
+
+@pytest.mark.parametrize("code", [1001, 4000])
+async def test_a_peer_closing_with_any_code_has_it_echoed_and_its_call_recorded(
+    server: Server, caplog: pytest.LogCaptureFixture, code: int
+) -> None:
+    call_sid = new_call_sid()
+    async with stream_for(server, call_sid) as websocket:
+        await first_agent_media(websocket)
+        await websocket.close(code)
+    answered = websocket.protocol.close_rcvd
+    assert answered is not None, "the server answered the close"
+    assert answered.code == code
+    call = await ended_call(server, call_sid)
+    assert call.end_reason == "stream-closed"
+    assert logged(caplog, "media stream closed by peer")[0]["code"] == code
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_each_fragment_of_a_fragmented_message_is_dropped_and_the_call_goes_on(
