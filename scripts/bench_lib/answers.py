@@ -3,11 +3,15 @@ utterance after the caller first spoke is the stand-in LLM's answer (whole or cu
 barge-in) or something else, which on this script can only be a fallback (the stalled-response
 or not-heard phrase, a resumed greeting). An answer cut by a barge-in before any of it was
 heard leaves no entry, so answers and fallbacks may add up to fewer than the turns.
+
+Each answer also carries the server's own figures of its turn (`voice_server.call.latency`): the
+time from the recogniser's final transcript to the first audio sent, on the server's clock, is
+what the server and the chat and TTS stand-ins took, without the load generator's own delays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench_lib.standins import ANSWER
@@ -26,11 +30,13 @@ def is_answer(text: str) -> bool:
 class Answers:
     answers: int = 0
     fallbacks: int = 0
+    final_to_audio_ms: list[float] = field(default_factory=list)  # the server's, per answer
 
 
 def classify(transcript: list[dict[str, Any]]) -> Answers:
     """Count one call's agent utterances after its caller's first words."""
     answers = fallbacks = 0
+    timings: list[float] = []
     caller_spoke = False
     for entry in transcript:
         if entry["role"] == "user":
@@ -38,9 +44,12 @@ def classify(transcript: list[dict[str, Any]]) -> Answers:
         elif caller_spoke:
             if is_answer(entry["text"]) and "error" not in entry:
                 answers += 1
+                metrics = entry.get("metrics") or {}
+                if "first_audio_ms" in metrics and "stt_final_ms" in metrics:
+                    timings.append(metrics["first_audio_ms"] - metrics["stt_final_ms"])
             else:
                 fallbacks += 1
-    return Answers(answers, fallbacks)
+    return Answers(answers, fallbacks, timings)
 
 
 async def count_answers(database_uri: str, call_sids: list[str]) -> Answers:
@@ -48,12 +57,16 @@ async def count_answers(database_uri: str, call_sids: list[str]) -> Answers:
     client = connect(database_uri)
     try:
         calls = client[database_name(database_uri)]["calls"]
-        projection = {"_id": 0, "transcript.role": 1, "transcript.text": 1, "transcript.error": 1}
-        answers = fallbacks = 0
+        fields = ("role", "text", "error", "metrics")
+        projection = {"_id": 0, **{f"transcript.{name}": 1 for name in fields}}
+        total = Answers()
         async for call in calls.find({"call_sid": {"$in": call_sids}}, projection):
             counted = classify(call.get("transcript", []))
-            answers += counted.answers
-            fallbacks += counted.fallbacks
-        return Answers(answers, fallbacks)
+            total = Answers(
+                total.answers + counted.answers,
+                total.fallbacks + counted.fallbacks,
+                total.final_to_audio_ms + counted.final_to_audio_ms,
+            )
+        return total
     finally:
         await client.close()

@@ -47,11 +47,13 @@ def row(
     answers: Answers,
     usage: Usage,
     fixed_ms: float,  # the stand-ins' latencies, besides endpointing
+    after_final_ms: float,  # the part of `fixed_ms` after the recogniser's final transcript
     lag: dict[str, float],
 ) -> dict[str, Any]:
     """The figures of one step (N concurrent calls on `workers` server processes)."""
     latencies = tally["latencies_ms"]
     own = [t - e - fixed_ms for t, e in zip(latencies, tally["endpointing_ms"], strict=True)]
+    own_on_server = [ms - after_final_ms for ms in answers.final_to_audio_ms]
     call_minutes = tally["call_seconds_steady"] / 60
     return {
         "workers": workers,
@@ -66,6 +68,7 @@ def row(
         "webhook_ms": percentiles(tally["webhook_ms"]),
         "latency_ms": percentiles(latencies),
         "overhead_ms": percentiles(own),
+        "server_overhead_ms": percentiles(own_on_server),
         "stand_in_endpointing_ms": sorted(set(tally["endpointing_ms"])),
         "barge_ins": tally["barge_ins"],
         "missed_clears": tally["missed_clears"],
@@ -101,6 +104,8 @@ COLUMNS: tuple[tuple[str, Callable[[Row], object]], ...] = (
     ("gaps", lambda r: r["audio_gaps"]),
     ("own p50", lambda r: r["overhead_ms"]["p50"]),
     ("own p95", lambda r: r["overhead_ms"]["p95"]),
+    ("srv p50", lambda r: r["server_overhead_ms"]["p50"]),
+    ("srv p95", lambda r: r["server_overhead_ms"]["p95"]),
     ("lat p95", lambda r: r["latency_ms"]["p95"]),
     ("hook p50", lambda r: r["webhook_ms"]["p50"]),
     ("hook p99", lambda r: r["webhook_ms"]["p99"]),

@@ -26,7 +26,11 @@ The table, one line per step (W workers, N concurrent calls):
   gaps          playback underruns inside an agent utterance
   own p50/p95   turn latency (last caller frame → first agent audio) minus the stand-ins' fixed
                 part (endpointing, STT, LLM to the first sentence, TTS; in speech mode,
-                endpointing and the model's first audio): the server's own time
+                endpointing and the model's first audio): the server's own time, as the caller
+                hears it (the load generator's own delays included)
+  srv p50/p95   the same from the server's figures of each answer (final transcript → first
+                audio sent, minus the chat and TTS stand-ins' fixed part), without the load
+                generator's delays
   hook p50/p99  the voice webhook, as the load generator timed it
   CPU-s/call-min  server CPU per minute of call; `cores` its average load; `wait` the share of
                 the time it was ready to run while other processes held its CPU (a shared
@@ -83,6 +87,12 @@ class Bench:
         the transcript, the tokens up to the first sentence's end, the first audio byte; in
         speech mode, the model's first audio."""
         return self.args.speech_ms if self.args.mode == "speech" else pipeline_ms(self.args)
+
+    @property
+    def after_final_ms(self) -> float:
+        """The part of `fixed_ms` after the recogniser's final transcript (none comes in speech
+        mode, whose answers carry no server figure for it)."""
+        return self.fixed_ms - self.args.stt_ms
 
 
 def pipeline_ms(args: argparse.Namespace) -> float:
@@ -195,6 +205,7 @@ def phase(
                 answers=answers,
                 usage=usage,
                 fixed_ms=bench.fixed_ms,
+                after_final_ms=bench.after_final_ms,
                 lag=lag,
             )
             rows.append(figures)
