@@ -83,7 +83,7 @@ class _Discard(list[Any]):
 
 def held(app: ASGIApp, latencies_s: Mapping[str, float], token_s: float) -> ASGIApp:
     """`app`, with requests to the paths in `latencies_s` held that long before they start, and
-    each chat chunk after the first `token_s` after the one before it."""
+    the chat chunks `token_s` apart from the first on."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,13 +94,19 @@ def held(app: ASGIApp, latencies_s: Mapping[str, float], token_s: float) -> ASGI
         if scope["path"] != "/v1/chat/completions":
             await app(scope, receive, send)
             return
+        loop = asyncio.get_running_loop()
         chunks = 0
+        first_at = 0.0
 
         async def paced(message: Message) -> None:
-            nonlocal chunks
+            """Each chunk at its own moment after the first, as a model streams at its own
+            pace: a chunk sent late does not delay the ones after it."""
+            nonlocal chunks, first_at
             if message["type"] == "http.response.body" and message.get("body"):
                 if chunks:
-                    await asyncio.sleep(token_s)
+                    await asyncio.sleep(first_at + chunks * token_s - loop.time())
+                else:
+                    first_at = loop.time()
                 chunks += 1
             await send(message)
 
