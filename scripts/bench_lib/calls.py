@@ -24,8 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import uvloop
-from websockets.asyncio.client import connect
-from websockets.exceptions import WebSocketException
+from picows import WSError, ws_connect
 
 from bench_lib.loadgen import (
     INTERRUPTION,
@@ -95,22 +94,23 @@ async def place(run: Run, http: aiohttp.ClientSession, index: int) -> None:
     url, parameters = await _answer(http, run, webhook, call_sid)
     if len(target.base_urls) > 1:
         url = _rehost(url, stream_base)
-    async with connect(url, compression=None, max_size=2**20, open_timeout=10) as ws:
-        start = inbound_start(call_sid, target.account_sid, parameters)
-        await ws.send(protocol.build_connected())
-        await ws.send(protocol.build_start(1, start))
-        stream = Stream(ws, start.stream_sid, tally)
-        receiver = asyncio.create_task(stream.receive())
-        run.connected(+1)
-        try:
-            await _converse(run, stream, barge=index % run.script.barge_in_every == 0)
-            if stream.closed:
-                raise CallFailed("the server closed the stream during the call")
-            await stream.hang_up(call_sid, target.account_sid)
-            await asyncio.wait_for(asyncio.shield(receiver), timeout=10)
-        finally:
-            run.connected(-1)
-            receiver.cancel()
+    start = inbound_start(call_sid, target.account_sid, parameters)
+    transport, stream = await ws_connect(
+        lambda: Stream(start.stream_sid, tally), url, websocket_handshake_timeout=10
+    )
+    assert isinstance(stream, Stream)
+    stream.send(protocol.build_connected())
+    stream.send(protocol.build_start(1, start))
+    run.connected(+1)
+    try:
+        await _converse(run, stream, barge=index % run.script.barge_in_every == 0)
+        if stream.closed:
+            raise CallFailed("the server closed the stream during the call")
+        stream.hang_up(call_sid, target.account_sid)
+        await asyncio.wait_for(stream.ended(), timeout=10)
+    finally:
+        run.connected(-1)
+        transport.disconnect()
 
 
 async def _answer(
@@ -185,7 +185,7 @@ async def slot(run: Run, http: aiohttp.ClientSession, index: int, calls: int, de
         run.tally.calls += 1
         try:
             await place(run, http, index)
-        except (CallFailed, OSError, TimeoutError, WebSocketException, aiohttp.ClientError) as e:
+        except (CallFailed, OSError, TimeoutError, WSError, aiohttp.ClientError) as e:
             run.tally.failed += 1
             if len(run.tally.errors) < 20:
                 run.tally.errors.append(f"{type(e).__name__}: {e}")

@@ -4,9 +4,12 @@ server: the benchmark's load generator, run in a process of its own.
 Each call does what `voice_server.simulation.simulator` does (signed webhook, TwiML, the media
 stream at one 20 ms frame per tick, marks echoed once the audio before them has played, `clear`
 honoured), but the caller's audio and its base64 are prepared once: a frame costs one string
-format and one send. Agent audio is counted, not decoded, and played in real time to find
-underruns: ticks where playback ran dry inside an utterance (more audio of the same utterance,
-by its mark names `u<utterance>-c<n>`, arrived later with no `clear` between).
+format and one send, over picows (a Cython WebSocket client, about half the CPU of `websockets`
+for these frames: the load generator shares a core with the stand-ins and the database, and its
+own delays count in the turn latencies it measures). Agent audio is counted, not decoded, and
+played in real time to find underruns: ticks where playback ran dry inside an utterance (more
+audio of the same utterance, by its mark names `u<utterance>-c<n>`, arrived later with no
+`clear` between).
 
 A call (`bench_lib.calls`): greeting; then `turns` questions, each answered; every
 `barge_in_every`-th call talks over the answer to its first question once it has played
@@ -23,8 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from media import twilio as protocol
 from media.codec import FRAME_BYTES, FRAME_MS, ULAW_SILENCE, ulaw_to_pcm16
@@ -126,11 +128,12 @@ def _utterance_of(mark: str) -> str:
     return mark.partition("-")[0]
 
 
-class Stream:
-    """One call's media stream, as Twilio plays it."""
+class Stream(WSListener):
+    """One call's media stream, as Twilio plays it: picows' listener of its connection."""
 
-    def __init__(self, ws: ClientConnection, stream_sid: str, tally: Tally) -> None:
-        self._ws = ws
+    def __init__(self, stream_sid: str, tally: Tally) -> None:
+        self._transport: WSTransport | None = None
+        self._ended = asyncio.get_running_loop().create_future()
         self._sid = stream_sid
         self._tally = tally
         self._seq = 2  # `connected` has none, `start` was 1
@@ -152,6 +155,25 @@ class Stream:
     def idle(self) -> bool:
         return not self._queue
 
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.TEXT:
+            self._on_message(json.loads(frame.get_payload_as_bytes()))
+        elif frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+    async def ended(self) -> None:
+        """Until the server has closed the stream."""
+        await asyncio.shield(self._ended)
+
     async def tick(self, payload: str) -> float:
         """Send one caller frame at its moment and play 20 ms of agent audio; the send time."""
         delay = self._next - time.monotonic()
@@ -165,26 +187,24 @@ class Stream:
         self._next += FRAME_S
         self._seq += 1
         self._chunk += 1
-        await self._send(MEDIA % (self._seq, self._sid, self._chunk, self._chunk * 20, payload))
+        self.send(MEDIA % (self._seq, self._sid, self._chunk, self._chunk * 20, payload))
         sent = time.monotonic()
-        await self._play()
+        self._play()
         return sent
 
-    async def _send(self, text: str) -> None:
-        if not self.closed:
-            try:
-                await self._ws.send(text)
-            except ConnectionClosed:
-                self.closed = True
+    def send(self, text: str) -> None:
+        """Send one frame, unless the stream is closed."""
+        if not self.closed and self._transport is not None:
+            self._transport.send(WSMsgType.TEXT, text.encode())
 
-    async def _play(self) -> None:
+    def _play(self) -> None:
         need = FRAME_BYTES
         while self._queue:
             head = self._queue[0]
             if isinstance(head, str):
                 self._queue.popleft()
                 self._utterance = _utterance_of(head)
-                await self._echo(head)
+                self._echo(head)
                 continue
             if not need:
                 break
@@ -203,21 +223,11 @@ class Stream:
                 self._dry_since, self._dry_utterance = time.monotonic(), self._utterance
         self._audible = played
 
-    async def _echo(self, name: str) -> None:
+    def _echo(self, name: str) -> None:
         self._seq += 1
-        await self._send(protocol.build_mark_echo(self._seq, self._sid, name))
+        self.send(protocol.build_mark_echo(self._seq, self._sid, name))
 
-    async def receive(self) -> None:
-        """Queue what the server sends until it closes the stream."""
-        try:
-            async for message in self._ws:
-                await self._on_message(json.loads(message))
-        except ConnectionClosed:
-            pass
-        finally:
-            self.closed = True
-
-    async def _on_message(self, event: dict[str, Any]) -> None:
+    def _on_message(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
         kind = event["event"]
         if kind == "media":
@@ -241,7 +251,7 @@ class Stream:
             self._dry_since = self._gap = None
             self._audible = False
             for name in marks:
-                await self._echo(name)
+                self._echo(name)
 
     async def say(self, frames: list[str]) -> float:
         """Send a phrase in real time; when its last frame went out."""
@@ -276,6 +286,6 @@ class Stream:
             await self.tick(SILENCE)
         return False
 
-    async def hang_up(self, call_sid: str, account_sid: str) -> None:
+    def hang_up(self, call_sid: str, account_sid: str) -> None:
         self._seq += 1
-        await self._send(protocol.build_stop(self._seq, self._sid, call_sid, account_sid))
+        self.send(protocol.build_stop(self._seq, self._sid, call_sid, account_sid))
