@@ -59,6 +59,9 @@ class CallTasks:
         self._supervision.responding()
         previous = self._response
         self._response = self.spawn(self._after(previous, work, replace), "response")
+        # `work` never started if it was cancelled while waiting for `previous`, or before the
+        # response task ran at all (the call ended at once): it is closed, not left unawaited.
+        self._response.add_done_callback(lambda _: work.close())
 
     async def stop_response(self) -> None:
         """Cancel the response in progress and wait until it has closed its streams."""
@@ -79,5 +82,4 @@ class CallTasks:
                 await self._make_way(cancelled)
             await work
         finally:
-            work.close()  # never started when cancelled while waiting for `previous`
             self._supervision.wake()  # the agent may have gone quiet
