@@ -1,12 +1,13 @@
 """CallSession: one phone call on one media stream, from Twilio's `start` to the hang-up.
 
-A call is a nursery: one TaskGroup holds the inbound reader, the transcript writer, the
-speech-to-text listener, the supervisor and the current response; nothing outlives the call.
-The session hears the caller and decides; the `Speaker` speaks and says what happened.
+A call is a nursery: one TaskGroup holds the transcript writer, the speech-to-text listener,
+the supervisor, the current response and, if its stream must be read, the inbound reader;
+nothing outlives the call. The session hears the caller and decides; the `Speaker` speaks and
+says what happened.
 
-Inbound (one call per 20 ms frame) does only codec, VAD and endpointing arithmetic and hands
-audio to the STT session; it never waits on the database or a provider. Payloads of other sizes
-than Twilio's 20 ms are re-framed first.
+Inbound (`on_event`, once per 20 ms frame, handed over by the stream's `EventFeed`) does only
+codec, VAD and endpointing arithmetic and hands audio to the STT session; it never waits on the
+database or a provider. Payloads of other sizes than Twilio's 20 ms are re-framed first.
 
 Turn-taking: the caller's turn ends on the agent's endpointing silence, and the answer starts on
 the STT's final transcript; how the words end changes the silence that ends the turn
@@ -31,7 +32,7 @@ time limit and the watchdog.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from media.codec import ulaw_to_pcm16
@@ -44,6 +45,7 @@ from media.vad import VoiceActivityDetector
 from voice_server.call.barge_in import BargeIn
 from voice_server.call.context import CALLEE_SILENT, CallContext
 from voice_server.call.end_reasons import EndReason
+from voice_server.call.feed import EventFeed
 from voice_server.call.greetings import greeting_text
 from voice_server.call.held_answer import HeldAnswer
 from voice_server.call.latency import TurnTimer
@@ -121,17 +123,18 @@ class CallSession:
         self._closing = False  # a goodbye is being said: the call ends after it
         self._opened = False  # the agent has taken its first turn
 
-    async def run(self, events: AsyncIterator[Event]) -> EndReason:
+    async def run(self, feed: EventFeed) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
         async with self._tasks as tasks:
             tasks.spawn(self._transcript.run(), name="transcript")
             background = [
-                tasks.spawn(self._receive(events), name="inbound"),
                 tasks.spawn(self._listen(), name="stt"),
                 tasks.spawn(self._supervise(), name="supervisor"),
             ]
             if (waiting := self._open()) is not None:
                 background.append(waiting)
+            if (reading := feed.start(self.on_event, self.on_stream_end)) is not None:
+                background.append(tasks.spawn(reading, name="inbound"))
             try:
                 reason = await self._ended
             finally:
@@ -204,22 +207,26 @@ class CallSession:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    async def _receive(self, events: AsyncIterator[Event]) -> None:
-        async for event in events:
-            if isinstance(event, Media):
-                for frame in self._framer.push(event.payload):
-                    self._on_audio(frame)
-            elif isinstance(event, Mark):
-                self._speaker.on_mark(event.name)
-                if not self._speaking:
-                    self._supervision.wake()  # the agent went quiet: silence is timed from now
-            elif isinstance(event, Dtmf):
-                self._on_key(event.digit)
-            elif isinstance(event, Stop):
-                self._end(EndReason.CALLER_HUNG_UP)
-                return
-            else:
-                log.warning("unexpected event during the call ignored", kind=type(event).__name__)
+    def on_event(self, event: Event) -> None:
+        """One event of the stream (`EventFeed`); those after the call's end are ignored."""
+        if self._ended.done():
+            return
+        if isinstance(event, Media):
+            for frame in self._framer.push(event.payload):
+                self._on_audio(frame)
+        elif isinstance(event, Mark):
+            self._speaker.on_mark(event.name)
+            if not self._speaking:
+                self._supervision.wake()  # the agent went quiet: silence is timed from now
+        elif isinstance(event, Dtmf):
+            self._on_key(event.digit)
+        elif isinstance(event, Stop):
+            self._end(EndReason.CALLER_HUNG_UP)
+        else:
+            log.warning("unexpected event during the call ignored", kind=type(event).__name__)
+
+    def on_stream_end(self) -> None:
+        """The stream ended (`EventFeed`): without a `stop` first, it was closed."""
         self._end(EndReason.STREAM_CLOSED)
 
     def _on_audio(self, ulaw: bytes) -> None:

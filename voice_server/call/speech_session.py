@@ -16,7 +16,7 @@ shutdown goodbye. A goodbye cannot be interrupted; the call ends once it has bee
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from media.twilio import Event, Mark, Media, Stop
 from stores.agents import Agent
 from voice_server.call.context import CALLEE_SILENT, CallContext
 from voice_server.call.end_reasons import EndReason
+from voice_server.call.feed import EventFeed
 from voice_server.call.greetings import greeting_text
 from voice_server.call.outbound import Outbound
 from voice_server.call.speech_conversation import ModelConversation
@@ -94,17 +95,18 @@ class SpeechCallSession:
         self._ended: asyncio.Future[EndReason] = asyncio.get_running_loop().create_future()
         self.ended_at: datetime | None = None
 
-    async def run(self, events: AsyncIterator[Event]) -> EndReason:
+    async def run(self, feed: EventFeed) -> EndReason:
         """Hold the call until the caller hangs up or the agent ends it; return why it ended."""
         async with asyncio.TaskGroup() as group:
             self._group = group
             group.create_task(self._transcript.run(), name="transcript")
-            self._spawn(self._receive(events), "inbound")
             self._spawn(self._open(), "opening")
             self._spawn(self._supervise(), "supervisor")
             if self._context.opening.message is None:  # a message alone needs no model
                 self._spawn(self._converse(), "conversation")
                 self._spawn(self._when_the_agent_ends(), "end-call")
+            if (reading := feed.start(self.on_event, self.on_stream_end)) is not None:
+                self._spawn(reading, "inbound")
             try:
                 reason = await self._ended
             finally:
@@ -132,18 +134,22 @@ class SpeechCallSession:
         assert self._group is not None, "the call is not running"
         self._background.append(self._group.create_task(work, name=name))
 
-    async def _receive(self, events: AsyncIterator[Event]) -> None:
-        async for event in events:
-            if isinstance(event, Media):
-                self._model.push_audio(event.payload)
-            elif isinstance(event, Mark):
-                self._voice.on_mark(event.name)
-                self._supervision.wake()  # the agent may have gone quiet
-            elif isinstance(event, Stop):
-                self._end(EndReason.CALLER_HUNG_UP)
-                return
-            else:  # keys are not passed to a speech-to-speech model
-                log.info("event not used by a speech-to-speech call", kind=type(event).__name__)
+    def on_event(self, event: Event) -> None:
+        """One event of the stream (`EventFeed`); those after the call's end are ignored."""
+        if self._ended.done():
+            return
+        if isinstance(event, Media):
+            self._model.push_audio(event.payload)
+        elif isinstance(event, Mark):
+            self._voice.on_mark(event.name)
+            self._supervision.wake()  # the agent may have gone quiet
+        elif isinstance(event, Stop):
+            self._end(EndReason.CALLER_HUNG_UP)
+        else:  # keys are not passed to a speech-to-speech model
+            log.info("event not used by a speech-to-speech call", kind=type(event).__name__)
+
+    def on_stream_end(self) -> None:
+        """The stream ended (`EventFeed`): without a `stop` first, it was closed."""
         self._end(EndReason.STREAM_CLOSED)
 
     async def _converse(self) -> None:

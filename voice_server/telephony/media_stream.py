@@ -2,6 +2,8 @@
 
 `serve_stream` serves one stream over any `StreamSocket`: picows' (`stream_socket`, how
 `voice-server serve` takes streams) or Starlette's (the ASGI route, for other ASGI servers).
+Once the call's session runs, a socket that can call back on each frame (`FramePusher`, picows')
+hands every frame to it as it arrives; Starlette's is read by the call's inbound task.
 
 Protocol errors in single frames are logged and the frame is dropped (a live call survives one
 corrupt frame); a stream that cannot prove it belongs to a call we accepted is closed with 1008
@@ -20,10 +22,11 @@ time it ended, retried for up to `FINISH_WINDOW_S` after the transcript, then lo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pymongo.errors import PyMongoError
 from starlette.types import Message
@@ -34,6 +37,7 @@ from stores.agents import Agent
 from stores.calls import CallStore
 from voice_server.call.context import CallContext, Opening
 from voice_server.call.end_reasons import EndReason
+from voice_server.call.feed import EventHandler
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallSession
 from voice_server.call.speech_session import SpeechCallSession, SpeechRenders
@@ -80,6 +84,23 @@ class StreamSocket(Protocol):
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
+class FrameSink(Protocol):
+    def frame(self, data: bytes) -> None:
+        """One frame's payload, as it arrived."""
+
+    def closed(self, code: int) -> None:
+        """The stream ended, with the peer's close code (1006 if it sent none)."""
+
+
+@runtime_checkable
+class FramePusher(Protocol):
+    """A `StreamSocket` that can hand its frames over as they arrive, instead of being read."""
+
+    def push_to(self, sink: FrameSink) -> None:
+        """From now on, hand every frame to `sink` (those already received first, at once), and
+        its end; `receive` is not called again."""
+
+
 class StreamRefused(Exception):
     """The stream does not belong to a call we accepted, or may not wait for one now."""
 
@@ -98,7 +119,7 @@ async def media_stream(websocket: WebSocket) -> None:
 
 
 async def serve_stream(websocket: StreamSocket, services: Services) -> None:
-    inbound = _Inbound(websocket)
+    inbound = Inbound(websocket)
     try:
         start = await _admit(websocket, services, inbound)
         with database_budget():
@@ -120,13 +141,15 @@ async def serve_stream(websocket: StreamSocket, services: Services) -> None:
     ACTIVE_CALLS.inc()
     services.live_calls.add(start.call_sid, session)
     try:
-        reason = inbound.refusal or await session.run(inbound.events)
+        reason = await session.run(inbound)
     except Exception:
         log.exception("call session failed")
     finally:
         ACTIVE_CALLS.dec()
         if inbound.peer_close_code is not None:
             log.info("media stream closed by peer", code=inbound.peer_close_code)
+        if inbound.failed:
+            reason = EndReason.SERVER_ERROR
         reason = inbound.refusal or reason
         await _finalize(services.calls, start, reason, session.ended_at)
         services.live_calls.remove(start.call_sid)
@@ -134,7 +157,7 @@ async def serve_stream(websocket: StreamSocket, services: Services) -> None:
         await _close(websocket, code, inbound.refusal or "")
 
 
-async def _admit(websocket: StreamSocket, services: Services, inbound: _Inbound) -> Start:
+async def _admit(websocket: StreamSocket, services: Services, inbound: Inbound) -> Start:
     """Accept the socket and take its `start`, holding one of the places for streams that have
     not proved anything yet, until the start's token is redeemed or the deadline passes."""
     timeout = services.settings.stream_start_timeout_seconds
@@ -165,7 +188,7 @@ async def _close(websocket: StreamSocket, code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason[:120])
 
 
-async def _expect_start(inbound: _Inbound) -> Start:
+async def _expect_start(inbound: Inbound) -> Start:
     async for event in inbound.events:
         if isinstance(event, Start):
             return event
@@ -271,19 +294,27 @@ def _sender(websocket: StreamSocket) -> Callable[[str], Awaitable[None]]:
     return send_text
 
 
-class _Inbound:
+class Inbound:
     """The stream's frames, parsed; malformed ones are logged and skipped, and a peer that
     sends nothing but garbage is refused (`refusal` then says why). `peer_close_code` is set
-    when the peer closed the stream."""
+    when the peer closed the stream.
+
+    Read (`events`) until the call starts; then the call's `EventFeed` (and, for a
+    `FramePusher`, its `FrameSink`). A session that raises on an event is logged, the call ends
+    (`failed` is then set) and the events after it are dropped."""
 
     def __init__(self, websocket: StreamSocket) -> None:
         self._websocket = websocket
         self.refusal: EndReason | None = None
         self.peer_close_code: int | None = None
+        self.failed = False
         self.events = self._events()
+        self._bad_frames = 0
+        self._on_event: EventHandler | None = None
+        self._on_end: Callable[[], None] | None = None
+        self._context: contextvars.Context | None = None
 
     async def _events(self) -> AsyncIterator[Event]:
-        bad_frames = 0
         while True:
             try:
                 message = await self._websocket.receive()
@@ -292,18 +323,78 @@ class _Inbound:
             if message["type"] == "websocket.disconnect":
                 self.peer_close_code = message.get("code", 1005)
                 return
-            try:
-                yield parse_event(message.get("text") or message.get("bytes") or b"")
-            except ProtocolError as error:
-                bad_frames += 1
-                MALFORMED_FRAMES.inc()
-                log.warning(
-                    "malformed media-stream frame dropped", reason=str(error), count=bad_frames
-                )
-                if bad_frames >= MAX_BAD_FRAMES:
-                    log.error("too many malformed frames: hanging up the stream")
-                    self.refusal = EndReason.MALFORMED_FRAMES
-                    return
+            event = self._parse(message.get("text") or message.get("bytes") or b"")
+            if event is not None:
+                yield event
+            elif self.refusal is not None:
+                return
+
+    def _parse(self, data: str | bytes) -> Event | None:
+        try:
+            return parse_event(data)
+        except ProtocolError as error:
+            self._bad_frames += 1
+            MALFORMED_FRAMES.inc()
+            log.warning(
+                "malformed media-stream frame dropped", reason=str(error), count=self._bad_frames
+            )
+            if self._bad_frames >= MAX_BAD_FRAMES:
+                log.error("too many malformed frames: hanging up the stream")
+                self.refusal = EndReason.MALFORMED_FRAMES
+            return None
+
+    # the call's EventFeed
+
+    def start(
+        self, on_event: EventHandler, on_end: Callable[[], None]
+    ) -> Coroutine[Any, Any, None] | None:
+        self._on_event, self._on_end = on_event, on_end
+        if isinstance(self._websocket, FramePusher):
+            # Pushed frames come in the socket's callbacks: they run in the call's context,
+            # which holds its log fields (the call SID), as the call's own tasks do.
+            self._context = contextvars.copy_context()
+            self._websocket.push_to(self)
+            return None
+        return self._read()
+
+    async def _read(self) -> None:
+        async for event in self.events:
+            self._deliver(event)
+        self._finish()
+
+    # a FramePusher's FrameSink
+
+    def frame(self, data: bytes) -> None:
+        if self._on_end is not None and self._context is not None:  # else the call has ended
+            self._context.run(self._take, data)
+
+    def closed(self, code: int) -> None:
+        self.peer_close_code = code
+        if self._context is not None:
+            self._context.run(self._finish)
+
+    def _take(self, data: bytes) -> None:
+        event = self._parse(data)
+        if event is not None:
+            self._deliver(event)
+        elif self.refusal is not None:
+            self._finish()
+
+    def _deliver(self, event: Event) -> None:
+        if self._on_event is None or self._on_end is None:  # the call has ended
+            return
+        try:
+            self._on_event(event)
+        except Exception:  # what the session's own tasks do when they fail
+            log.exception("call session failed")
+            self.failed = True
+            self._finish()
+
+    def _finish(self) -> None:
+        """The stream has ended for the call (once)."""
+        if (on_end := self._on_end) is not None:
+            self._on_end = None
+            on_end()
 
 
 async def _finalize(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +33,7 @@ from tests.stores.factories import agent as agent_fields
 from tests.voice_server.call.scripted import PacedTextToSpeech, ScriptedLanguageModel
 from tests.voice_server.fakes import EchoingSpeechToText
 from voice_server.call.context import CallContext, Opening
+from voice_server.call.feed import EventHandler
 from voice_server.call.greetings import greeting_text
 from voice_server.call.phrases import FALLBACK_TEXT
 from voice_server.call.session import CallSession
@@ -234,6 +235,23 @@ class Phone:
         self._inbound.put_nowait(Stop(call_sid=CALL_SID, account_sid="AC" + "3" * 32))
 
 
+class ReadEvents:
+    """The phone's events as a call's `EventFeed`, read by the call's inbound task."""
+
+    def __init__(self, events: AsyncIterator[Event]) -> None:
+        self._events = events
+
+    def start(
+        self, on_event: EventHandler, on_end: Callable[[], None]
+    ) -> Coroutine[Any, Any, None]:
+        return self._read(on_event, on_end)
+
+    async def _read(self, on_event: EventHandler, on_end: Callable[[], None]) -> None:
+        async for event in self._events:
+            on_event(event)
+        on_end()
+
+
 def make_agent(**turn_taking: Any) -> Agent:
     fields = agent_fields("+15551234567", greeting=GREETING, turnTaking=turn_taking).model_dump()
     created = datetime(2025, 1, 2, tzinfo=UTC)
@@ -301,7 +319,7 @@ async def running_call(
         renders = SpeechRenders.start(agent, render)
         session = SpeechCallSession(context, speech_to_speech, store, phone.send_text, renders)
     line = asyncio.create_task(phone.run(), name="line")
-    running = asyncio.create_task(session.run(phone.events()), name="session")
+    running = asyncio.create_task(session.run(ReadEvents(phone.events())), name="session")
     try:
         yield Call(phone, store, agent, running, session)
         if not running.done():

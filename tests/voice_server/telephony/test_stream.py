@@ -174,16 +174,18 @@ async def test_malformed_frames_are_logged_and_the_call_goes_on(
 ) -> None:
     call_sid = new_call_sid()
     async with stream_for(server, call_sid) as websocket:
-        for frame in MALFORMED.values():
+        for frame in MALFORMED.values():  # before the call runs: read by the stream's task
             await websocket.send(frame)
         # The call is alive: the greeting still arrives, and a stop still ends it cleanly.
         await first_agent_media(websocket)
+        for frame in MALFORMED.values():  # while it runs: handed to it as they arrive
+            await websocket.send(frame)
         await websocket.send(protocol.build_stop(9, "MZ" + "2" * 32, call_sid, "AC" + "0" * 32))
         await closed_code(websocket)
 
     dropped = logged(caplog, "malformed media-stream frame dropped")
-    assert len(dropped) == len(MALFORMED)
-    assert all(entry["call_sid"] == call_sid for entry in dropped)
+    assert len(dropped) == 2 * len(MALFORMED)
+    assert [entry.get("call_sid") for entry in dropped] == [call_sid] * len(dropped)
     call = await CallStore(server.db).get(call_sid)
     assert call is not None
     assert call.status == "completed"
