@@ -115,7 +115,8 @@ COLUMNS: tuple[tuple[str, Callable[[Row], object]], ...] = (
     ("MB/call", lambda r: r["mb_per_call"]),
     ("lag max", lambda r: r["loop_lag_max_ms"]),
     ("gen", lambda r: r["helper_cores"].get("loadgen")),
-    ("std", lambda r: r["helper_cores"].get("standins")),
+    ("std", lambda r: r["helper_cores"].get("standins-http")),
+    ("rt", lambda r: r["helper_cores"].get("standins-realtime")),
     ("db", lambda r: r["helper_cores"].get("database")),
 )
 

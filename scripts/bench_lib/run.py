@@ -36,8 +36,9 @@ The table, one line per step (W workers, N concurrent calls):
                 the time it was ready to run while other processes held its CPU (a shared
                 machine: latencies then say little)
   MB/call       the server's memory growth per call
-  gen/std/db    the load generator's, stand-ins' and database's cores (on CPU 1 when pinned:
-                near 1.0 means the harness is the limit)
+  gen/std/rt/db the cores of the load generator, the chat and TTS stand-ins, the Realtime
+                stand-in and the database (on CPU 1 when pinned: near 1.0 in all means the
+                harness is the limit)
 """
 
 from __future__ import annotations

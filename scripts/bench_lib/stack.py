@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_lib import procs
+from bench_lib.standins import PARTS
 from stores import migrations
 from stores.agents import AgentStore, AgentUpdate
 from stores.database import connect, database_name
@@ -81,7 +82,7 @@ class Stack:
     line: DemoLine
     database_uri: str
     env: dict[str, str]  # the server's settings: database, secrets, OPENAI_* → the stand-ins
-    helpers: dict[str, int]  # name → pid: "database", "standins"
+    helpers: dict[str, int]  # name → pid: "database", "standins-http", "standins-realtime"
 
 
 @contextmanager
@@ -92,22 +93,27 @@ def running_stack(out: Path, latencies: Latencies, mode: str = "pipeline") -> It
     key = SecretBox.generate_key()
     with EmbeddedDatabase(out / "db") as database:
         line = asyncio.run(seed(database.uri, key, MODES[mode]))
+        arguments = [
+            f"--stt-ms={latencies.stt_ms}",
+            f"--llm-ms={latencies.llm_ms}",
+            f"--token-ms={latencies.token_ms}",
+            f"--tts-ms={latencies.tts_ms}",
+            f"--speech-ms={latencies.speech_ms}",
+        ]
+        standins: dict[str, subprocess.Popen[bytes]] = {}
         with (out / "standins.log").open("ab") as standins_log:
-            standins = procs.start(
-                "bench_lib.standins",
-                [
-                    f"--stt-ms={latencies.stt_ms}",
-                    f"--llm-ms={latencies.llm_ms}",
-                    f"--token-ms={latencies.token_ms}",
-                    f"--tts-ms={latencies.tts_ms}",
-                    f"--speech-ms={latencies.speech_ms}",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=standins_log,
-            )
+            for part in PARTS:
+                standins[part] = procs.start(
+                    "bench_lib.standins",
+                    [f"--part={part}", *arguments],
+                    stdout=subprocess.PIPE,
+                    stderr=standins_log,
+                )
         try:
-            assert standins.stdout is not None
-            urls = json.loads(standins.stdout.readline())
+            urls: dict[str, str] = {}
+            for process in standins.values():
+                assert process.stdout is not None
+                urls |= json.loads(process.stdout.readline())
             env = {
                 "MONGODB_URI": database.uri,
                 "SECRETS_KEY": key,
@@ -119,10 +125,11 @@ def running_stack(out: Path, latencies: Latencies, mode: str = "pipeline") -> It
                 "LOG_LEVEL": "WARNING",
             }
             found = [p for p in procs.children(os.getpid()) if "secantus" in procs.command_line(p)]
-            helpers = {"standins": standins.pid, "database": found[0]}
-            yield Stack(line, database.uri, env, helpers)
+            helpers = {f"standins-{part}": process.pid for part, process in standins.items()}
+            yield Stack(line, database.uri, env, {**helpers, "database": found[0]})
         finally:
-            procs.stop(standins)
+            for process in standins.values():
+                procs.stop(process)
 
 
 @dataclass

@@ -17,10 +17,11 @@ ones:
   real time (the real service sends faster than it plays), the transcript interleaved, then
   `response.done` with usage. It keeps nothing per session or event.
 
-Prints one JSON line with the two base URLs, then serves until killed.
+Serves one `--part` (`PARTS`) and prints one JSON line with its base URL, then serves until
+killed.
 
-    python -m bench_lib.standins --stt-ms 150 --llm-ms 250 --token-ms 15 --tts-ms 150 \
-        --speech-ms 700
+    python -m bench_lib.standins --part http --llm-ms 250 --token-ms 15 --tts-ms 150
+    python -m bench_lib.standins --part realtime --stt-ms 150 --speech-ms 700
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ from tests.voice_server.realtime_conversation_fake import (
 )
 from voice_server.call.sentences import SentenceSplitter
 
+PARTS = ("http", "realtime")
+"""Each a process of its own: the Realtime recogniser runs a VAD on every frame of every call,
+and in the same loop as the chat and TTS stand-ins it would delay their fixed latencies (which
+the bench counts as the server's own time) as the load grows."""
 CALLER_SAID = "What are your opening hours?"
 ANSWER = (
     "Our opening hours are nine to five on weekdays. On Saturdays we open from ten until two."
@@ -135,27 +140,34 @@ def conversation(first_audio_s: float, answer: str = ANSWER) -> FakeRealtimeConv
     return fake
 
 
-async def serve(stt_s: float, llm_s: float, token_s: float, tts_s: float, speech_s: float) -> None:
-    http = FakeOpenAiHttp()
-    http.chat_deltas = [{"role": "assistant", "content": TOKENS[0]}]
-    http.chat_deltas += [{"content": token} for token in TOKENS[1:]]
-    http.speech_for = speech_for(voiced_tone(30.0, SPEECH_RATE_HZ))
-    latencies = {"/v1/chat/completions": llm_s, "/v1/audio/speech": tts_s}
-    http.app = held(http.app, latencies, token_s)  # type: ignore[assignment]
+async def serve(
+    part: str, *, stt_s: float, llm_s: float, token_s: float, tts_s: float, speech_s: float
+) -> None:
+    """Serve `part` ("http" or "realtime") until SIGTERM, once its base URL is printed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if part == "http":
+        http = FakeOpenAiHttp()
+        http.chat_deltas = [{"role": "assistant", "content": TOKENS[0]}]
+        http.chat_deltas += [{"content": token} for token in TOKENS[1:]]
+        http.speech_for = speech_for(voiced_tone(30.0, SPEECH_RATE_HZ))
+        latencies = {"/v1/chat/completions": llm_s, "/v1/audio/speech": tts_s}
+        http.app = held(http.app, latencies, token_s)  # type: ignore[assignment]
+        async with serve_http(http):
+            print(json.dumps({"base_url": f"{http.base_url}/v1"}), flush=True)
+            await stop.wait()
+        return
     realtime = FakeRealtime()
     realtime.listen = True
     realtime.transcribe_delay_s = stt_s
     realtime.recognise = lambda audio: CALLER_SAID
     realtime.events = _Discard()
     realtime.utterances = _Discard()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     routes = RealtimeRoutes(realtime, conversation(speech_s))
-    async with serve_http(http), serve_realtime(routes):
-        urls = {"base_url": f"{http.base_url}/v1", "websocket_base_url": routes.websocket_base_url}
-        print(json.dumps(urls), flush=True)
+    async with serve_realtime(routes):
+        print(json.dumps({"websocket_base_url": routes.websocket_base_url}), flush=True)
         await stop.wait()
 
 
@@ -168,10 +180,16 @@ def main() -> None:
     parser.add_argument(
         "--speech-ms", type=float, default=700.0, help="speech model: turn end → first audio"
     )
+    parser.add_argument(
+        "--part",
+        choices=PARTS,
+        required=True,
+        help="http: chat and TTS; realtime: the Realtime recogniser and speech-to-speech model",
+    )
     args = parser.parse_args()
-    latencies = (args.stt_ms, args.llm_ms, args.token_ms, args.tts_ms, args.speech_ms)
-    seconds = [ms / 1000 for ms in latencies]
-    uvloop.run(serve(*seconds))
+    names = ("stt", "llm", "token", "tts", "speech")
+    seconds = {f"{name}_s": getattr(args, f"{name}_ms") / 1000 for name in names}
+    uvloop.run(serve(args.part, **seconds))
     sys.exit(0)
 
 
