@@ -229,10 +229,14 @@ class CallStore:
         """Record that the call's media stream started, in one write that also reads the call:
         the call (without its transcript) only for the first stream of an active call, or the
         one it was handed over to; None otherwise (a replayed stream token fails here,
-        whichever server it reaches)."""
-        unclaimed = [{"stream_sid": {"$exists": False}}, {"stream_sid": HANDED_OVER}]
+        whichever server it reaches).
+
+        `$in` with None matches a missing `stream_sid`, as MongoDB does; an `$or` of the two
+        would make the embedded database (SecantusDB 0.7) test every stored call twice (its
+        findAndModify scans the collection: `scripts/bench_store`).
+        """
         document = await self._collection.find_one_and_update(
-            {"call_sid": call_sid, "status": "active", "$or": unclaimed},
+            {"call_sid": call_sid, "status": "active", "stream_sid": {"$in": [None, HANDED_OVER]}},
             {"$set": {"stream_sid": stream_sid, "updated_at": utc_now()}},
             projection={"transcript": 0},
             return_document=ReturnDocument.AFTER,
