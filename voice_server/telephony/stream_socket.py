@@ -200,9 +200,8 @@ class StreamConnection(WSListener):
 
     async def receive(self) -> Message:
         message = await self._messages.get()
-        if self._reading_paused and self._messages.empty() and self._transport is not None:
-            self._reading_paused = False
-            self._transport.underlying_transport.resume_reading()
+        if self._messages.empty():
+            self._resume_reading()
         return message
 
     def push_to(self, sink: FrameSink) -> None:
@@ -213,6 +212,10 @@ class StreamConnection(WSListener):
                 sink.closed(message["code"])
             else:
                 sink.frame(message["bytes"])
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        """Read the socket again, if it was paused for frames the call had not taken."""
         if self._reading_paused and self._transport is not None:
             self._reading_paused = False
             self._transport.underlying_transport.resume_reading()

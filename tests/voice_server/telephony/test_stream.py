@@ -174,7 +174,7 @@ async def test_malformed_frames_are_logged_and_the_call_goes_on(
 ) -> None:
     call_sid = new_call_sid()
     async with stream_for(server, call_sid) as websocket:
-        for frame in MALFORMED.values():  # before the call runs: read by the stream's task
+        for frame in MALFORMED.values():  # at once: some may come before the call runs
             await websocket.send(frame)
         # The call is alive: the greeting still arrives, and a stop still ends it cleanly.
         await first_agent_media(websocket)
