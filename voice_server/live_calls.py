@@ -6,15 +6,18 @@ usual, and live calls go on for up to `DRAIN_SECONDS`. Each call still live then
 shutdown goodbye and ends as `server-shutdown`; a second signal ends them all at once. Either
 way every call record is finalised (by its media-stream handler) before the process exits.
 
-While they run, the calls are marked alive in the database every `HEARTBEAT_SECONDS` (one write
-for all of them), and every server sweeps for calls whose heartbeat stopped: their server was
-killed or lost, or their media stream never started. Any number of servers may sweep at once;
-the finalising update requires the heartbeat the sweeper saw, so each lost call ends once.
+While they run, the calls are marked alive in the database every `HEARTBEAT_SECONDS` (a batch
+of them at a time, spread over the interval), and every server sweeps for calls whose heartbeat
+stopped: their server was killed or lost, or their media stream never started. Any number of
+servers may sweep at once; the finalising update requires the heartbeat the sweeper saw, so each
+lost call ends once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import zlib
 from contextlib import suppress
 from datetime import timedelta
 from typing import Protocol
@@ -28,6 +31,12 @@ from voice_server.metrics import read_gauges
 log = get_logger(__name__)
 
 _ENDING_S = 30.0  # a goodbye plays in a few seconds; a call not ended by then is ended at once
+
+HEARTBEAT_BATCHES = 15
+"""Each heartbeat interval marks the live calls in this many writes, spread over it: one write
+for all of them rewrites every live call's document at once, which holds the database long
+enough to delay the webhooks queued behind it (200 calls: 0.2 s on the embedded database,
+`scripts/bench_webhook`)."""
 
 
 class LiveCall(Protocol):
@@ -96,16 +105,25 @@ class LiveCalls:
 async def keep_alive(
     live: LiveCalls, calls: CallStore, every_s: float, lost_after_s: float
 ) -> None:
-    """For the server's life: mark its live calls alive, sweep for lost ones, and read the
-    gauges (a worker among several is not the one scraped each time)."""
-    while True:
-        read_gauges()
+    """For the server's life, once every `every_s`: mark each live call alive (a batch at a
+    time, see HEARTBEAT_BATCHES), sweep for lost calls, and read the gauges (a worker among
+    several is not the one scraped each time)."""
+    for tick in itertools.count():
+        batch = tick % HEARTBEAT_BATCHES
+        if batch == 0:
+            read_gauges()
         try:
-            await calls.heartbeat(live.call_sids)
-            await sweep(calls, lost_after_s)
+            await calls.heartbeat([sid for sid in live.call_sids if _batch_of(sid) == batch])
+            if batch == 0:
+                await sweep(calls, lost_after_s)
         except Exception:  # a database outage: the next round tries again
             log.exception("call heartbeat or sweep failed")
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(every_s / HEARTBEAT_BATCHES)
+
+
+def _batch_of(call_sid: str) -> int:
+    """The call's heartbeat batch: the same one for its whole life, on any server."""
+    return zlib.crc32(call_sid.encode()) % HEARTBEAT_BATCHES
 
 
 async def sweep(calls: CallStore, lost_after_s: float) -> int:

@@ -6,11 +6,12 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from stores.calls import CallCreate, CallStore
 from stores.documents import utc_now
-from voice_server.live_calls import sweep
+from voice_server.live_calls import LiveCalls, keep_alive, sweep
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -74,3 +75,58 @@ async def test_a_heartbeat_keeps_a_call_from_the_sweeper(database: Db) -> None:
     await calls.heartbeat(["CA" + "4" * 32])
 
     assert await sweep(calls, lost_after_s=60) == 0
+
+
+class HeartbeatWrites(monitoring.CommandListener):
+    """The calls each heartbeat write marks, in the order they are sent; `repeated` is set once
+    a write marks a call marked before."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.repeated = asyncio.Event()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name != "update" or event.command["update"] != "calls":
+            return
+        for update in event.command["updates"]:
+            if "$in" in (marked := update["q"]["call_sid"]):
+                seen = {sid for batch in self.batches for sid in batch}
+                if seen & set(marked["$in"]):
+                    self.repeated.set()
+                self.batches.append(list(marked["$in"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+class Running:
+    def shut_down(self, *, goodbye: bool) -> None:
+        raise AssertionError("the heartbeat never ends a call")
+
+
+async def test_live_calls_are_marked_alive_in_small_batches_each_once_a_round(
+    mongo_uri: str, database: Db
+) -> None:
+    writes = HeartbeatWrites()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_uri, tz_aware=True, event_listeners=[writes]
+    )
+    live = LiveCalls()
+    call_sids = [f"CA{n:032x}" for n in range(60)]
+    for call_sid in call_sids:
+        live.add(call_sid, Running())
+    calls = CallStore(client[database.name])
+    beating = asyncio.create_task(keep_alive(live, calls, every_s=0.3, lost_after_s=60))
+    try:
+        async with asyncio.timeout(10):
+            await writes.repeated.wait()  # a second round has begun
+    finally:
+        beating.cancel()
+        await client.close()
+
+    first_round = writes.batches[:-1]
+    assert sorted(sid for batch in first_round for sid in batch) == call_sids  # each once
+    assert max(len(batch) for batch in first_round) <= len(call_sids) // 4
