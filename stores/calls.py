@@ -225,23 +225,21 @@ class CallStore:
         if result.matched_count == 0 and await self.get(call_sid) is None:
             raise CallNotFound(call_sid)
 
-    async def claim_stream(self, call_sid: str, stream_sid: str) -> CallSummary | None:
-        """Record that the call's media stream started, in one write that also reads the call:
-        the call (without its transcript) only for the first stream of an active call, or the
-        one it was handed over to; None otherwise (a replayed stream token fails here,
-        whichever server it reaches).
+    async def claim_stream(self, call_sid: str, stream_sid: str) -> bool:
+        """Record that the call's media stream started, in one write that reads nothing: True
+        only for the first stream of an active call, or the one it was handed over to (a
+        replayed stream token fails here, whichever server it reaches).
 
-        `$in` with None matches a missing `stream_sid`, as MongoDB does; an `$or` of the two
-        would make the embedded database (SecantusDB 0.7) test every stored call twice (its
-        findAndModify scans the collection: `scripts/bench_store`).
+        `$in` with None matches a missing `stream_sid`, as MongoDB does. Not findAndModify:
+        the embedded database (SecantusDB 0.7) scans the whole collection for every
+        findAndModify that changes a stored document, which grows with every call ever made
+        (`scripts/bench_store`).
         """
-        document = await self._collection.find_one_and_update(
+        result = await self._collection.update_one(
             {"call_sid": call_sid, "status": "active", "stream_sid": {"$in": [None, HANDED_OVER]}},
             {"$set": {"stream_sid": stream_sid, "updated_at": utc_now()}},
-            projection={"transcript": 0},
-            return_document=ReturnDocument.AFTER,
         )
-        return None if document is None else from_document(CallSummary, document)
+        return result.matched_count == 1
 
     async def hand_over(self, call_sid: str) -> bool:
         """The call is moving to a new media stream (Twilio is sent new TwiML): the end of

@@ -31,7 +31,7 @@ async def new_call(database: Db, call_sid: str, *, streamed: bool, age_s: float)
         )
     )
     if streamed:
-        assert await calls.claim_stream(call_sid, "MZ" + call_sid[2:]) is not None
+        assert await calls.claim_stream(call_sid, "MZ" + call_sid[2:])
     # Its last heartbeat, `age_s` ago.
     heartbeat = utc_now() - timedelta(seconds=age_s)
     await database["calls"].update_one(

@@ -2,9 +2,10 @@
 media streams that have not proved anything yet.
 
 Stream tokens bind a media stream to the call our voice webhook accepted: the webhook (whose
-Twilio signature was checked) mints `call_sid.expiry.mac`, hands it to Twilio as a TwiML
+Twilio signature was checked) mints `payload.expiry.mac`, hands it to Twilio as a TwiML
 `<Parameter>`, and the stream must present it in its `start` message for that same CallSid,
-before expiry, once.
+before expiry, once. The payload is the call's `StreamGrant`, so that the stream's start needs
+no read of the call record before the greeting plays.
 """
 
 from __future__ import annotations
@@ -12,12 +13,29 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from voice_server.security.signed_tokens import SignedTokens, TokenRefused
 
 
 class StreamTokenError(Exception):
     """The media stream's token is missing, forged, expired, reused or for another call."""
+
+
+@dataclass(frozen=True)
+class StreamGrant:
+    """What a stream token vouches for: the call, as our webhook recorded it.
+
+    `agent_id` is empty in a token minted by a server of an earlier version (its payload was the
+    CallSid alone): the stream then reads the call record for it.
+    """
+
+    call_sid: str
+    agent_id: str
+    scheduled_call_id: str | None = None
+
+
+_FIELDS = ":"  # between the grant's fields in the payload; none of them holds one
 
 
 class StreamTokens:
@@ -27,17 +45,23 @@ class StreamTokens:
         self._signed = SignedTokens(secret, "media streams", "stream token", ttl_seconds)
         self._used: dict[str, float] = {}
 
-    def mint(self, call_sid: str, now: float | None = None) -> str:
-        return self._signed.mint(call_sid, now if now is not None else time.time())[0]
+    def mint(self, grant: StreamGrant, now: float | None = None) -> str:
+        fields = [grant.call_sid, grant.agent_id, grant.scheduled_call_id or ""]
+        if any(_FIELDS in field for field in fields):
+            raise ValueError(f"a stream grant's fields may not hold {_FIELDS!r}")
+        payload = _FIELDS.join(fields)
+        return self._signed.mint(payload, now if now is not None else time.time())[0]
 
-    def redeem(self, token: str, call_sid: str, now: float | None = None) -> None:
-        """Accept `token` for `call_sid` once; raise StreamTokenError saying why otherwise."""
+    def redeem(self, token: str, call_sid: str, now: float | None = None) -> StreamGrant:
+        """Accept `token` for `call_sid` once, and return its grant; raise StreamTokenError
+        saying why otherwise."""
         now = now if now is not None else time.time()
         try:
-            token_call = self._signed.open(token, now)
+            payload = self._signed.open(token, now)
         except TokenRefused as refused:
             raise StreamTokenError(str(refused)) from None
-        if token_call != call_sid:
+        grant = _grant(payload)
+        if grant.call_sid != call_sid:
             raise StreamTokenError("stream token was issued for another call")
         # Each token once, not each call: a call we placed may move to a second stream (the
         # voicemail after the beep) with a token minted for it then.
@@ -45,6 +69,15 @@ class StreamTokens:
         if token in self._used:
             raise StreamTokenError("stream token was already used")
         self._used[token] = now + self._signed.ttl_seconds
+        return grant
+
+
+def _grant(payload: str) -> StreamGrant:
+    """The grant a genuine token's payload holds."""
+    if _FIELDS not in payload:  # minted by an earlier version
+        return StreamGrant(payload, "")
+    call_sid, agent_id, scheduled_call_id = payload.split(_FIELDS)
+    return StreamGrant(call_sid, agent_id, scheduled_call_id or None)
 
 
 class PendingStreamsFull(Exception):

@@ -48,7 +48,11 @@ from voice_server.provider_setup import agent_models
 from voice_server.providers.base import TextToSpeech
 from voice_server.providers.registry import UnknownModel
 from voice_server.retry import retry_database
-from voice_server.security.stream_tokens import PendingStreamsFull, StreamTokenError
+from voice_server.security.stream_tokens import (
+    PendingStreamsFull,
+    StreamGrant,
+    StreamTokenError,
+)
 from voice_server.services import Services
 from voice_server.twilio_api.outage import database_budget
 
@@ -121,9 +125,9 @@ async def media_stream(websocket: WebSocket) -> None:
 async def serve_stream(websocket: StreamSocket, services: Services) -> None:
     inbound = Inbound(websocket)
     try:
-        start = await _admit(websocket, services, inbound)
+        start, grant = await _admit(websocket, services, inbound)
         with database_budget():
-            session = await _open_session(services, websocket, start)
+            session = await _open_session(services, websocket, start, grant)
     except _PeerGone:
         log.info("media stream closed before start", code=inbound.peer_close_code)
         return
@@ -157,9 +161,12 @@ async def serve_stream(websocket: StreamSocket, services: Services) -> None:
         await _close(websocket, code, inbound.refusal or "")
 
 
-async def _admit(websocket: StreamSocket, services: Services, inbound: Inbound) -> Start:
-    """Accept the socket and take its `start`, holding one of the places for streams that have
-    not proved anything yet, until the start's token is redeemed or the deadline passes."""
+async def _admit(
+    websocket: StreamSocket, services: Services, inbound: Inbound
+) -> tuple[Start, StreamGrant]:
+    """Accept the socket and take its `start` and what its token grants, holding one of the
+    places for streams that have not proved anything yet, until the start's token is redeemed or
+    the deadline passes."""
     timeout = services.settings.stream_start_timeout_seconds
     try:
         with services.pending_streams.place():
@@ -167,8 +174,8 @@ async def _admit(websocket: StreamSocket, services: Services, inbound: Inbound) 
             async with asyncio.timeout(timeout):
                 start = await _expect_start(inbound)
             bind_call(call_sid=start.call_sid, stream_sid=start.stream_sid)
-            services.tokens.redeem(start.custom_parameters.get("token", ""), start.call_sid)
-            return start
+            token = start.custom_parameters.get("token", "")
+            return start, services.tokens.redeem(token, start.call_sid)
     except PendingStreamsFull as error:
         await _accept(websocket)
         raise StreamRefused(str(error), TRY_AGAIN_LATER) from None
@@ -200,15 +207,17 @@ async def _expect_start(inbound: Inbound) -> Start:
 
 
 async def _open_session(
-    services: Services, websocket: StreamSocket, start: Start
+    services: Services, websocket: StreamSocket, start: Start, grant: StreamGrant
 ) -> CallSession | SpeechCallSession:
-    """The call's session. Before the greeting plays this makes one write (the claim, which
-    returns the call) and, on a server that did not answer the call's webhook, reads the agent
-    once; the agent comes from the directory (`stores.directory`) otherwise."""
-    call = await services.calls.claim_stream(start.call_sid, start.stream_sid)
-    if call is None:
+    """The call's session. Before the greeting plays this makes one write (the claim) and, on a
+    server that did not answer the call's webhook, reads the agent once; the agent comes from
+    the directory (`stores.directory`) otherwise. What else it needs of the call record, the
+    stream's token holds."""
+    if not await services.calls.claim_stream(start.call_sid, start.stream_sid):
         raise StreamRefused(await _unclaimable(services.calls, start.call_sid))
-    agent = await services.agents.get(call.agent_id)
+    if not grant.agent_id:
+        grant = await _grant_of_record(services.calls, start.call_sid)
+    agent = await services.agents.get(grant.agent_id)
     if agent is None:
         raise StreamRefused("the call's agent no longer exists")
     try:
@@ -216,9 +225,9 @@ async def _open_session(
     except UnknownModel as error:
         raise StreamRefused(str(error)) from error
     opening = Opening()
-    if call.scheduled_call_id is not None:
+    if grant.scheduled_call_id is not None:
         agent, opening = await _placed_call_opening(
-            services, call.scheduled_call_id, agent, start, providers.tts
+            services, grant.scheduled_call_id, agent, start, providers.tts
         )
     greeting = services.greetings.prepare(agent, providers.tts) if opening.greet else None
     fallback = services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
@@ -267,6 +276,15 @@ async def _placed_call_opening(
         message_audio=services.greetings.prepare(agent, tts, text),
         message_ends_as=EndReason.VOICEMAIL_LEFT if voicemail else EndReason.MESSAGE_DELIVERED,
     )
+
+
+async def _grant_of_record(calls: CallStore, call_sid: str) -> StreamGrant:
+    """For a token minted by a server of an earlier version: what it did not hold, read from the
+    call record (just claimed, so it exists)."""
+    call = await calls.get(call_sid)
+    if call is None:
+        raise StreamRefused("no active call with this CallSid")
+    return StreamGrant(call_sid, call.agent_id, call.scheduled_call_id)
 
 
 async def _unclaimable(calls: CallStore, call_sid: str) -> str:

@@ -29,6 +29,7 @@ from stores.scheduled_call_runs import Placed
 from stores.scheduled_calls import ScheduledCall
 from voice_server.call.end_reasons import EndReason
 from voice_server.log import bind_call, get_logger
+from voice_server.security.stream_tokens import StreamGrant
 from voice_server.security.webhook_signature import refuse, verified_form_for
 from voice_server.services import Services
 from voice_server.telephony.voice_webhooks import CALL_SID
@@ -126,9 +127,9 @@ async def outbound_answer(request: Request) -> Response:
     connect = Connect()
     stream = connect.stream(url=services.settings.stream_url)
     stream.parameter(name="call_sid", value=placed.call_sid)
-    stream.parameter(name="agent_id", value=agent.id)
     stream.parameter(name="opening", value=opening)
-    stream.parameter(name="token", value=services.tokens.mint(placed.call_sid))
+    grant = StreamGrant(placed.call_sid, created.agent_id, created.scheduled_call_id)
+    stream.parameter(name="token", value=services.tokens.mint(grant))
     response.append(connect)
     return twiml_response(response)
 

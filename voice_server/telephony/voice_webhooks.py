@@ -32,6 +32,7 @@ from voice_server.log import bind_call, get_logger
 from voice_server.metrics import CALLS
 from voice_server.provider_setup import agent_models
 from voice_server.providers.registry import UnknownModel
+from voice_server.security.stream_tokens import StreamGrant
 from voice_server.security.webhook_signature import refuse, verified_form
 from voice_server.services import Services
 from voice_server.twilio_api.calls import OUTCOME_OF_STATUS
@@ -80,7 +81,7 @@ async def incoming_call(request: Request) -> Response:
     except UnknownModel as error:
         log.error("agent names a model no provider serves", agent_id=agent.id, error=str(error))
         return await _turn_away(request, number, params, EndReason.PROVIDER_UNAVAILABLE, agent.id)
-    await _record(request, number, params, agent.id)
+    call = await _record(request, number, params, agent.id)
     services.greetings.prepare(agent, providers.tts)
     services.greetings.prepare(agent, providers.tts, FALLBACK_TEXT)
     log.info("call accepted", agent_id=agent.id, to=number.phoneNumber)
@@ -89,8 +90,7 @@ async def incoming_call(request: Request) -> Response:
     connect = Connect()
     stream = connect.stream(url=services.settings.stream_url)
     stream.parameter(name="call_sid", value=call_sid)
-    stream.parameter(name="agent_id", value=agent.id)
-    stream.parameter(name="token", value=services.tokens.mint(call_sid))
+    stream.parameter(name="token", value=services.tokens.mint(StreamGrant(call_sid, call.agent_id)))
     response.append(connect)
     return twiml_response(response)
 

@@ -7,12 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from voice_server.security.stream_tokens import StreamTokenError, StreamTokens
+from voice_server.security.signed_tokens import SignedTokens
+from voice_server.security.stream_tokens import StreamGrant, StreamTokenError, StreamTokens
 from voice_server.security.webhook_signature import public_url, twilio_signature_valid
 
 SECRET = "k" * 32
 TTL = 60.0
 NOW = 1_750_000_000.0
+GRANT = StreamGrant("CA1", "a" * 24)
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def tokens() -> StreamTokens:
 
 
 def test_valid_token_is_accepted_once(tokens: StreamTokens) -> None:
-    token = tokens.mint("CA1", now=NOW)
+    token = tokens.mint(GRANT, now=NOW)
 
     tokens.redeem(token, "CA1", now=NOW + 1)
 
@@ -29,8 +31,26 @@ def test_valid_token_is_accepted_once(tokens: StreamTokens) -> None:
         tokens.redeem(token, "CA1", now=NOW + 2)
 
 
+def test_a_token_holds_its_call_as_the_webhook_recorded_it(tokens: StreamTokens) -> None:
+    placed = StreamGrant("CA1", "a" * 24, scheduled_call_id="b" * 24)
+
+    assert tokens.redeem(tokens.mint(GRANT, now=NOW), "CA1", now=NOW) == GRANT
+    assert tokens.redeem(tokens.mint(placed, now=NOW), "CA1", now=NOW) == placed
+
+
+def test_a_token_of_an_earlier_version_holds_its_call_sid_alone(tokens: StreamTokens) -> None:
+    earlier = SignedTokens(SECRET, "media streams", "stream token", TTL).mint("CA1", NOW)[0]
+
+    assert tokens.redeem(earlier, "CA1", now=NOW) == StreamGrant("CA1", "")
+
+
+def test_a_grant_whose_fields_hold_the_separator_is_not_minted(tokens: StreamTokens) -> None:
+    with pytest.raises(ValueError, match="may not hold"):
+        tokens.mint(StreamGrant("CA1", "a:b"), now=NOW)
+
+
 def test_a_second_stream_of_a_call_needs_a_token_of_its_own(tokens: StreamTokens) -> None:
-    first, second = tokens.mint("CA1", now=NOW), tokens.mint("CA1", now=NOW + 5)
+    first, second = tokens.mint(GRANT, now=NOW), tokens.mint(GRANT, now=NOW + 5)
     tokens.redeem(first, "CA1", now=NOW + 6)
 
     tokens.redeem(second, "CA1", now=NOW + 7)
@@ -40,25 +60,25 @@ def test_a_second_stream_of_a_call_needs_a_token_of_its_own(tokens: StreamTokens
 
 
 def test_token_is_accepted_until_its_expiry(tokens: StreamTokens) -> None:
-    tokens.redeem(tokens.mint("CA1", now=NOW), "CA1", now=NOW + TTL)
+    tokens.redeem(tokens.mint(GRANT, now=NOW), "CA1", now=NOW + TTL)
 
 
 def test_expired_token_is_refused(tokens: StreamTokens) -> None:
-    token = tokens.mint("CA1", now=NOW)
+    token = tokens.mint(GRANT, now=NOW)
 
     with pytest.raises(StreamTokenError, match=r"^stream token has expired$"):
         tokens.redeem(token, "CA1", now=NOW + TTL + 1)
 
 
 def test_other_calls_token_is_refused(tokens: StreamTokens) -> None:
-    token = tokens.mint("CA1", now=NOW)
+    token = tokens.mint(GRANT, now=NOW)
 
     with pytest.raises(StreamTokenError, match=r"^stream token was issued for another call$"):
         tokens.redeem(token, "CA2", now=NOW)
 
 
 def test_refused_token_for_another_call_does_not_use_it_up(tokens: StreamTokens) -> None:
-    token = tokens.mint("CA1", now=NOW)
+    token = tokens.mint(GRANT, now=NOW)
     with pytest.raises(StreamTokenError):
         tokens.redeem(token, "CA2", now=NOW)
 
@@ -66,7 +86,7 @@ def test_refused_token_for_another_call_does_not_use_it_up(tokens: StreamTokens)
 
 
 def test_tampered_mac_is_refused(tokens: StreamTokens) -> None:
-    call_sid, expiry, mac = tokens.mint("CA1", now=NOW).split(".")
+    call_sid, expiry, mac = tokens.mint(GRANT, now=NOW).split(".")
     forged = mac[:-1] + ("A" if mac[-1] != "A" else "B")
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
@@ -74,21 +94,21 @@ def test_tampered_mac_is_refused(tokens: StreamTokens) -> None:
 
 
 def test_extended_expiry_is_refused(tokens: StreamTokens) -> None:
-    call_sid, expiry, mac = tokens.mint("CA1", now=NOW).split(".")
+    call_sid, expiry, mac = tokens.mint(GRANT, now=NOW).split(".")
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
         tokens.redeem(f"{call_sid}.{int(expiry) + 3600}.{mac}", "CA1", now=NOW)
 
 
 def test_token_moved_to_another_call_is_refused(tokens: StreamTokens) -> None:
-    _, expiry, mac = tokens.mint("CA1", now=NOW).split(".")
+    _, expiry, mac = tokens.mint(GRANT, now=NOW).split(".")
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
         tokens.redeem(f"CA2.{expiry}.{mac}", "CA2", now=NOW)
 
 
 def test_token_from_another_secret_is_refused(tokens: StreamTokens) -> None:
-    token = StreamTokens("z" * 32, TTL).mint("CA1", now=NOW)
+    token = StreamTokens("z" * 32, TTL).mint(GRANT, now=NOW)
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
         tokens.redeem(token, "CA1", now=NOW)

@@ -15,6 +15,7 @@ from stores.calls import CallStore
 from stores.phone_numbers import PhoneNumberCreate, PhoneNumberStore
 from tests.voice_server.conftest import Server, logged
 from voice_server.security.secret_key import secret_box
+from voice_server.security.stream_tokens import StreamGrant, StreamTokens
 from voice_server.serving import serve_in_background
 from voice_server.settings import Settings
 
@@ -49,8 +50,9 @@ async def test_known_number_gets_a_stream_with_token_and_an_active_call(server: 
     assert stream.attrib["url"] == server.settings.stream_url
     parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
     assert parameters["call_sid"] == "CA" + "1" * 32
-    assert parameters["agent_id"] == server.line.agent_id
-    assert parameters["token"].startswith("CA" + "1" * 32 + ".")
+    secret = server.settings.stream_token_secret.get_secret_value()
+    grant = StreamTokens(secret, 60).redeem(parameters["token"], "CA" + "1" * 32)
+    assert grant == StreamGrant("CA" + "1" * 32, server.line.agent_id)
     call = await CallStore(server.db).get("CA" + "1" * 32)
     assert call is not None
     assert call.status == "active"
