@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stores.embedded import EmbeddedDatabase, EmbeddedDatabaseError, answers_ping
+from stores.embedded import EmbeddedDatabase, EmbeddedDatabaseError, answers_ping, local_uri
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Address:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return local_uri(self.port)
 
 
 @dataclass(frozen=True)

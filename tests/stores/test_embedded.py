@@ -3,7 +3,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from stores.embedded import DatabaseLocked, EmbeddedDatabase, EmbeddedDatabaseError
 
@@ -70,3 +70,31 @@ def test_a_restart_keeps_the_port_so_a_connected_client_finds_the_server_again(
             assert client["keep"]["things"].find_one({"_id": 1}) == {"_id": 1}
         finally:
             server.stop()
+
+
+class WriteCommands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "findAndModify", "delete"):
+            self.sent.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_writes_to_the_embedded_database_are_not_retryable_writes(mongo_uri: str) -> None:
+    """The server would keep a record of each, and go over all of them on every write."""
+    writes = WriteCommands()
+    with MongoClient[dict[str, object]](mongo_uri, event_listeners=[writes]) as client:
+        things = client["retryable"]["things"]
+        things.insert_one({"_id": 1})
+        things.update_one({"_id": 1}, {"$set": {"seen": True}})
+        things.find_one_and_update({"_id": 1}, {"$set": {"seen": False}})
+
+    assert len(writes.sent) == 3
+    assert not [command for command in writes.sent if "txnNumber" in command]
