@@ -2,16 +2,16 @@
 media streams that have not proved anything yet.
 
 Stream tokens bind a media stream to the call our voice webhook accepted: the webhook (whose
-Twilio signature was checked) mints `payload.expiry.mac`, hands it to Twilio as a TwiML
+Twilio signature was checked) mints `call_sid.expiry.mac`, hands it to Twilio as a TwiML
 `<Parameter>`, and the stream must present it in its `start` message for that same CallSid,
-before expiry, once. The payload is the call's `StreamGrant`, so that the stream's start needs
-no read of the call record before the greeting plays.
+before expiry, once. Beside it goes the call's signed `grant` (`StreamGrant`: what the stream
+needs of the call record), so that the stream's start reads nothing before the greeting plays.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,10 +24,10 @@ class StreamTokenError(Exception):
 
 @dataclass(frozen=True)
 class StreamGrant:
-    """What a stream token vouches for: the call, as our webhook recorded it.
+    """What a stream's parameters vouch for: the call, as our webhook recorded it.
 
-    `agent_id` is empty in a token minted by a server of an earlier version (its payload was the
-    CallSid alone): the stream then reads the call record for it.
+    `agent_id` is empty for a stream whose TwiML a server of an earlier version made (it had no
+    `grant`): the stream then reads the call record for it.
     """
 
     call_sid: str
@@ -35,33 +35,44 @@ class StreamGrant:
     scheduled_call_id: str | None = None
 
 
-_FIELDS = ":"  # between the grant's fields in the payload; none of them holds one
+_FIELDS = ":"  # between the grant's fields in its payload; none of them holds one
 
 
 class StreamTokens:
-    """Mints and checks stream tokens; remembers used ones until they would have expired."""
+    """Mints and checks a stream's `token` and `grant`; remembers used tokens until they would
+    have expired."""
 
     def __init__(self, secret: str, ttl_seconds: float) -> None:
         self._signed = SignedTokens(secret, "media streams", "stream token", ttl_seconds)
+        self._grants = SignedTokens(secret, "media stream grants", "stream grant", ttl_seconds)
         self._used: dict[str, float] = {}
 
-    def mint(self, grant: StreamGrant, now: float | None = None) -> str:
+    def mint(self, grant: StreamGrant, now: float | None = None) -> dict[str, str]:
+        """The stream's `<Parameter>`s: `token`, whose payload is the CallSid alone as servers of
+        an earlier version expect (during a rolling upgrade either may take the stream), and
+        `grant`, which they ignore."""
         fields = [grant.call_sid, grant.agent_id, grant.scheduled_call_id or ""]
         if any(_FIELDS in field for field in fields):
             raise ValueError(f"a stream grant's fields may not hold {_FIELDS!r}")
-        payload = _FIELDS.join(fields)
-        return self._signed.mint(payload, now if now is not None else time.time())[0]
-
-    def redeem(self, token: str, call_sid: str, now: float | None = None) -> StreamGrant:
-        """Accept `token` for `call_sid` once, and return its grant; raise StreamTokenError
-        saying why otherwise."""
         now = now if now is not None else time.time()
+        return {
+            "token": self._signed.mint(grant.call_sid, now)[0],
+            "grant": self._grants.mint(_FIELDS.join(fields), now)[0],
+        }
+
+    def redeem(
+        self, parameters: Mapping[str, str], call_sid: str, now: float | None = None
+    ) -> StreamGrant:
+        """Accept the stream's `token` for `call_sid` once, and return its grant; raise
+        StreamTokenError saying why otherwise."""
+        now = now if now is not None else time.time()
+        token = parameters.get("token", "")
         try:
-            payload = self._signed.open(token, now)
+            token_call = self._signed.open(token, now)
+            grant = self._grant(parameters.get("grant"), call_sid, now)
         except TokenRefused as refused:
             raise StreamTokenError(str(refused)) from None
-        grant = _grant(payload)
-        if grant.call_sid != call_sid:
+        if token_call != call_sid or grant.call_sid != call_sid:
             raise StreamTokenError("stream token was issued for another call")
         # Each token once, not each call: a call we placed may move to a second stream (the
         # voicemail after the beep) with a token minted for it then.
@@ -71,13 +82,12 @@ class StreamTokens:
         self._used[token] = now + self._signed.ttl_seconds
         return grant
 
-
-def _grant(payload: str) -> StreamGrant:
-    """The grant a genuine token's payload holds."""
-    if _FIELDS not in payload:  # minted by an earlier version
-        return StreamGrant(payload, "")
-    call_sid, agent_id, scheduled_call_id = payload.split(_FIELDS)
-    return StreamGrant(call_sid, agent_id, scheduled_call_id or None)
+    def _grant(self, grant: str | None, call_sid: str, now: float) -> StreamGrant:
+        """The grant a genuine `grant` parameter holds; none for TwiML of an earlier version."""
+        if grant is None:
+            return StreamGrant(call_sid, "")
+        granted_call, agent_id, scheduled_call_id = self._grants.open(grant, now).split(_FIELDS)
+        return StreamGrant(granted_call, agent_id, scheduled_call_id or None)
 
 
 class PendingStreamsFull(Exception):

@@ -174,8 +174,7 @@ async def _admit(
             async with asyncio.timeout(timeout):
                 start = await _expect_start(inbound)
             bind_call(call_sid=start.call_sid, stream_sid=start.stream_sid)
-            token = start.custom_parameters.get("token", "")
-            return start, services.tokens.redeem(token, start.call_sid)
+            return start, services.tokens.redeem(start.custom_parameters, start.call_sid)
     except PendingStreamsFull as error:
         await _accept(websocket)
         raise StreamRefused(str(error), TRY_AGAIN_LATER) from None
@@ -212,7 +211,7 @@ async def _open_session(
     """The call's session. Before the greeting plays this makes one write (the claim) and, on a
     server that did not answer the call's webhook, reads the agent once; the agent comes from
     the directory (`stores.directory`) otherwise. What else it needs of the call record, the
-    stream's token holds."""
+    stream's grant holds."""
     if not await services.calls.claim_stream(start.call_sid, start.stream_sid):
         raise StreamRefused(await _unclaimable(services.calls, start.call_sid))
     if not grant.agent_id:
@@ -279,8 +278,8 @@ async def _placed_call_opening(
 
 
 async def _grant_of_record(calls: CallStore, call_sid: str) -> StreamGrant:
-    """For a token minted by a server of an earlier version: what it did not hold, read from the
-    call record (just claimed, so it exists)."""
+    """For a stream of TwiML a server of an earlier version made (no `grant`): the grant, read
+    from the call record (just claimed, so it exists)."""
     call = await calls.get(call_sid)
     if call is None:
         raise StreamRefused("no active call with this CallSid")

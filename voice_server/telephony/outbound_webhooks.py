@@ -129,7 +129,8 @@ async def outbound_answer(request: Request) -> Response:
     stream.parameter(name="call_sid", value=placed.call_sid)
     stream.parameter(name="opening", value=opening)
     grant = StreamGrant(placed.call_sid, created.agent_id, created.scheduled_call_id)
-    stream.parameter(name="token", value=services.tokens.mint(grant))
+    for name, value in services.tokens.mint(grant).items():
+        stream.parameter(name=name, value=value)
     response.append(connect)
     return twiml_response(response)
 

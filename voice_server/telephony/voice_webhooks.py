@@ -90,7 +90,8 @@ async def incoming_call(request: Request) -> Response:
     connect = Connect()
     stream = connect.stream(url=services.settings.stream_url)
     stream.parameter(name="call_sid", value=call_sid)
-    stream.parameter(name="token", value=services.tokens.mint(StreamGrant(call_sid, call.agent_id)))
+    for name, value in services.tokens.mint(StreamGrant(call_sid, call.agent_id)).items():
+        stream.parameter(name=name, value=value)
     response.append(connect)
     return twiml_response(response)
 

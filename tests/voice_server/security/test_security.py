@@ -23,25 +23,51 @@ def tokens() -> StreamTokens:
 
 
 def test_valid_token_is_accepted_once(tokens: StreamTokens) -> None:
-    token = tokens.mint(GRANT, now=NOW)
+    parameters = tokens.mint(GRANT, now=NOW)
 
-    tokens.redeem(token, "CA1", now=NOW + 1)
+    tokens.redeem(parameters, "CA1", now=NOW + 1)
 
     with pytest.raises(StreamTokenError, match=r"^stream token was already used$"):
-        tokens.redeem(token, "CA1", now=NOW + 2)
+        tokens.redeem(parameters, "CA1", now=NOW + 2)
 
 
-def test_a_token_holds_its_call_as_the_webhook_recorded_it(tokens: StreamTokens) -> None:
+def test_a_stream_is_granted_its_call_as_the_webhook_recorded_it(tokens: StreamTokens) -> None:
     placed = StreamGrant("CA1", "a" * 24, scheduled_call_id="b" * 24)
 
     assert tokens.redeem(tokens.mint(GRANT, now=NOW), "CA1", now=NOW) == GRANT
-    assert tokens.redeem(tokens.mint(placed, now=NOW), "CA1", now=NOW) == placed
+    assert tokens.redeem(tokens.mint(placed, now=NOW + 1), "CA1", now=NOW + 1) == placed
 
 
-def test_a_token_of_an_earlier_version_holds_its_call_sid_alone(tokens: StreamTokens) -> None:
+def test_a_server_of_the_earlier_version_accepts_the_token_it_knows(tokens: StreamTokens) -> None:
+    """During a rolling upgrade either version may take the stream: the earlier one checks
+    `token` alone, whose payload it expects to be the CallSid."""
+    earlier = SignedTokens(SECRET, "media streams", "stream token", TTL)
+
+    assert earlier.open(tokens.mint(GRANT, now=NOW)["token"], NOW) == "CA1"
+
+
+def test_twiml_of_the_earlier_version_has_no_grant(tokens: StreamTokens) -> None:
     earlier = SignedTokens(SECRET, "media streams", "stream token", TTL).mint("CA1", NOW)[0]
 
-    assert tokens.redeem(earlier, "CA1", now=NOW) == StreamGrant("CA1", "")
+    assert tokens.redeem({"token": earlier}, "CA1", now=NOW) == StreamGrant("CA1", "")
+
+
+def test_a_forged_grant_is_refused_and_leaves_the_token_unused(tokens: StreamTokens) -> None:
+    parameters = tokens.mint(GRANT, now=NOW)
+    forged = tokens.mint(StreamGrant("CA1", "f" * 24), now=NOW)["grant"].replace("f", "e", 1)
+
+    with pytest.raises(StreamTokenError, match=r"^stream grant signature is wrong$"):
+        tokens.redeem({**parameters, "grant": forged}, "CA1", now=NOW)
+
+    assert tokens.redeem(parameters, "CA1", now=NOW) == GRANT
+
+
+def test_a_grant_of_another_call_is_refused(tokens: StreamTokens) -> None:
+    other = tokens.mint(StreamGrant("CA2", "b" * 24), now=NOW)
+    parameters = {**tokens.mint(GRANT, now=NOW), "grant": other["grant"]}
+
+    with pytest.raises(StreamTokenError, match=r"^stream token was issued for another call$"):
+        tokens.redeem(parameters, "CA1", now=NOW)
 
 
 def test_a_grant_whose_fields_hold_the_separator_is_not_minted(tokens: StreamTokens) -> None:
@@ -64,54 +90,54 @@ def test_token_is_accepted_until_its_expiry(tokens: StreamTokens) -> None:
 
 
 def test_expired_token_is_refused(tokens: StreamTokens) -> None:
-    token = tokens.mint(GRANT, now=NOW)
+    parameters = tokens.mint(GRANT, now=NOW)
 
     with pytest.raises(StreamTokenError, match=r"^stream token has expired$"):
-        tokens.redeem(token, "CA1", now=NOW + TTL + 1)
+        tokens.redeem(parameters, "CA1", now=NOW + TTL + 1)
 
 
 def test_other_calls_token_is_refused(tokens: StreamTokens) -> None:
-    token = tokens.mint(GRANT, now=NOW)
+    parameters = tokens.mint(GRANT, now=NOW)
 
     with pytest.raises(StreamTokenError, match=r"^stream token was issued for another call$"):
-        tokens.redeem(token, "CA2", now=NOW)
+        tokens.redeem(parameters, "CA2", now=NOW)
 
 
 def test_refused_token_for_another_call_does_not_use_it_up(tokens: StreamTokens) -> None:
-    token = tokens.mint(GRANT, now=NOW)
+    parameters = tokens.mint(GRANT, now=NOW)
     with pytest.raises(StreamTokenError):
-        tokens.redeem(token, "CA2", now=NOW)
+        tokens.redeem(parameters, "CA2", now=NOW)
 
-    tokens.redeem(token, "CA1", now=NOW)
+    tokens.redeem(parameters, "CA1", now=NOW)
 
 
 def test_tampered_mac_is_refused(tokens: StreamTokens) -> None:
-    call_sid, expiry, mac = tokens.mint(GRANT, now=NOW).split(".")
+    call_sid, expiry, mac = tokens.mint(GRANT, now=NOW)["token"].split(".")
     forged = mac[:-1] + ("A" if mac[-1] != "A" else "B")
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
-        tokens.redeem(f"{call_sid}.{expiry}.{forged}", "CA1", now=NOW)
+        tokens.redeem({"token": f"{call_sid}.{expiry}.{forged}"}, "CA1", now=NOW)
 
 
 def test_extended_expiry_is_refused(tokens: StreamTokens) -> None:
-    call_sid, expiry, mac = tokens.mint(GRANT, now=NOW).split(".")
+    call_sid, expiry, mac = tokens.mint(GRANT, now=NOW)["token"].split(".")
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
-        tokens.redeem(f"{call_sid}.{int(expiry) + 3600}.{mac}", "CA1", now=NOW)
+        tokens.redeem({"token": f"{call_sid}.{int(expiry) + 3600}.{mac}"}, "CA1", now=NOW)
 
 
 def test_token_moved_to_another_call_is_refused(tokens: StreamTokens) -> None:
-    _, expiry, mac = tokens.mint(GRANT, now=NOW).split(".")
+    _, expiry, mac = tokens.mint(GRANT, now=NOW)["token"].split(".")
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
-        tokens.redeem(f"CA2.{expiry}.{mac}", "CA2", now=NOW)
+        tokens.redeem({"token": f"CA2.{expiry}.{mac}"}, "CA2", now=NOW)
 
 
 def test_token_from_another_secret_is_refused(tokens: StreamTokens) -> None:
-    token = StreamTokens("z" * 32, TTL).mint(GRANT, now=NOW)
+    parameters = StreamTokens("z" * 32, TTL).mint(GRANT, now=NOW)
 
     with pytest.raises(StreamTokenError, match=r"^stream token signature is wrong$"):
-        tokens.redeem(token, "CA1", now=NOW)
+        tokens.redeem(parameters, "CA1", now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -120,25 +146,33 @@ def test_token_from_another_secret_is_refused(tokens: StreamTokens) -> None:
 )
 def test_malformed_token_is_refused(tokens: StreamTokens, token: str) -> None:
     with pytest.raises(StreamTokenError, match=r"^malformed stream token$"):
-        tokens.redeem(token, "CA1", now=NOW)
+        tokens.redeem({"token": token}, "CA1", now=NOW)
 
 
 # str.isdigit() accepts "²" but int() does not; hmac.compare_digest() refuses non-ASCII str.
 @pytest.mark.parametrize("token", ["CA1.\u00b2.mac", "CA1.1750000060.\u00e9"])
 def test_token_with_non_ascii_characters_is_refused(tokens: StreamTokens, token: str) -> None:
     with pytest.raises(StreamTokenError):
-        tokens.redeem(token, "CA1", now=NOW)
+        tokens.redeem({"token": token}, "CA1", now=NOW)
 
 
 _PART = st.text(st.characters(exclude_characters="."), max_size=20)
 _DIGITS = st.text(st.characters(categories=("Nd", "No")), min_size=1, max_size=12)
 _THREE_PARTS = st.tuples(_PART, st.one_of(_DIGITS, _PART), _PART).map(".".join)
+_FORGED = st.one_of(st.text(max_size=80), _THREE_PARTS)
 
 
-@given(token=st.one_of(st.text(max_size=80), _THREE_PARTS))
+@given(token=_FORGED)
 def test_any_forged_text_is_refused_with_stream_token_error(token: str) -> None:
     with pytest.raises(StreamTokenError):
-        StreamTokens(SECRET, TTL).redeem(token, "CA1", now=NOW)
+        StreamTokens(SECRET, TTL).redeem({"token": token}, "CA1", now=NOW)
+
+
+@given(grant=_FORGED)
+def test_any_forged_grant_beside_a_genuine_token_is_refused(grant: str) -> None:
+    tokens = StreamTokens(SECRET, TTL)
+    with pytest.raises(StreamTokenError):
+        tokens.redeem({**tokens.mint(GRANT, now=NOW), "grant": grant}, "CA1", now=NOW)
 
 
 def _sign(token: str, url: str, params: dict[str, str]) -> str:

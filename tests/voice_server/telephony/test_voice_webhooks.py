@@ -51,7 +51,7 @@ async def test_known_number_gets_a_stream_with_token_and_an_active_call(server: 
     parameters = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
     assert parameters["call_sid"] == "CA" + "1" * 32
     secret = server.settings.stream_token_secret.get_secret_value()
-    grant = StreamTokens(secret, 60).redeem(parameters["token"], "CA" + "1" * 32)
+    grant = StreamTokens(secret, 60).redeem(parameters, "CA" + "1" * 32)
     assert grant == StreamGrant("CA" + "1" * 32, server.line.agent_id)
     call = await CallStore(server.db).get("CA" + "1" * 32)
     assert call is not None
