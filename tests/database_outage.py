@@ -30,6 +30,11 @@ class DatabaseOutage:
         self._server = server
         self._frozen_pid: int | None = None
 
+    @property
+    def uri(self) -> str:
+        """The database's URI, for a client of a test's own."""
+        return self._server.uri
+
     async def begin(self) -> None:
         """Take the database away; returns once it is gone."""
         if self.kind == "stopped":

@@ -108,6 +108,7 @@ async def keep_alive(
     """For the server's life, once every `every_s`: mark each live call alive (a batch at a
     time, see HEARTBEAT_BATCHES), sweep for lost calls, and read the gauges (a worker among
     several is not the one scraped each time)."""
+    failing = False  # logged once an outage begins and once it ends, not on every batch
     for tick in itertools.count():
         batch = tick % HEARTBEAT_BATCHES
         if batch == 0:
@@ -116,8 +117,14 @@ async def keep_alive(
             await calls.heartbeat([sid for sid in live.call_sids if _batch_of(sid) == batch])
             if batch == 0:
                 await sweep(calls, lost_after_s)
-        except Exception:  # a database outage: the next round tries again
-            log.exception("call heartbeat or sweep failed")
+        except Exception:  # a database outage: the next batch tries again
+            if not failing:
+                log.exception("call heartbeat or sweep failed; retrying until it works")
+            failing = True
+        else:
+            if failing:
+                log.info("call heartbeat and sweep work again")
+            failing = False
         await asyncio.sleep(every_s / HEARTBEAT_BATCHES)
 
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from stores.calls import CallCreate, CallStore
+from stores.database import Database, connect
 from stores.documents import utc_now
+from tests.database_outage import DatabaseOutage
+from tests.voice_server.conftest import logged
 from voice_server.live_calls import LiveCalls, keep_alive, sweep
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -130,3 +136,54 @@ async def test_live_calls_are_marked_alive_in_small_batches_each_once_a_round(
     first_round = writes.batches[:-1]
     assert sorted(sid for batch in first_round for sid in batch) == call_sids  # each once
     assert max(len(batch) for batch in first_round) <= len(call_sids) // 4
+
+
+class CountedCalls(CallStore):
+    """The store, counting its heartbeat writes that failed and those that went through."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.failed = self.succeeded = 0
+        self._counted = asyncio.Event()
+
+    async def heartbeat(self, call_sids: list[str]) -> None:
+        if not call_sids:  # no write
+            return
+        try:
+            await super().heartbeat(call_sids)
+        except PyMongoError:
+            self.failed += 1
+            raise
+        else:
+            self.succeeded += 1
+        finally:
+            self._counted.set()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(20):
+            while not condition():
+                self._counted.clear()
+                await self._counted.wait()
+
+
+@pytest.mark.parametrize("outage", ["stopped"], indirect=True)
+async def test_an_outage_is_logged_once_as_it_begins_and_once_as_it_ends(
+    outage: DatabaseOutage, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connect(outage.uri, timeout_ms=100)
+    calls = CountedCalls(client[outage.db.name])
+    live = LiveCalls()
+    for n in range(30):
+        live.add(f"CA{n:032x}", Running())
+    await outage.begin()
+    beating = asyncio.create_task(keep_alive(live, calls, every_s=0.3, lost_after_s=600))
+    try:
+        await calls.until(lambda: calls.failed >= 3)
+        await outage.end()
+        await calls.until(lambda: calls.succeeded >= 1)
+    finally:
+        beating.cancel()
+        await client.close()
+
+    assert len(logged(caplog, "call heartbeat or sweep failed")) == 1
+    assert len(logged(caplog, "call heartbeat and sweep work again")) == 1
