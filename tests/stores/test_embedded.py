@@ -6,6 +6,7 @@ import pytest
 from pymongo import MongoClient, monitoring
 
 from stores.embedded import DatabaseLocked, EmbeddedDatabase, EmbeddedDatabaseError
+from tests.command_listener import StartedCommands
 
 
 def test_data_survives_a_restart(tmp_path: Path) -> None:
@@ -72,19 +73,13 @@ def test_a_restart_keeps_the_port_so_a_connected_client_finds_the_server_again(
             server.stop()
 
 
-class WriteCommands(monitoring.CommandListener):
+class WriteCommands(StartedCommands):
     def __init__(self) -> None:
         self.sent: list[dict[str, object]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name in ("insert", "update", "findAndModify", "delete"):
             self.sent.append(dict(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 def test_writes_to_the_embedded_database_are_not_retryable_writes(mongo_uri: str) -> None:

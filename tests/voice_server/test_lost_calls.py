@@ -15,6 +15,7 @@ from pymongo.errors import PyMongoError
 from stores.calls import CallCreate, CallStore
 from stores.database import Database, connect
 from stores.documents import utc_now
+from tests.command_listener import StartedCommands
 from tests.database_outage import DatabaseOutage
 from tests.voice_server.conftest import logged
 from voice_server.live_calls import LiveCalls, keep_alive, sweep
@@ -83,7 +84,7 @@ async def test_a_heartbeat_keeps_a_call_from_the_sweeper(database: Db) -> None:
     assert await sweep(calls, lost_after_s=60) == 0
 
 
-class HeartbeatWrites(monitoring.CommandListener):
+class HeartbeatWrites(StartedCommands):
     """The calls each heartbeat write marks, in the order they are sent; `repeated` is set once
     a write marks a call marked before."""
 
@@ -100,12 +101,6 @@ class HeartbeatWrites(monitoring.CommandListener):
                 if seen & set(marked["$in"]):
                     self.repeated.set()
                 self.batches.append(list(marked["$in"]))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 class Running:

@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from media import twilio as protocol
 from stores.api_keys import ApiKeyStore
 from stores.database import connect
+from tests.command_listener import StartedCommands
 from tests.voice_server.conftest import Server, open_server
 from tests.voice_server.telephony.test_stream import (
     accept_call,
@@ -36,7 +37,7 @@ _NOT_A_CALLS = {"getMore", "killCursors", "endSessions", "hello", "isMaster", "p
 CHANGE_SEEN_WITHIN_S = 1.0
 
 
-class Commands(monitoring.CommandListener):
+class Commands(StartedCommands):
     """The commands a client sends, as (command, collection), change streams left out."""
 
     def __init__(self) -> None:
@@ -48,12 +49,6 @@ class Commands(monitoring.CommandListener):
         if name in _NOT_A_CALLS or "$changeStream" in pipeline[0]:
             return
         self.sent.append((name, str(event.command.get(name, ""))))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture
