@@ -35,7 +35,7 @@ class StreamGrant:
     scheduled_call_id: str | None = None
 
 
-_FIELDS = ":"  # between the grant's fields in its payload; none of them holds one
+_SEPARATOR = ":"  # between the grant's fields in its payload; none of them holds one
 
 
 class StreamTokens:
@@ -52,12 +52,12 @@ class StreamTokens:
         an earlier version expect (during a rolling upgrade either may take the stream), and
         `grant`, which they ignore."""
         fields = [grant.call_sid, grant.agent_id, grant.scheduled_call_id or ""]
-        if any(_FIELDS in field for field in fields):
-            raise ValueError(f"a stream grant's fields may not hold {_FIELDS!r}")
+        if any(_SEPARATOR in field for field in fields):
+            raise ValueError(f"a stream grant's fields may not hold {_SEPARATOR!r}")
         now = now if now is not None else time.time()
         return {
             "token": self._signed.mint(grant.call_sid, now)[0],
-            "grant": self._grants.mint(_FIELDS.join(fields), now)[0],
+            "grant": self._grants.mint(_SEPARATOR.join(fields), now)[0],
         }
 
     def redeem(
@@ -86,7 +86,7 @@ class StreamTokens:
         """The grant a genuine `grant` parameter holds; none for TwiML of an earlier version."""
         if grant is None:
             return StreamGrant(call_sid, "")
-        granted_call, agent_id, scheduled_call_id = self._grants.open(grant, now).split(_FIELDS)
+        granted_call, agent_id, scheduled_call_id = self._grants.open(grant, now).split(_SEPARATOR)
         return StreamGrant(granted_call, agent_id, scheduled_call_id or None)
 
 

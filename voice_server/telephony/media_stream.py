@@ -398,10 +398,10 @@ class Inbound:
             self._finish()
 
     def _deliver(self, event: Event) -> None:
-        if self._on_event is None or self._on_end is None:  # the call has ended
+        if (on_event := self._on_event) is None:  # the call has ended
             return
         try:
-            self._on_event(event)
+            on_event(event)
         except Exception:  # what the session's own tasks do when they fail
             log.exception("call session failed")
             self.failed = True
@@ -410,7 +410,7 @@ class Inbound:
     def _finish(self) -> None:
         """The stream has ended for the call (once)."""
         if (on_end := self._on_end) is not None:
-            self._on_end = None
+            self._on_event = self._on_end = None
             on_end()
 
 
