@@ -18,6 +18,8 @@ profile-top.txt) and the logs to var/bench/<time>/ and prints the table.
 
 With `--pin` (the default) the one-worker server runs alone on CPU 0 and everything else
 (database, stand-ins, load generator) on CPU 1; two workers and their helpers share all CPUs.
+The stand-ins run at real-time priority where permitted (`bench_lib.stack.running_stack`), so
+that their latencies stay fixed when their CPU is busy.
 
 The table, one line per step (W workers, N concurrent calls):
   fail          calls that could not be placed or were ended early by the server
@@ -303,7 +305,11 @@ def _run(args: argparse.Namespace, *, out: Path, stack: Stack) -> dict[str, Any]
         rows += phase(bench, 2, args.scale_calls, None)
     slow = slow_callbacks(bench, args.slow_check_calls) if args.slow_check_calls else None
     return {
-        "machine": {"nproc": os.cpu_count(), "memory_gb": _memory_gb()},
+        "machine": {
+            "nproc": os.cpu_count(),
+            "memory_gb": _memory_gb(),
+            "standins_prioritised": stack.standins_prioritised,
+        },
         "settings": {k: str(v) for k, v in vars(args).items()},
         "fixed_ms": bench.fixed_ms,
         "rows": rows,
@@ -320,7 +326,12 @@ def _memory_gb() -> float:
 
 def _report(results: dict[str, Any], out: Path) -> None:
     machine = results["machine"]
-    print(f"\nmachine: nproc {machine['nproc']}, memory {machine['memory_gb']} GB")
+    priority = (
+        "the stand-ins above the other helpers"
+        if machine["standins_prioritised"]
+        else "the stand-ins NOT prioritised (run as root: their waits for a CPU count as ours)"
+    )
+    print(f"\nmachine: nproc {machine['nproc']}, memory {machine['memory_gb']} GB; {priority}")
     endpointing = sorted({e for r in results["rows"] for e in r["stand_in_endpointing_ms"]})
     speech = results["settings"]["mode"] == "speech"
     part = "the speech model's first audio" if speech else "STT, LLM to the first sentence, TTS"
