@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from media.codec import FRAME_BYTES, FRAME_MS, ulaw_to_pcm16
 from media.turns import Endpointer, EndpointingOptions, SpeechEnded, SpeechStarted
 from media.vad import VoiceActivityDetector
-from voice_server.providers.openai_clients import LiveTuning
+from voice_server.providers.openai_live import LiveTuning
 from voice_server.settings import Settings
 
 TUNING = LiveTuning(total_s=5, connect_s=1, read_s=0.5, max_retries=1)  # clients of the fakes
@@ -99,6 +99,7 @@ class FakeOpenAiHttp:
         self.fail_chat: HttpFailure | Literal["hang"] | None = None  # every chat request fails
         self.chat_deltas: list[dict[str, Any]] = text_deltas("Hello", " there.")
         self.finish_reason = "stop"
+        self.chat_error: dict[str, Any] | None = None  # sent as an event after the deltas
         self.usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
         self.speech_pcm = bytes(range(256)) * 48  # 12 288 bytes: 0.256 s at 24 kHz
         self.speech_for: Callable[[str], bytes] = lambda text: self.speech_pcm
@@ -139,6 +140,9 @@ class FakeOpenAiHttp:
 
         for delta in self.chat_deltas:
             yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        if self.chat_error is not None:
+            yield {"error": self.chat_error}
+            return
         yield chunk([{"index": 0, "delta": {}, "finish_reason": self.finish_reason}])
         if include_usage:
             yield chunk([], self.usage)

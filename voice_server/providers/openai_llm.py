@@ -6,27 +6,30 @@ they arrive; tool-call fragments are reassembled by their `index`, and the calls
 counts go into the caller's `LlmUsage` when the stream ends. Closing the generator (barge-in)
 closes the HTTP response, which drops the connection so the server stops generating.
 
-The SDK makes the request (auth, base URL, retries, status errors), but the server-sent events
-are read raw (`with_streaming_response`): each `data:` line is parsed by orjson and read as
-dicts, not built into the SDK's typed chunk models (four times the CPU per answer).
-An event whose data carries `error` fails the stream as the SDK's own reader does (`APIError`).
+The request is one of the two a caller waits on, sent by `openai_live`, and the server-sent
+events are read raw: each `data:` line is parsed by orjson and read as dicts, not built into the
+SDK's typed chunk models (four times the CPU per answer). An event whose data carries `error`
+fails the stream as the SDK's own reader does.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable
-from contextlib import AbstractAsyncContextManager, aclosing
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import httpx2
-import openai
+import aiohttp
 import orjson
-from openai import AsyncAPIResponse, AsyncOpenAI, omit
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ToolCall, ToolSpec
-from voice_server.providers.openai_clients import provider_error
+from voice_server.providers.base import (
+    LlmRequest,
+    LlmUsage,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+)
+from voice_server.providers.openai_live import LiveRequests
 
 PROVIDER = "openai-llm"
 
@@ -45,10 +48,10 @@ class ChatOptions:
 
 
 class OpenAiLanguageModel:
-    """`LanguageModel` over `chat.completions.create(stream=True)`."""
+    """`LanguageModel` over `/chat/completions` with `stream: true`."""
 
-    def __init__(self, client: AsyncOpenAI, options: ChatOptions | None = None) -> None:
-        self._client = client
+    def __init__(self, requests: LiveRequests, options: ChatOptions | None = None) -> None:
+        self._requests = requests
         self._options = options or ChatOptions()
 
     async def stream(self, request: LlmRequest, usage: LlmUsage) -> AsyncGenerator[str, None]:
@@ -56,41 +59,40 @@ class OpenAiLanguageModel:
         makes are put in `usage.tool_calls` once the stream has ended. Raises `ProviderError`;
         closing the generator closes the request."""
         calls = _ToolCallFragments()
-        try:
-            async with self._open(request) as response, aclosing(_chunks(response)) as chunks:
-                async for chunk in chunks:
-                    _record_usage(chunk.get("usage"), usage)
-                    for choice in (chunk.get("choices") or ())[:1]:
-                        delta = choice.get("delta") or {}
-                        calls.add(delta.get("tool_calls") or ())
-                        if content := delta.get("content"):
-                            yield content
-        except (openai.OpenAIError, httpx2.TransportError) as error:
-            raise provider_error(error, PROVIDER) from error
+        body = self._body(request)
+        async with (
+            self._requests.post("chat/completions", body, PROVIDER) as events,
+            aclosing(_chunks(events)) as chunks,
+        ):
+            async for chunk in chunks:
+                _record_usage(chunk.get("usage"), usage)
+                for choice in (chunk.get("choices") or ())[:1]:
+                    delta = choice.get("delta") or {}
+                    calls.add(delta.get("tool_calls") or ())
+                    if content := delta.get("content"):
+                        yield content
         usage.tool_calls.extend(calls.finish())
 
-    def _open(self, request: LlmRequest) -> AbstractAsyncContextManager[AsyncAPIResponse[Any]]:
-        options = self._options
-        limit = request.max_tokens
-        return self._client.chat.completions.with_streaming_response.create(
-            model=request.model,
-            messages=[_message(m) for m in request.messages],
-            stream=True,
-            temperature=request.temperature,
-            max_completion_tokens=limit
-            if options.max_tokens_field == "max_completion_tokens"
-            else omit,
-            max_tokens=limit if options.max_tokens_field == "max_tokens" else omit,
-            stream_options={"include_usage": True} if options.include_usage else omit,
-            tools=[_tool(spec) for spec in request.tools] or omit,
-        )
+    def _body(self, request: LlmRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "temperature": request.temperature,
+            self._options.max_tokens_field: request.max_tokens,
+        }
+        if self._options.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        if request.tools:
+            body["tools"] = [_tool(spec) for spec in request.tools]
+        return body
 
 
-async def _chunks(response: AsyncAPIResponse[Any]) -> AsyncGenerator[dict[str, Any], None]:
+async def _chunks(events: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any], None]:
     """The stream's chunks, until `data: [DONE]`. One event is one `data:` line, as OpenAI and
     the compatible servers send them; blank lines, comments and `event:` lines are skipped."""
     pending = b""
-    async for received in response.iter_bytes():
+    async for received in events.iter_any():
         lines = (pending + received).split(b"\n")
         pending = lines.pop()
         for line in lines:
@@ -99,27 +101,27 @@ async def _chunks(response: AsyncAPIResponse[Any]) -> AsyncGenerator[dict[str, A
             data = line[5:].strip()
             if data == b"[DONE]":
                 return
-            chunk = orjson.loads(data)
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError as error:
+                raise ProviderError(f"an event is not JSON: {error}", provider=PROVIDER) from error
             if not isinstance(chunk, dict):
-                raise openai.APIError("a chunk is not an object", response.http_request, body=chunk)
-            if error := chunk.get("error"):
-                raise _stream_error(error, response.http_request)
+                raise ProviderError("an event is not an object", provider=PROVIDER)
+            if reported := chunk.get("error"):
+                raise _stream_error(reported)
             yield chunk
 
 
-def _stream_error(error: object, request: httpx2.Request) -> openai.APIError:
-    """An error reported inside the stream, as the SDK's own reader raises it."""
+def _stream_error(error: object) -> ProviderError:
+    """An error reported inside the stream, with its message as the SDK's own reader gives it
+    (not retryable: the answer had begun)."""
     message = error.get("message") if isinstance(error, dict) else None
     if not isinstance(message, str) or not message:
         message = "An error occurred during streaming"
-    return openai.APIError(message, request, body=error)
+    return ProviderError(message, provider=PROVIDER)
 
 
-def _message(message: ChatMessage) -> ChatCompletionMessageParam:
-    return cast(ChatCompletionMessageParam, {"role": message.role, "content": message.content})
-
-
-def _tool(spec: ToolSpec) -> ChatCompletionToolParam:
+def _tool(spec: ToolSpec) -> dict[str, Any]:
     """The nested Chat Completions form of a function tool (§5)."""
     return {
         "type": "function",

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal, get_args, get_type_hints
 
-import httpx2
 from openai.types import AudioModel, ChatModel
 from openai.types.audio import SpeechModel
 from openai.types.realtime import RealtimeSessionCreateRequestParam
 
 from voice_server.providers.base import SpeechToText, SttOptions, SttSession
-from voice_server.providers.openai_clients import LiveTuning, OpenAiClients, OpenAiEndpoint
+from voice_server.providers.openai_clients import OpenAiClients, OpenAiEndpoint
+from voice_server.providers.openai_live import LiveTuning
 from voice_server.providers.openai_llm import ChatOptions, OpenAiLanguageModel
 from voice_server.providers.openai_speech import OpenAiSpeechToSpeech
 from voice_server.providers.openai_stt import (
@@ -85,7 +85,6 @@ def openai_defaults(
     api_key: str,
     base_url: str | None,
     *,
-    http_client: httpx2.AsyncClient | None = None,
     websocket_base_url: str | None = None,
     tuning: LiveTuning | None = None,
     llm_endpoint: OpenAiEndpoint | None = None,
@@ -93,15 +92,15 @@ def openai_defaults(
 ) -> OpenAiProviders:
     """The OpenAI providers for a process. `llm_endpoint` sends the LLM elsewhere (a vLLM,
     Ollama or llama.cpp server), typically with `ChatOptions(max_tokens_field="max_tokens")`."""
-    clients = OpenAiClients(http_client=http_client)
+    clients = OpenAiClients()
     endpoint = OpenAiEndpoint(api_key, base_url, websocket_base_url, tuning or LiveTuning())
     client = clients.client(endpoint)
     return OpenAiProviders(
         stt=RoutedSpeechToText(
             OpenAiRealtimeSpeechToText(client), OpenAiUtteranceSpeechToText(client)
         ),
-        llm=OpenAiLanguageModel(clients.client(llm_endpoint or endpoint), chat),
-        tts=OpenAiTextToSpeech(client),
+        llm=OpenAiLanguageModel(clients.live(llm_endpoint or endpoint), chat),
+        tts=OpenAiTextToSpeech(clients.live(endpoint)),
         speech=OpenAiSpeechToSpeech(client),
         clients=clients,
     )

@@ -47,7 +47,7 @@ from voice_server.providers.base import (
     SpeechOptions,
     ToolCall,
 )
-from voice_server.providers.openai_clients import provider_error
+from voice_server.providers.openai_errors import provider_error
 from voice_server.providers.openai_stt import append_audio, iso_language
 from voice_server.providers.realtime_events import Event, number, part, server_events, text
 from voice_server.providers.workers import running

@@ -46,7 +46,7 @@ from media.wav import wav_bytes
 from voice_server.log import get_logger
 from voice_server.providers.audio_backlog import AudioBacklog
 from voice_server.providers.base import ProviderError, SttOptions, SttResult, SttResults
-from voice_server.providers.openai_clients import provider_error
+from voice_server.providers.openai_errors import provider_error
 from voice_server.providers.realtime_events import Event, part, server_events, text
 from voice_server.providers.workers import running
 

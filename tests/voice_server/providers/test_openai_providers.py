@@ -46,11 +46,8 @@ from voice_server.providers.base import (
     ToolSpec,
     TtsRequest,
 )
-from voice_server.providers.openai_clients import (
-    OpenAiClients,
-    OpenAiEndpoint,
-    retry_after_seconds,
-)
+from voice_server.providers.openai_clients import OpenAiClients, OpenAiEndpoint
+from voice_server.providers.openai_errors import retry_after_seconds
 from voice_server.providers.openai_llm import ChatOptions, OpenAiLanguageModel
 from voice_server.providers.openai_registry import (
     OpenAiProviders,
@@ -237,7 +234,7 @@ async def test_tts_instructions_only_where_the_model_takes_them(
     http_fake: FakeOpenAiHttp, model: str, sent: bool
 ) -> None:
     clients = OpenAiClients()
-    tts = OpenAiTextToSpeech(clients.client(_endpoint(http_fake)), instructions="Warmly.")
+    tts = OpenAiTextToSpeech(clients.live(_endpoint(http_fake)), instructions="Warmly.")
     try:
         [_ async for _ in tts.stream(TtsRequest(model=model, voice="alloy", text="Hi."))]
     finally:
