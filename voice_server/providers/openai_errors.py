@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import TypeAlias
 
 import aiohttp
-import httpx2
 import openai
 from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -36,17 +35,14 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float:
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 
-ProviderFailure: TypeAlias = (
-    openai.OpenAIError | httpx2.TransportError | aiohttp.ClientError | WebSocketException | OSError
-)
+ProviderFailure: TypeAlias = openai.OpenAIError | aiohttp.ClientError | WebSocketException | OSError
 
 
 def provider_error(error: ProviderFailure, provider: str) -> ProviderError:
     """Map any failure of an OpenAI call to the one error type callers handle.
 
     HTTP (docs/openai.md §3): status errors are retryable for 408, 409, 429 and 5xx; connection
-    errors and timeouts always, including the raw `httpx2` ones a streamed body raises while it
-    is read (`with_streaming_response` does not wrap them) and aiohttp's (`openai_live`).
+    errors and timeouts always, the SDK's and those of aiohttp under `openai_live`.
     WebSocket (§3, not wrapped by the SDK): a handshake refused with a status is judged by that
     status; a dropped connection, a refused socket or our own `asyncio.timeout` (a
     `TimeoutError`, an `OSError`) is retryable.
@@ -55,15 +51,9 @@ def provider_error(error: ProviderFailure, provider: str) -> ProviderError:
         return status_error(error.status_code, error.message, provider)
     if isinstance(error, InvalidStatus):
         return status_error(error.response.status_code, str(error), provider)
-    if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException | TimeoutError):
+    if isinstance(error, openai.APITimeoutError | TimeoutError):
         return ProviderError("timed out", provider=provider, retryable=True)
-    transport = (
-        openai.APIConnectionError
-        | httpx2.TransportError
-        | aiohttp.ClientError
-        | WebSocketException
-        | OSError
-    )
+    transport = openai.APIConnectionError | aiohttp.ClientError | WebSocketException | OSError
     if isinstance(error, transport):
         return ProviderError(f"connection failed: {error}", provider=provider, retryable=True)
     websocket_closed = openai.WebSocketConnectionClosedError | openai.WebSocketQueueFullError

@@ -29,7 +29,7 @@ from voice_server.providers.base import (
     ToolCall,
     ToolSpec,
 )
-from voice_server.providers.openai_live import LiveRequests
+from voice_server.providers.openai_live import READ_BYTES, LiveRequests
 
 PROVIDER = "openai-llm"
 
@@ -92,7 +92,7 @@ async def _chunks(events: aiohttp.StreamReader) -> AsyncGenerator[dict[str, Any]
     """The stream's chunks, until `data: [DONE]`. One event is one `data:` line, as OpenAI and
     the compatible servers send them; blank lines, comments and `event:` lines are skipped."""
     pending = b""
-    async for received in events.iter_any():
+    async for received in events.iter_chunked(READ_BYTES):
         lines = (pending + received).split(b"\n")
         pending = lines.pop()
         for line in lines:

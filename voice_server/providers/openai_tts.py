@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from voice_server.providers.base import TtsRequest
-from voice_server.providers.openai_live import LiveRequests
+from voice_server.providers.openai_live import READ_BYTES, LiveRequests
 
 PROVIDER = "openai-tts"
 PCM_RATE_HZ = 24_000  # what `response_format="pcm"` produces (§6)
@@ -41,5 +41,5 @@ class OpenAiTextToSpeech:
         if self._instructions and takes_instructions(request.model):
             body["instructions"] = self._instructions
         async with self._requests.post("audio/speech", body, PROVIDER) as audio:
-            async for chunk in audio.iter_any():
+            async for chunk in audio.iter_chunked(READ_BYTES):
                 yield PCM_RATE_HZ, chunk
