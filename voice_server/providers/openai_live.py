@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx2
@@ -84,6 +86,7 @@ class LiveRequests:
         self._timeout = aiohttp.ClientTimeout(
             connect=tuning.total_s, sock_connect=tuning.connect_s, sock_read=tuning.read_s
         )
+        self._proxy = env_proxy(self._base_url)
         self._session: aiohttp.ClientSession | None = None
 
     @asynccontextmanager
@@ -118,10 +121,12 @@ class LiveRequests:
             retry += 1
 
     def _open_session(self) -> aiohttp.ClientSession:
-        """The SDK's limits, trust store and proxy settings (`HTTPS_PROXY`), over aiohttp."""
+        """The SDK's connection limit and trust store, over aiohttp. Not aiohttp's `trust_env`:
+        it reads `~/.netrc` and the proxy settings in a thread for every request (a tenth of
+        the server's CPU at 200 calls); the proxy is read once instead (`env_proxy`)."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=1000, ssl=httpx2.create_ssl_context())
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def _attempt(
@@ -130,7 +135,7 @@ class LiveRequests:
         backoff = BACKOFF_S * 2.0**retry * (1 - 0.25 * random.random())
         try:
             response = await self._open_session().post(
-                url, data=data, headers=self._headers, timeout=self._timeout
+                url, data=data, headers=self._headers, timeout=self._timeout, proxy=self._proxy
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise _Failed(provider_error(error, provider), backoff) from error
@@ -150,6 +155,15 @@ class LiveRequests:
         if should == "true" or refused.retryable:
             raise _Failed(refused, pause or backoff)
         raise _Failed(refused, None)
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (`HTTPS_PROXY` or `HTTP_PROXY` by its scheme,
+    unless `NO_PROXY` covers its host), as the SDK's httpx2 client would use it."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _message(text: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.voice_server.openai_fakes import TUNING, FakeOpenAiHttp, HttpFailure, text_deltas
 from voice_server.providers.base import ChatMessage, LlmRequest, LlmUsage, ProviderError, TtsRequest
+from voice_server.providers.openai_live import env_proxy
 from voice_server.providers.openai_registry import OpenAiProviders, openai_defaults
 
 HI = LlmRequest("gpt-5.4-mini", [ChatMessage("user", "Hi")])
@@ -102,3 +103,17 @@ async def test_a_refused_connection_is_reported_as_worth_trying_again() -> None:
         await providers.aclose()
 
     assert raised.value.retryable
+
+
+def test_the_proxy_is_the_one_the_environment_names_for_the_scheme_unless_the_host_is_exempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("https_proxy", "http_proxy", "no_proxy", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1") is None
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,vllm.internal")
+    assert env_proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert env_proxy("http://api.openai.com/v1") is None  # no HTTP_PROXY
+    assert env_proxy("https://vllm.internal:8000/v1") is None
