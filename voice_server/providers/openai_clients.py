@@ -9,11 +9,9 @@ and at most one retry. The SDK honours a server's `Retry-After` of up to 120 s b
 response hook marks such responses `x-should-retry: false` (obeyed by `_should_retry`), so the
 call falls back at once instead.
 
-The SDK's requests go over aiohttp, through its own `DefaultAioHttpClient` (its `aiohttp`
-extra), not its default httpx2 and httpcore2: over aiohttp the server took 16 % less CPU for
-the same calls (two servers on one core, 70 calls each, `scripts/bench`). Timeouts keep their
-meaning: `connect_s` for the connection, `read_s` between two reads, `total_s` for a free
-connection from the pool.
+The SDK's own HTTP requests (utterance transcriptions) go over aiohttp too, through its
+`DefaultAioHttpClient` (its `aiohttp` extra), with the same timeouts: `connect_s` for the
+connection, `read_s` between two reads, `total_s` for a free connection from the pool.
 """
 
 from __future__ import annotations

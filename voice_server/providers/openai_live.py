@@ -3,8 +3,9 @@ straight over aiohttp rather than through the SDK.
 
 Both are a JSON POST answered by a streamed body. Through the SDK each one went through its
 typed-parameter transform, httpx2's request and URL models and the SDK's httpx2-to-aiohttp
-adapter, a tenth of the server's CPU at 200 calls (`scripts/bench`; a speech request per
-sentence). Here the URL and headers are made once per endpoint from the SDK's own client (its
+adapter, a tenth of the server's profile at 200 calls (a speech request per sentence); sent
+here, the server takes 15-17 % less CPU for the same calls (`scripts/bench`, alternating runs).
+Here the URL and headers are made once per endpoint from the SDK's own client (its
 base URL, key, organisation, project and identifying headers) and the body by orjson, with the
 endpoint's timeouts and the SDK's retry policy: up to `max_retries` more attempts after a
 failed connection, a timeout, or a 408, 409, 429 or 5xx (a server's `x-should-retry` decides
