@@ -18,8 +18,8 @@ profile-top.txt) and the logs to var/bench/<time>/ and prints the table.
 
 With `--pin` (the default) the one-worker server runs alone on CPU 0 and everything else
 (database, stand-ins, load generator) on CPU 1; two workers and their helpers share all CPUs.
-The stand-ins run at real-time priority where permitted (`bench_lib.stack.running_stack`), so
-that their latencies stay fixed when their CPU is busy.
+The stand-ins and the database run at real-time priority where permitted
+(`bench_lib.stack.running_stack`), so that their latencies stay fixed when their CPU is busy.
 
 The table, one line per step (W workers, N concurrent calls):
   fail          calls that could not be placed or were ended early by the server
@@ -308,7 +308,7 @@ def _run(args: argparse.Namespace, *, out: Path, stack: Stack) -> dict[str, Any]
         "machine": {
             "nproc": os.cpu_count(),
             "memory_gb": _memory_gb(),
-            "standins_prioritised": stack.standins_prioritised,
+            "dependencies_prioritised": stack.dependencies_prioritised,
         },
         "settings": {k: str(v) for k, v in vars(args).items()},
         "fixed_ms": bench.fixed_ms,
@@ -327,9 +327,9 @@ def _memory_gb() -> float:
 def _report(results: dict[str, Any], out: Path) -> None:
     machine = results["machine"]
     priority = (
-        "the stand-ins above the other helpers"
-        if machine["standins_prioritised"]
-        else "the stand-ins NOT prioritised (run as root: their waits for a CPU count as ours)"
+        "the stand-ins and the database above the load generator"
+        if machine["dependencies_prioritised"]
+        else "the stand-ins and the database NOT prioritised (run as root: their waits count)"
     )
     print(f"\nmachine: nproc {machine['nproc']}, memory {machine['memory_gb']} GB; {priority}")
     endpointing = sorted({e for r in results["rows"] for e in r["stand_in_endpointing_ms"]})

@@ -83,8 +83,8 @@ class Stack:
     database_uri: str
     env: dict[str, str]  # the server's settings: database, secrets, OPENAI_* → the stand-ins
     helpers: dict[str, int]  # name → pid: "database", "standins-http", "standins-realtime"
-    standins_prioritised: bool
-    """Whether the stand-ins run above the other helpers (`procs.prioritise`)."""
+    dependencies_prioritised: bool
+    """Whether the stand-ins and the database run above the load generator (`procs.prioritise`)."""
 
 
 @contextmanager
@@ -93,10 +93,11 @@ def running_stack(out: Path, latencies: Latencies, mode: str = "pipeline") -> It
     and the stand-ins, for as long as the block runs; the stand-ins log to
     `out/standins.log`. Call it outside any running event loop.
 
-    The stand-ins are prioritised where the system allows: they share a CPU with the database
-    and the load generator, and every millisecond they wait for it beyond their fixed latency
-    would be counted as the server's own time (at 200 calls, without it, they added some 50 ms
-    to the server's p95)."""
+    The stand-ins and the database, what the server waits on, are prioritised where the system
+    allows: they share a CPU with the load generator. Every millisecond a stand-in waits for that
+    CPU beyond its fixed latency would count as the server's own time (some 50 ms of its p95 at
+    200 calls), and a database starved of it fails new calls (from 300 calls, where that CPU is
+    full). The load generator gets what is left, so its own delays count in `own` latencies."""
     key = SecretBox.generate_key()
     with EmbeddedDatabase(out / "db") as database:
         line = asyncio.run(seed(database.uri, key, MODES[mode]))
@@ -133,10 +134,11 @@ def running_stack(out: Path, latencies: Latencies, mode: str = "pipeline") -> It
             }
             found = [p for p in procs.children(os.getpid()) if "secantus" in procs.command_line(p)]
             helpers = {f"standins-{part}": process.pid for part, process in standins.items()}
+            helpers["database"] = found[0]
             prioritised = True
             for pid in helpers.values():  # every one, even after a refusal
                 prioritised = procs.prioritise(pid) and prioritised
-            yield Stack(line, database.uri, env, {**helpers, "database": found[0]}, prioritised)
+            yield Stack(line, database.uri, env, helpers, prioritised)
         finally:
             for process in standins.values():
                 procs.stop(process)
