@@ -172,7 +172,7 @@ def _message(text: str) -> str:
     try:
         body = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return text.strip()[:500]
+        body = None
     error = body.get("error") if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     return message if isinstance(message, str) else text.strip()[:500]

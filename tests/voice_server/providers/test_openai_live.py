@@ -1,6 +1,6 @@
 """The chat and speech requests sent straight over aiohttp (`openai_live`), against the HTTP
-stand-in: what they carry besides the body, and the retry policy's edges that the SDK's own
-tests in `test_openai_providers` do not reach."""
+stand-in: what they carry besides the body, and the edges of the retry policy and of the
+errors that `test_openai_providers` does not reach."""
 
 from __future__ import annotations
 
